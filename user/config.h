@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/* Settings of rsplice-edge and rsplice-agent: command-line flags and an INI file
+ * (libinih).  Flags override the file.  All int functions return 0 or -errno and
+ * print one line "Error: ..." naming the problem on failure. */
+#ifndef RSPLICE_CONFIG_H
+#define RSPLICE_CONFIG_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "relay.h"
+
+#define RS_NAME_MAX 63      /* service name: 1..63 of [A-Za-z0-9_.-] */
+#define RS_MAX_ROUTES 256
+#define RS_MAX_SERVICES 256
+
+struct rs_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[128]; /* as the user wrote it (host:port), for logs */
+};
+
+struct rs_route {              /* edge: public bind address -> service name */
+	struct rs_addr bind;
+	char service[RS_NAME_MAX + 1];
+};
+
+struct rs_service {            /* agent: service name -> LAN address */
+	char name[RS_NAME_MAX + 1];
+	struct rs_addr addr;
+};
+
+struct rs_common {
+	char token_file[256];
+	uint8_t token[64];         /* raw bytes of the token file, trailing newline stripped */
+	size_t token_len;          /* at least 16 */
+	enum dp_mode datapath;
+	char pin_dir[256];         /* empty = RS_PIN_DIR_DEFAULT */
+	int verbose;               /* 0 info, 1 debug */
+	unsigned int heartbeat_ms; /* control-connection ping interval, default 5000 */
+};
+
+struct rs_edge_config {
+	struct rs_common c;
+	struct rs_addr control;        /* --control, default 0.0.0.0:7000 */
+	struct rs_route routes[RS_MAX_ROUTES];
+	int n_routes;
+	unsigned int agent_wait_ms;    /* --agent-wait: how long a client waits for an agent, default 10000 */
+	unsigned int connect_timeout_ms; /* --connect-timeout: request -> data hello, default 10000 */
+	unsigned int hello_timeout_ms; /* --hello-timeout: accept -> complete hello, default 5000 */
+	unsigned int max_pending;      /* --max-pending: clients waiting for a data connection, default 1024 */
+};
+
+struct rs_agent_config {
+	struct rs_common c;
+	struct rs_addr edge;           /* --edge HOST:PORT (resolved once at start) */
+	char edge_host[256];           /* as given, re-resolved on every reconnect */
+	struct rs_service services[RS_MAX_SERVICES];
+	int n_services;
+	char name[RS_NAME_MAX + 1];    /* --name: agent name shown in edge logs, default hostname */
+	unsigned int connect_timeout_ms; /* dialing the LAN service and the edge, default 5000 */
+	unsigned int backoff_min_ms;   /* reconnect backoff, default 500 */
+	unsigned int backoff_max_ms;   /* default 30000 */
+};
+
+/* Parse "HOST:PORT", "[V6]:PORT" or (when default_host != NULL) "PORT". */
+int rs_addr_parse(const char *s, const char *default_host, struct rs_addr *out);
+/* "[BIND_ADDR:]PORT=SERVICE" */
+int rs_route_parse(const char *s, struct rs_route *out);
+/* "NAME=HOST:PORT" */
+int rs_service_parse(const char *s, struct rs_service *out);
+int rs_name_valid(const char *name);
+/* Reads the token; refuses empty or shorter than 16 bytes. */
+int rs_token_load(struct rs_common *c);
+
+/* Full parse of argv (including -c FILE).  Returns 0 to run, 1 when --help or
+ * --version was printed (exit 0), -errno on error (message already printed). */
+int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg);
+int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg);
+
+#endif

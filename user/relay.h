@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* Forwarding of one socket pair, end to end, until both directions are closed.
+ *
+ * relay_start() takes ownership of two connected TCP sockets and forwards bytes
+ * both ways: in the kernel through the BPF sockhash when the data path allows it,
+ * otherwise with splice(2) through pipes.  Semantics are the same on both paths:
+ * bytes already queued on either socket are delivered in order, a half-close
+ * (FIN) is forwarded only after every byte before it, a reset or error on one
+ * side resets the other promptly.  The relay closes both fds when it is done. */
+#ifndef RSPLICE_RELAY_H
+#define RSPLICE_RELAY_H
+
+#include <stdint.h>
+
+enum dp_mode { DP_AUTO = 0, DP_SOCKMAP, DP_SPLICE };
+
+const char *dp_mode_name(enum dp_mode m);
+/* "auto" | "sockmap" | "splice" -> 0 and *out, else -EINVAL */
+int dp_mode_parse(const char *s, enum dp_mode *out);
+
+/* Call once after loop_init().  pin_dir NULL = default.  With DP_SOCKMAP the
+ * BPF objects must be attached (else -ENOENT with a clear log line); with
+ * DP_AUTO it logs which path new connections take.  0 or -errno. */
+int relay_init(enum dp_mode mode, const char *pin_dir);
+
+struct relay_stats {
+	uint64_t bytes_ab; /* bytes forwarded from fd_a to fd_b */
+	uint64_t bytes_ba;
+	const char *path;  /* "sockmap" or "splice" */
+	const char *end;   /* "closed", "reset", "timeout", "error" */
+};
+
+typedef void (*relay_done_fn)(void *ctx, const struct relay_stats *st);
+
+/* id is only used in log lines.  done may be NULL; it is called once, after
+ * both fds are closed.  Returns 0 or -errno (on error the fds are closed). */
+int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx);
+
+/* live relays by path, for status and tests */
+unsigned int relay_count(const char *path);
+
+#endif
