@@ -16,6 +16,8 @@ static int heap_len, heap_cap;
 /* events fetched by the current epoll_wait, so loop_forget can neutralise them */
 static struct epoll_event events[MAX_EVENTS];
 static int n_events, cur_event;
+static void **graveyard;
+static int grave_len, grave_cap;
 
 uint64_t now_ms(void)
 {
@@ -50,6 +52,28 @@ void loop_forget(struct ev_handler *h)
 }
 
 void loop_stop(void) { running = false; }
+
+int loop_defer_free(void *p)
+{
+	if (grave_len == grave_cap) {
+		int cap = grave_cap ? grave_cap * 2 : 64;
+		void **n = realloc(graveyard, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		graveyard = n;
+		grave_cap = cap;
+	}
+	graveyard[grave_len++] = p;
+	return 0;
+}
+
+static void empty_graveyard(void)
+{
+	for (int i = 0; i < grave_len; i++)
+		free(graveyard[i]);
+	grave_len = 0;
+}
 
 /* ---- timer heap ---- */
 
@@ -177,6 +201,7 @@ int loop_run(void)
 		}
 		n_events = 0;
 		run_timers();
+		empty_graveyard();
 	}
 	return 0;
 }

@@ -30,6 +30,10 @@ void loop_stop(void);
  * their owner calls loop_forget(h) before freeing h. */
 void loop_forget(struct ev_handler *h);
 
+/* Free p (with free()) after the current dispatch round, so that callbacks
+ * further up the stack may still look at the object they were called for. */
+int loop_defer_free(void *p);
+
 uint64_t now_ms(void);
 void timer_init(struct timer *t, void (*fn)(struct timer *t));
 /* (Re)arm to fire after delay_ms. */

@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: MIT
+/* rsplice-agent: runs inside the LAN and only dials out (NAT friendly).
+ *
+ * Phonebook: service name -> LAN address (--service).  It keeps one
+ * authenticated control connection to the edge (reconnecting with exponential
+ * backoff and jitter) and, for every CONNECT request, dials the LAN service,
+ * then dials the edge and presents a data hello for that request.  The pair
+ * (LAN connection, data connection) is handed to the relay.  Data connections
+ * do not depend on the control connection once they are open. */
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ctl.h"
+#include "log.h"
+#include "loop.h"
+#include "net.h"
+#include "proto.h"
+#include "relay.h"
+
+#define HANDSHAKE_TIMEOUT_MS 10000
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+struct session {
+	struct ctl ctl;
+	bool edge_verified, authed;
+	uint8_t nonce_a[RS_NONCE_LEN], key[RS_KEY_LEN];
+	struct rs_addr edge; /* the address this session reached: data dials go there too */
+};
+
+enum dial_state { D_LAN, D_EDGE };
+
+/* One CONNECT request being served: dial the LAN service, then the edge. */
+struct dial {
+	uint64_t conn_id;
+	int svc;
+	int lan_fd, edge_fd;
+	enum dial_state state;
+	struct ev_handler ev;
+	struct timer timer;
+	uint8_t key[RS_KEY_LEN];
+	struct rs_addr edge;
+};
+
+static struct rs_agent_config cfg;
+static struct session *sess;
+static struct timer reconnect_timer;
+static unsigned int attempt;
+static unsigned int n_dials;
+
+static void schedule_reconnect(void);
+
+/* ---- data connections ---- */
+
+static void report_fail(uint64_t id, int err)
+{
+	uint8_t payload[12];
+	size_t len = rs_enc_connect_fail(payload, id, err);
+
+	if (sess && sess->authed)
+		ctl_send(&sess->ctl, RS_F_CONNECT_FAIL, payload, len);
+}
+
+static void dial_free(struct dial *d)
+{
+	int fd = d->state == D_LAN ? d->lan_fd : d->edge_fd;
+
+	timer_cancel(&d->timer);
+	loop_del(fd);
+	loop_forget(&d->ev);
+	sodium_memzero(d->key, sizeof(d->key));
+	n_dials--;
+	loop_defer_free(d);
+}
+
+static void dial_fail(struct dial *d, int err, const char *what)
+{
+	const struct rs_service *s = &cfg.services[d->svc];
+
+	pr_warn("conn %016llx: cannot reach %s for service '%s': %s", (unsigned long long)d->conn_id,
+		what, s->name, strerror(err));
+	report_fail(d->conn_id, err);
+	dial_free(d);
+	if (d->lan_fd >= 0)
+		close(d->lan_fd);
+	if (d->edge_fd >= 0)
+		close(d->edge_fd);
+}
+
+static void relay_done(void *ctx, const struct relay_stats *st)
+{
+	uint64_t id = (uint64_t)(uintptr_t)ctx;
+
+	pr_info("conn %016llx: done via %s: %llu bytes service->edge, %llu edge->service (%s)",
+		(unsigned long long)id, st->path, (unsigned long long)st->bytes_ab,
+		(unsigned long long)st->bytes_ba, st->end);
+}
+
+static void dial_edge_done(struct dial *d)
+{
+	struct rs_hello h;
+	ssize_t n;
+	int ret;
+
+	rs_hello_data(&h, d->conn_id, d->key);
+	/* a fresh socket's send buffer always has room for 48 bytes */
+	n = send(d->edge_fd, &h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n != (ssize_t)sizeof(h)) {
+		dial_fail(d, n < 0 ? errno : EIO, "the edge (sending the data hello)");
+		return;
+	}
+	pr_debug("conn %016llx: data connection open for service '%s'",
+		 (unsigned long long)d->conn_id, cfg.services[d->svc].name);
+	dial_free(d);
+	ret = relay_start(d->lan_fd, d->edge_fd, d->conn_id, relay_done,
+			  (void *)(uintptr_t)d->conn_id);
+	if (ret)
+		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)d->conn_id,
+			strerror(-ret));
+}
+
+static void dial_start_edge(struct dial *d)
+{
+	bool busy;
+	int fd = net_connect((struct sockaddr *)&d->edge.ss, d->edge.len, &busy);
+
+	if (fd < 0) {
+		dial_fail(d, -fd, "the edge");
+		return;
+	}
+	net_nodelay(fd);
+	loop_del(d->lan_fd);
+	d->edge_fd = fd;
+	d->state = D_EDGE;
+	if (loop_add(fd, EPOLLOUT, &d->ev)) {
+		dial_fail(d, errno, "the edge");
+		return;
+	}
+	if (!busy)
+		dial_edge_done(d);
+}
+
+static void dial_event(struct ev_handler *h, uint32_t events)
+{
+	struct dial *d = container_of(h, struct dial, ev);
+	int fd = d->state == D_LAN ? d->lan_fd : d->edge_fd;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+	if (err) {
+		dial_fail(d, err, d->state == D_LAN ? cfg.services[d->svc].addr.text : "the edge");
+		return;
+	}
+	if (d->state == D_LAN) {
+		net_nodelay(d->lan_fd);
+		dial_start_edge(d);
+	} else {
+		dial_edge_done(d);
+	}
+}
+
+static void dial_timeout(struct timer *t)
+{
+	struct dial *d = container_of(t, struct dial, timer);
+
+	dial_fail(d, ETIMEDOUT,
+		  d->state == D_LAN ? cfg.services[d->svc].addr.text : "the edge");
+}
+
+static int find_service(const char *name)
+{
+	for (int i = 0; i < cfg.n_services; i++)
+		if (!strcmp(cfg.services[i].name, name))
+			return i;
+	return -1;
+}
+
+static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
+{
+	uint64_t id;
+	char name[64];
+	struct dial *d;
+	bool busy;
+	int svc, fd;
+
+	*ret = rs_dec_connect(f, &id, name);
+	if (*ret) {
+		*why = "malformed CONNECT frame";
+		return;
+	}
+	svc = find_service(name);
+	if (svc < 0) {
+		pr_warn("conn %016llx: edge asked for unknown service '%s'", (unsigned long long)id, name);
+		report_fail(id, ENOENT);
+		return;
+	}
+	fd = net_connect((struct sockaddr *)&cfg.services[svc].addr.ss, cfg.services[svc].addr.len,
+			 &busy);
+	if (fd < 0) {
+		pr_warn("conn %016llx: cannot reach %s for service '%s': %s", (unsigned long long)id,
+			cfg.services[svc].addr.text, name, strerror(-fd));
+		report_fail(id, -fd);
+		return;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		close(fd);
+		report_fail(id, ENOMEM);
+		return;
+	}
+	d->conn_id = id;
+	d->svc = svc;
+	d->lan_fd = fd;
+	d->edge_fd = -1;
+	d->state = D_LAN;
+	d->ev.fn = dial_event;
+	memcpy(d->key, sess->key, RS_KEY_LEN);
+	d->edge = sess->edge;
+	timer_init(&d->timer, dial_timeout);
+	n_dials++;
+	if (loop_add(fd, EPOLLOUT, &d->ev)) {
+		n_dials--;
+		close(fd);
+		free(d);
+		report_fail(id, ENOMEM);
+		return;
+	}
+	timer_arm(&d->timer, cfg.connect_timeout_ms);
+	if (!busy) {
+		net_nodelay(fd);
+		dial_start_edge(d);
+	}
+}
+
+/* ---- control connection ---- */
+
+static void send_services(struct session *s)
+{
+	uint8_t payload[RS_FRAME_MAX];
+	const char *names[RS_MAX_SERVICES];
+	int len;
+
+	for (int i = 0; i < cfg.n_services; i++)
+		names[i] = cfg.services[i].name;
+	len = rs_enc_services(payload, sizeof(payload), names, cfg.n_services);
+	if (len < 0) {
+		ctl_close(&s->ctl, "too many services for one SERVICES frame");
+		return;
+	}
+	ctl_send(&s->ctl, RS_F_SERVICES, payload, (size_t)len);
+}
+
+static int on_server_hello(struct session *s, const struct rs_frame *f, const char **why)
+{
+	uint8_t want[RS_MAC_LEN], payload[RS_MAC_LEN + 1 + RS_NAME_MAX], mac[RS_MAC_LEN];
+	const uint8_t *nonce_e = f->payload;
+	size_t len;
+
+	if (f->type != RS_F_SERVER_HELLO || f->len != RS_NONCE_LEN + RS_MAC_LEN) {
+		*why = f->type == RS_F_ERROR ? "edge refused the connection" : "expected SERVER_HELLO";
+		return -EPROTO;
+	}
+	rs_mac_edge(cfg.c.token, cfg.c.token_len, s->nonce_a, nonce_e, want);
+	if (rs_mac_equal(want, f->payload + RS_NONCE_LEN)) {
+		*why = "the edge does not know our token (wrong token, or not an rsplice edge)";
+		return -EPERM;
+	}
+	s->edge_verified = true;
+	rs_session_key(cfg.c.token, cfg.c.token_len, s->nonce_a, nonce_e, s->key);
+	rs_mac_agent(cfg.c.token, cfg.c.token_len, s->nonce_a, nonce_e, cfg.name, mac);
+	len = rs_enc_auth(payload, mac, cfg.name);
+	ctl_send(&s->ctl, RS_F_AUTH, payload, len);
+	return 0;
+}
+
+static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const char **why)
+{
+	struct session *s = container_of(ctl, struct session, ctl);
+	int ret = 0;
+
+	if (f->type == RS_F_ERROR) {
+		pr_warn("edge %s reports: %.*s", s->edge.text, (int)(f->len > 255 ? 255 : f->len),
+			f->payload);
+		*why = "edge closed the session";
+		return -ECONNABORTED;
+	}
+	if (!s->edge_verified)
+		return on_server_hello(s, f, why);
+	if (!s->authed) {
+		if (f->type != RS_F_AUTH_OK || f->len) {
+			*why = "expected AUTH_OK";
+			return -EPROTO;
+		}
+		s->authed = true;
+		attempt = 0;
+		pr_info("authenticated to edge %s as '%s'; offering %d service(s)", s->edge.text,
+			cfg.name, cfg.n_services);
+		ctl_heartbeat_start(&s->ctl);
+		send_services(s);
+		return 0;
+	}
+	if (f->type != RS_F_CONNECT) {
+		*why = "unexpected frame from edge";
+		return -EPROTO;
+	}
+	handle_connect(f, why, &ret);
+	return ret;
+}
+
+static void session_on_connected(struct ctl *ctl)
+{
+	struct session *s = container_of(ctl, struct session, ctl);
+	struct rs_hello h;
+
+	pr_info("connected to edge %s", s->edge.text);
+	net_keepalive(ctl->fd, 30, 10, 3);
+	rs_hello_control(&h, s->nonce_a);
+	ctl_send_raw(ctl, &h, sizeof(h));
+}
+
+static void session_on_close(struct ctl *ctl, const char *why)
+{
+	struct session *s = container_of(ctl, struct session, ctl);
+
+	pr_warn("control connection to edge %s lost: %s", s->edge.text, why);
+	sodium_memzero(s->key, sizeof(s->key));
+	if (sess == s)
+		sess = NULL;
+	loop_defer_free(s);
+	schedule_reconnect();
+}
+
+static const struct ctl_ops session_ops = {
+	.on_frame = session_on_frame,
+	.on_close = session_on_close,
+	.on_connected = session_on_connected,
+};
+
+static void reconnect(struct timer *t)
+{
+	struct session *s;
+	bool busy;
+	int fd, ret;
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		schedule_reconnect();
+		return;
+	}
+	/* re-resolve every time: the edge's address may change */
+	ret = rs_addr_parse(cfg.edge_host, NULL, &s->edge);
+	if (ret) {
+		s->edge = cfg.edge;
+	}
+	randombytes_buf(s->nonce_a, sizeof(s->nonce_a));
+	fd = net_connect((struct sockaddr *)&s->edge.ss, s->edge.len, &busy);
+	if (fd < 0) {
+		pr_warn("cannot connect to edge %s: %s", s->edge.text, strerror(-fd));
+		free(s);
+		schedule_reconnect();
+		return;
+	}
+	net_nodelay(fd);
+	if (ctl_start(&s->ctl, fd, true, cfg.c.heartbeat_ms, &session_ops, s->edge.text)) {
+		close(fd);
+		free(s);
+		schedule_reconnect();
+		return;
+	}
+	sess = s;
+	ctl_deadline(&s->ctl, HANDSHAKE_TIMEOUT_MS);
+	if (!busy)
+		session_on_connected(&s->ctl);
+}
+
+static void schedule_reconnect(void)
+{
+	uint64_t delay = cfg.backoff_min_ms;
+	uint64_t jitter;
+
+	for (unsigned int i = 0; i < attempt && delay < cfg.backoff_max_ms; i++)
+		delay *= 2;
+	if (delay > cfg.backoff_max_ms)
+		delay = cfg.backoff_max_ms;
+	/* full jitter on the upper half: agents behind one NAT do not reconnect in lockstep */
+	jitter = delay / 2 ? randombytes_uniform((uint32_t)(delay / 2 + 1)) : 0;
+	delay = delay - delay / 2 + jitter;
+	if (attempt < 32)
+		attempt++;
+	pr_info("reconnecting to edge in %llu ms", (unsigned long long)delay);
+	timer_arm(&reconnect_timer, delay);
+}
+
+/* ---- main ---- */
+
+static struct ev_handler sig_ev;
+static int sig_fd = -1;
+
+static void signal_event(struct ev_handler *h, uint32_t events)
+{
+	struct signalfd_siginfo si;
+
+	if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		pr_info("signal %u: shutting down", si.ssi_signo);
+		loop_stop();
+	}
+}
+
+static int signals_setup(void)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &set, NULL))
+		return -errno;
+	sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sig_fd < 0)
+		return -errno;
+	sig_ev.fn = signal_event;
+	return loop_add(sig_fd, EPOLLIN, &sig_ev);
+}
+
+int main(int argc, char **argv)
+{
+	int ret;
+
+	log_set_prog("rsplice-agent");
+	ret = rs_agent_config_load(argc, argv, &cfg);
+	if (ret)
+		return ret > 0 ? 0 : 1;
+	if (cfg.c.verbose)
+		log_set_level(LOG_LEVEL_DEBUG);
+	log_quiet_libbpf();
+	if (sodium_init() < 0) {
+		pr_warn("Error: libsodium failed to initialise");
+		return 1;
+	}
+	ret = loop_init();
+	if (!ret)
+		ret = signals_setup();
+	if (!ret)
+		ret = relay_init(cfg.c.datapath, cfg.c.pin_dir[0] ? cfg.c.pin_dir : NULL);
+	if (ret)
+		return 1;
+	for (int i = 0; i < cfg.n_services; i++)
+		pr_info("service '%s' -> %s", cfg.services[i].name, cfg.services[i].addr.text);
+	timer_init(&reconnect_timer, reconnect);
+	reconnect(&reconnect_timer);
+	ret = loop_run();
+	if (ret)
+		pr_warn("event loop failed: %s", strerror(-ret));
+	return ret ? 1 : 0;
+}
