@@ -8,18 +8,17 @@
  * (LAN connection, data connection) is handed to the relay.  Data connections
  * do not depend on the control connection once they are open. */
 #include <errno.h>
-#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "ctl.h"
+#include "daemon.h"
 #include "log.h"
 #include "loop.h"
 #include "net.h"
@@ -403,36 +402,6 @@ static void schedule_reconnect(void)
 
 /* ---- main ---- */
 
-static struct ev_handler sig_ev;
-static int sig_fd = -1;
-
-static void signal_event(struct ev_handler *h, uint32_t events)
-{
-	struct signalfd_siginfo si;
-
-	if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
-		pr_info("signal %u: shutting down", si.ssi_signo);
-		loop_stop();
-	}
-}
-
-static int signals_setup(void)
-{
-	sigset_t set;
-
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	if (sigprocmask(SIG_BLOCK, &set, NULL))
-		return -errno;
-	sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (sig_fd < 0)
-		return -errno;
-	sig_ev.fn = signal_event;
-	return loop_add(sig_fd, EPOLLIN, &sig_ev);
-}
-
 int main(int argc, char **argv)
 {
 	int ret;
@@ -441,19 +410,7 @@ int main(int argc, char **argv)
 	ret = rs_agent_config_load(argc, argv, &cfg);
 	if (ret)
 		return ret > 0 ? 0 : 1;
-	if (cfg.c.verbose)
-		log_set_level(LOG_LEVEL_DEBUG);
-	log_quiet_libbpf();
-	if (sodium_init() < 0) {
-		pr_warn("Error: libsodium failed to initialise");
-		return 1;
-	}
-	ret = loop_init();
-	if (!ret)
-		ret = signals_setup();
-	if (!ret)
-		ret = relay_init(cfg.c.datapath, cfg.c.pin_dir[0] ? cfg.c.pin_dir : NULL);
-	if (ret)
+	if (daemon_init(&cfg.c))
 		return 1;
 	for (int i = 0; i < cfg.n_services; i++)
 		pr_info("service '%s' -> %s", cfg.services[i].name, cfg.services[i].addr.text);

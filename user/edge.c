@@ -8,18 +8,17 @@
  * The pair (client, data connection) is then handed to the relay, which
  * splices it in the kernel when it can.  The edge never learns LAN addresses. */
 #include <errno.h>
-#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "ctl.h"
+#include "daemon.h"
 #include "log.h"
 #include "loop.h"
 #include "net.h"
@@ -618,36 +617,6 @@ static int listener_open(struct listener *l, const struct rs_addr *a, int route)
 
 /* ---- main ---- */
 
-static struct ev_handler sig_ev;
-static int sig_fd = -1;
-
-static void signal_event(struct ev_handler *h, uint32_t events)
-{
-	struct signalfd_siginfo si;
-
-	if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
-		pr_info("signal %u: shutting down", si.ssi_signo);
-		loop_stop();
-	}
-}
-
-static int signals_setup(void)
-{
-	sigset_t set;
-
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	if (sigprocmask(SIG_BLOCK, &set, NULL))
-		return -errno;
-	sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (sig_fd < 0)
-		return -errno;
-	sig_ev.fn = signal_event;
-	return loop_add(sig_fd, EPOLLIN, &sig_ev);
-}
-
 int main(int argc, char **argv)
 {
 	int ret;
@@ -656,19 +625,7 @@ int main(int argc, char **argv)
 	ret = rs_edge_config_load(argc, argv, &cfg);
 	if (ret)
 		return ret > 0 ? 0 : 1;
-	if (cfg.c.verbose)
-		log_set_level(LOG_LEVEL_DEBUG);
-	log_quiet_libbpf();
-	if (sodium_init() < 0) {
-		pr_warn("Error: libsodium failed to initialise");
-		return 1;
-	}
-	ret = loop_init();
-	if (!ret)
-		ret = signals_setup();
-	if (!ret)
-		ret = relay_init(cfg.c.datapath, cfg.c.pin_dir[0] ? cfg.c.pin_dir : NULL);
-	if (ret)
+	if (daemon_init(&cfg.c))
 		return 1;
 	if (listener_open(&control_l, &cfg.control, -1))
 		return 1;

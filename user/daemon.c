@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+#include "daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+#include "relay.h"
+
+static struct ev_handler sig_ev;
+static int sig_fd = -1;
+
+static void signal_event(struct ev_handler *h, uint32_t events)
+{
+	struct signalfd_siginfo si;
+
+	if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		pr_info("signal %s: shutting down", strsignal((int)si.ssi_signo));
+		loop_stop();
+	}
+}
+
+static int signals_setup(void)
+{
+	sigset_t set;
+
+	/* a peer that resets while we write must give EPIPE, not kill us */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &set, NULL))
+		return -errno;
+	sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sig_fd < 0)
+		return -errno;
+	sig_ev.fn = signal_event;
+	return loop_add(sig_fd, EPOLLIN, &sig_ev);
+}
+
+int daemon_init(const struct rs_common *c)
+{
+	int ret;
+
+	if (c->verbose)
+		log_set_level(LOG_LEVEL_DEBUG);
+	log_quiet_libbpf();
+	if (sodium_init() < 0) {
+		pr_warn("Error: libsodium failed to initialise");
+		return -EIO;
+	}
+	ret = loop_init();
+	if (!ret)
+		ret = signals_setup();
+	if (ret) {
+		pr_warn("Error: cannot set up the event loop: %s", strerror(-ret));
+		return ret;
+	}
+	return relay_init(c->datapath, c->pin_dir[0] ? c->pin_dir : NULL);
+}
