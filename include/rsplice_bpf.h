@@ -33,5 +33,9 @@ _Static_assert(sizeof(struct rs_peer) == 32, "struct rs_peer is shared ABI");
 #define RS_PIN_SOCKHASH "sockhash"
 #define RS_PIN_PEERS "peers"
 #define RS_PIN_VERDICT "verdict"
+/* The stream parser is always attached: verdict-only mode mishandles an skb
+ * that user space read partially before splicing (it forwards the read bytes
+ * again and then stalls; selftests/probe_partial_read.c shows it). */
+#define RS_PIN_PARSER "parser"
 
 #endif

@@ -26,4 +26,14 @@ void rs_maps_close(struct rs_maps *m);
  * -errno on error.  One bpf(BPF_PROG_QUERY) syscall: cheap enough per connection. */
 int rs_maps_attached(const struct rs_maps *m);
 
+/* --- appended for the rsplice CLI --- */
+
+
+#include <stddef.h>
+
+/* "<pin_dir>/<name>" into buf: 0, or -ENAMETOOLONG. */
+int rs_pin_path(char *buf, size_t size, const char *pin_dir, const char *name);
+/* Number of keys in a hash map (e.g. peers_fd: 2 per spliced pair), or -errno. */
+int rs_map_count_keys(int map_fd);
+
 #endif

@@ -1,0 +1,855 @@
+// SPDX-License-Identifier: MIT
+/* rsplice: load, pin, attach, inspect and detach the BPF data path shared by
+ * rsplice-edge and rsplice-agent.  bpftool/iproute2 style: global options,
+ * then a command from cmds[] with its own options. */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "bpf_pins.h"
+#include "log.h"
+#include "rsplice_bpf.h"
+#include "splice.skel.h"
+
+#ifndef RSPLICE_VERSION
+#define RSPLICE_VERSION "0.1.0"
+#endif
+
+#define BPFFS_ROOT "/sys/fs/bpf"
+
+static bool json_output;
+static bool pretty_output;
+static const char *pin_dir_opt;
+
+/* ------------------------------------------------------------------------ */
+/* Minimal JSON writer: enough for flat objects and arrays of objects.      */
+
+static struct {
+	int depth;
+	bool first[16]; /* no member written yet at this depth */
+} jw;
+
+static void jw_indent(void)
+{
+	if (!pretty_output)
+		return;
+	putchar('\n');
+	for (int i = 0; i < jw.depth; i++)
+		fputs("  ", stdout);
+}
+
+static void jw_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = *s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+/* Separator, indentation and "name": before every value; name NULL in arrays. */
+static void jw_member(const char *name)
+{
+	if (!jw.first[jw.depth])
+		putchar(',');
+	jw.first[jw.depth] = false;
+	jw_indent();
+	if (name) {
+		jw_string(name);
+		fputs(pretty_output ? ": " : ":", stdout);
+	}
+}
+
+static void jw_open(const char *name, char brace)
+{
+	if (jw.depth > 0 || name)
+		jw_member(name);
+	putchar(brace);
+	jw.first[++jw.depth] = true;
+}
+
+static void jw_close(char brace)
+{
+	bool empty = jw.first[jw.depth];
+
+	jw.depth--;
+	if (!empty)
+		jw_indent();
+	putchar(brace);
+	if (!jw.depth)
+		putchar('\n');
+}
+
+static void jw_obj_start(const char *name) { jw_open(name, '{'); }
+static void jw_obj_end(void) { jw_close('}'); }
+static void jw_arr_start(const char *name) { jw_open(name, '['); }
+static void jw_arr_end(void) { jw_close(']'); }
+
+static void jw_str(const char *name, const char *val)
+{
+	jw_member(name);
+	jw_string(val);
+}
+
+static void jw_uint(const char *name, unsigned long long val)
+{
+	jw_member(name);
+	printf("%llu", val);
+}
+
+static void jw_bool(const char *name, bool val)
+{
+	jw_member(name);
+	fputs(val ? "true" : "false", stdout);
+}
+
+/* ------------------------------------------------------------------------ */
+
+/* One error line: "Error: ..." on stderr, or {"error": "..."} on stdout. */
+__attribute__((format(printf, 1, 2))) static void p_err(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!json_output) {
+		fprintf(stderr, "Error: %s\n", msg);
+		return;
+	}
+	jw.depth = 0;
+	jw_obj_start(NULL);
+	jw_str("error", msg);
+	jw_obj_end();
+}
+
+static bool is_prefix(const char *pfx, const char *str)
+{
+	return *pfx && !strncmp(str, pfx, strlen(pfx));
+}
+
+static int pin_path(char *buf, size_t size, const char *dir, const char *name)
+{
+	int err = rs_pin_path(buf, size, dir, name);
+
+	if (err)
+		p_err("pin path %s/%s is too long", dir, name);
+	return err;
+}
+
+static bool path_exists(const char *path)
+{
+	struct stat st;
+
+	return !stat(path, &st);
+}
+
+static bool is_bpffs(const char *path)
+{
+	struct statfs st;
+
+	return !statfs(path, &st) && st.f_type == BPF_FS_MAGIC;
+}
+
+/* ------------------------------------------------------------------------ */
+/* attach                                                                   */
+
+struct attach_opts {
+	bool force;
+	__u32 max_socks; /* 0: default (fresh load) or keep (replace) */
+};
+
+static void attach_usage(FILE *f)
+{
+	fprintf(f, "Usage: rsplice attach [ -f ] [ --max-socks N ]\n"
+		   "  -f, --force        replace the program of an attached rsplice; the pinned\n"
+		   "                     maps and the connections spliced through them stay\n"
+		   "  --max-socks N      capacity of the sockhash (2 sockets per spliced\n"
+		   "                     connection), default %d\n",
+		RS_DEFAULT_MAX_SOCKS);
+}
+
+/* The pin dir must live on a bpf filesystem; mount the conventional one if
+ * nothing is mounted there yet (fresh boot, containers). */
+static int ensure_pin_dir(const char *dir)
+{
+	if (!is_bpffs(BPFFS_ROOT) &&
+	    mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700")) {
+		p_err("cannot mount bpffs at %s: %s", BPFFS_ROOT, strerror(errno));
+		return -errno;
+	}
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		p_err("cannot create pin dir %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	if (!is_bpffs(dir)) {
+		p_err("pin dir %s is not on a bpf filesystem", dir);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int attach_progs(struct splice_bpf *skel)
+{
+	int map_fd = bpf_map__fd(skel->maps.rs_sockhash);
+
+	/* The parser must be in place before the verdict: a socket inserted
+	 * in between would get a verdict-only psock (see the parser's comment). */
+	if (bpf_prog_attach(bpf_program__fd(skel->progs.rs_parser), map_fd,
+			    BPF_SK_SKB_STREAM_PARSER, 0))
+		return -errno;
+	if (bpf_prog_attach(bpf_program__fd(skel->progs.rs_verdict), map_fd,
+			    BPF_SK_SKB_STREAM_VERDICT, 0))
+		return -errno;
+	return 0;
+}
+
+/* Pin under a temporary name, then rename over the final one: the daemons
+ * and `status` never see a missing or half-written pin during `attach -f`. */
+static int pin_fd_as(int fd, const char *dir, const char *name)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	int err;
+
+	err = pin_path(path, sizeof(path), dir, name);
+	if (err)
+		return err;
+	/* bpffs refuses names containing '.' (EPERM) */
+	snprintf(tmp, sizeof(tmp), "%s_new", path);
+	unlink(tmp);
+	if (bpf_obj_pin(fd, tmp)) {
+		err = -errno;
+		p_err("cannot pin %s: %s", tmp, strerror(errno));
+		return err;
+	}
+	if (rename(tmp, path)) {
+		err = -errno;
+		p_err("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+		unlink(tmp);
+		return err;
+	}
+	return 0;
+}
+
+static void unpin(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (!rs_pin_path(path, sizeof(path), dir, name))
+		unlink(path);
+}
+
+static int pin_progs(struct splice_bpf *skel, const char *dir)
+{
+	int err;
+
+	err = pin_fd_as(bpf_program__fd(skel->progs.rs_parser), dir, RS_PIN_PARSER);
+	if (err)
+		return err;
+	return pin_fd_as(bpf_program__fd(skel->progs.rs_verdict), dir, RS_PIN_VERDICT);
+}
+
+static int pin_all(struct splice_bpf *skel, const char *dir)
+{
+	int err;
+
+	err = pin_fd_as(bpf_map__fd(skel->maps.rs_sockhash), dir, RS_PIN_SOCKHASH);
+	if (err)
+		goto err_out;
+	err = pin_fd_as(bpf_map__fd(skel->maps.rs_peers), dir, RS_PIN_PEERS);
+	if (err)
+		goto err_sockhash;
+	err = pin_progs(skel, dir);
+	if (err)
+		goto err_peers;
+	return 0;
+
+err_peers:
+	unpin(dir, RS_PIN_PEERS);
+	unpin(dir, RS_PIN_PARSER);
+err_sockhash:
+	unpin(dir, RS_PIN_SOCKHASH);
+err_out:
+	return err;
+}
+
+/* Replace mode: the new programs use the maps already pinned, so the daemons'
+ * map fds and every spliced pair stay valid. */
+static int reuse_pinned_maps(struct splice_bpf *skel, const char *dir, __u32 max_socks)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	struct rs_maps m;
+	int err;
+
+	err = rs_maps_open(dir, &m);
+	if (err) {
+		p_err("cannot open the maps pinned at %s: %s", dir, strerror(-err));
+		return err;
+	}
+	err = bpf_obj_get_info_by_fd(m.sockhash_fd, &info, &len) ? -errno : 0;
+	if (!err && max_socks && max_socks != info.max_entries) {
+		p_err("--max-socks %u differs from the pinned maps (%u); detach first to resize",
+		      max_socks, info.max_entries);
+		err = -EINVAL;
+	}
+	if (!err)
+		err = bpf_map__reuse_fd(skel->maps.rs_sockhash, m.sockhash_fd);
+	if (!err)
+		err = bpf_map__reuse_fd(skel->maps.rs_peers, m.peers_fd);
+	if (err && err != -EINVAL)
+		p_err("cannot reuse the pinned maps: %s", strerror(-err));
+	/* reuse_fd dup()s the fds */
+	rs_maps_close(&m);
+	return err;
+}
+
+static int open_skel(struct splice_bpf **skelp, const char *dir, const struct attach_opts *o,
+		     bool replace)
+{
+	struct splice_bpf *skel;
+	int err;
+
+	skel = splice_bpf__open();
+	if (!skel) {
+		p_err("cannot open the BPF object: %s", strerror(errno));
+		return -errno;
+	}
+	skel->rodata->rs_use_parser = true;
+	if (replace) {
+		err = reuse_pinned_maps(skel, dir, o->max_socks);
+	} else {
+		__u32 n = o->max_socks ? o->max_socks : RS_DEFAULT_MAX_SOCKS;
+
+		err = bpf_map__set_max_entries(skel->maps.rs_sockhash, n);
+		if (!err)
+			err = bpf_map__set_max_entries(skel->maps.rs_peers, n);
+		if (err)
+			p_err("cannot size the maps: %s", strerror(-err));
+	}
+	if (err)
+		goto err_destroy;
+	err = splice_bpf__load(skel);
+	if (err) {
+		p_err("cannot load the BPF programs: %s (run with -v for the verifier log)",
+		      strerror(-err));
+		goto err_destroy;
+	}
+	*skelp = skel;
+	return 0;
+
+err_destroy:
+	splice_bpf__destroy(skel);
+	return err;
+}
+
+static int parse_attach_opts(int argc, char **argv, struct attach_opts *o)
+{
+	static const struct option opts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ "max-socks", required_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	unsigned long v;
+	char *end;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			o->force = true;
+			break;
+		case 'm':
+			errno = 0;
+			v = strtoul(optarg, &end, 0);
+			if (errno || *end || !*optarg || v < 2 || v > (1ul << 24)) {
+				p_err("invalid --max-socks '%s' (2..%lu)", optarg, 1ul << 24);
+				return -EINVAL;
+			}
+			o->max_socks = v;
+			break;
+		case 'h':
+			attach_usage(stdout);
+			return 1;
+		default:
+			attach_usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		p_err("unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int do_attach(int argc, char **argv)
+{
+	const char *dir = rs_pin_dir(pin_dir_opt);
+	struct attach_opts o = {};
+	struct splice_bpf *skel = NULL;
+	char path[PATH_MAX];
+	bool replace, created;
+	int err;
+
+	err = parse_attach_opts(argc, argv, &o);
+	if (err)
+		return err > 0 ? 0 : -1;
+	if (pin_path(path, sizeof(path), dir, RS_PIN_SOCKHASH))
+		return -1;
+	created = !path_exists(dir);
+	err = ensure_pin_dir(dir);
+	if (err)
+		return -1;
+	replace = path_exists(path);
+	if (replace && !o.force) {
+		p_err("rsplice is already attached at %s (use -f to replace the program)", dir);
+		return -1;
+	}
+	err = open_skel(&skel, dir, &o, replace);
+	if (err)
+		goto out;
+	/* On a pinned sockhash a plain attach swaps the program; sockets
+	 * already inserted keep the programs their psock was created with. */
+	err = attach_progs(skel);
+	if (err) {
+		p_err("cannot attach to the sockhash: %s", strerror(-err));
+		goto out;
+	}
+	err = replace ? pin_progs(skel, dir) : pin_all(skel, dir);
+	if (err)
+		goto out;
+	if (json_output) {
+		jw_obj_start(NULL);
+		jw_bool("attached", true);
+		jw_bool("replaced", replace);
+		jw_str("pin_dir", dir);
+		jw_obj_end();
+	}
+	pr_debug("%s BPF data path at %s", replace ? "replaced" : "attached", dir);
+out:
+	/* the pins keep the maps and programs alive; the maps keep the attachment */
+	splice_bpf__destroy(skel);
+	if (err && created)
+		rmdir(dir); /* leave no empty dir behind a failed first attach */
+	return err ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* detach                                                                   */
+
+static const struct {
+	enum bpf_attach_type type;
+	const char *name;
+} attach_types[] = {
+	{ BPF_SK_SKB_STREAM_PARSER, "stream_parser" },
+	{ BPF_SK_SKB_STREAM_VERDICT, "stream_verdict" },
+};
+
+#define MAX_PROGS_PER_TYPE 4
+
+/* Ids of the programs attached to the sockhash with one attach type. */
+static int query_progs(int map_fd, enum bpf_attach_type type, __u32 *ids, __u32 *cnt)
+{
+	__u32 flags = 0;
+
+	*cnt = MAX_PROGS_PER_TYPE;
+	return bpf_prog_query(map_fd, type, 0, &flags, ids, cnt) ? -errno : 0;
+}
+
+/* Detach whatever is attached (not only what we pinned: a crashed attach -f
+ * may have left an unpinned program attached). */
+static int detach_all(int map_fd)
+{
+	__u32 ids[MAX_PROGS_PER_TYPE], cnt;
+	int err = 0;
+
+	for (size_t t = 0; t < sizeof(attach_types) / sizeof(attach_types[0]); t++) {
+		if (query_progs(map_fd, attach_types[t].type, ids, &cnt))
+			continue;
+		for (__u32 i = 0; i < cnt; i++) {
+			int fd = bpf_prog_get_fd_by_id(ids[i]);
+
+			if (fd < 0)
+				continue; /* already gone */
+			if (bpf_prog_detach2(fd, map_fd, attach_types[t].type) && errno != ENOENT) {
+				err = -errno;
+				p_err("cannot detach %s program id %u: %s", attach_types[t].name,
+				      ids[i], strerror(errno));
+			}
+			close(fd);
+		}
+	}
+	return err;
+}
+
+static void detach_usage(FILE *f)
+{
+	fprintf(f, "Usage: rsplice detach\n"
+		   "  Detach and unpin the BPF data path.  Connections already spliced keep\n"
+		   "  flowing until they close; new ones use the splice(2) fallback.\n");
+}
+
+static int do_detach(int argc, char **argv)
+{
+	const char *dir = rs_pin_dir(pin_dir_opt);
+	static const char *const pins[] = { RS_PIN_VERDICT, RS_PIN_PARSER, RS_PIN_PEERS,
+					    RS_PIN_SOCKHASH };
+	struct rs_maps m;
+	char path[PATH_MAX];
+	int err;
+
+	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		detach_usage(stdout);
+		return 0;
+	}
+	if (argc > 1) {
+		p_err("unexpected argument '%s'", argv[1]);
+		return -1;
+	}
+	err = rs_maps_open(dir, &m);
+	if (!err) {
+		err = detach_all(m.sockhash_fd);
+		rs_maps_close(&m);
+		if (err)
+			return -1;
+	} else if (err != -ENOENT) {
+		p_err("cannot open the maps pinned at %s: %s", dir, strerror(-err));
+		return -1;
+	}
+	/* Map contents are left alone: the daemons still hold the maps. */
+	for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++) {
+		if (pin_path(path, sizeof(path), dir, pins[i]))
+			return -1;
+		if (unlink(path) && errno != ENOENT) {
+			p_err("cannot unpin %s: %s", path, strerror(errno));
+			return -1;
+		}
+	}
+	if (rmdir(dir) && errno != ENOENT) {
+		p_err("cannot remove %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (json_output) {
+		jw_obj_start(NULL);
+		jw_bool("attached", false);
+		jw_str("pin_dir", dir);
+		jw_obj_end();
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* status                                                                   */
+
+struct prog_desc {
+	char name[BPF_OBJ_NAME_LEN];
+	__u32 id;
+	const char *attach;
+};
+
+struct map_desc {
+	char name[BPF_OBJ_NAME_LEN];
+	__u32 id, max_entries;
+	const char *type;
+};
+
+struct status {
+	bool attached;
+	const char *pin_dir;
+	struct prog_desc progs[2 * MAX_PROGS_PER_TYPE];
+	int nprogs;
+	struct map_desc maps[2];
+	int nmaps;
+	int spliced_pairs;
+};
+
+static const char *map_type_name(__u32 type)
+{
+	switch (type) {
+	case BPF_MAP_TYPE_SOCKHASH:
+		return "sockhash";
+	case BPF_MAP_TYPE_HASH:
+		return "hash";
+	default:
+		return "other";
+	}
+}
+
+static int describe_map(int fd, struct map_desc *d)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	snprintf(d->name, sizeof(d->name), "%s", info.name);
+	d->id = info.id;
+	d->max_entries = info.max_entries;
+	d->type = map_type_name(info.type);
+	return 0;
+}
+
+static void describe_progs(int map_fd, struct status *st)
+{
+	__u32 ids[MAX_PROGS_PER_TYPE], cnt;
+
+	for (size_t t = 0; t < sizeof(attach_types) / sizeof(attach_types[0]); t++) {
+		if (query_progs(map_fd, attach_types[t].type, ids, &cnt))
+			continue;
+		for (__u32 i = 0; i < cnt && st->nprogs < (int)(sizeof(st->progs) /
+								 sizeof(st->progs[0])); i++) {
+			struct prog_desc *d = &st->progs[st->nprogs];
+			struct bpf_prog_info info = {};
+			__u32 len = sizeof(info);
+			int fd = bpf_prog_get_fd_by_id(ids[i]);
+
+			if (fd < 0)
+				continue;
+			if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+				snprintf(d->name, sizeof(d->name), "%s", info.name);
+				d->id = ids[i];
+				d->attach = attach_types[t].name;
+				st->nprogs++;
+			}
+			close(fd);
+		}
+	}
+}
+
+static int collect_status(struct status *st)
+{
+	struct rs_maps m;
+	int err, n;
+
+	err = rs_maps_open(st->pin_dir, &m);
+	if (err == -ENOENT)
+		return 0; /* nothing pinned: not attached */
+	if (err) {
+		p_err("cannot open the maps pinned at %s: %s", st->pin_dir, strerror(-err));
+		return err;
+	}
+	err = describe_map(m.sockhash_fd, &st->maps[0]);
+	if (!err)
+		err = describe_map(m.peers_fd, &st->maps[1]);
+	if (err) {
+		p_err("cannot read map info: %s", strerror(-err));
+		goto out;
+	}
+	st->nmaps = 2;
+	describe_progs(m.sockhash_fd, st);
+	err = rs_maps_attached(&m);
+	if (err < 0) {
+		p_err("cannot query the sockhash programs: %s", strerror(-err));
+		goto out;
+	}
+	st->attached = err;
+	n = rs_map_count_keys(m.peers_fd);
+	st->spliced_pairs = n > 0 ? n / 2 : 0;
+	err = 0;
+out:
+	rs_maps_close(&m);
+	return err;
+}
+
+static void print_status_json(const struct status *st)
+{
+	jw_obj_start(NULL);
+	jw_bool("attached", st->attached);
+	jw_str("pin_dir", st->pin_dir);
+	jw_arr_start("programs");
+	for (int i = 0; i < st->nprogs; i++) {
+		jw_obj_start(NULL);
+		jw_str("name", st->progs[i].name);
+		jw_uint("id", st->progs[i].id);
+		jw_str("attach", st->progs[i].attach);
+		jw_obj_end();
+	}
+	jw_arr_end();
+	jw_arr_start("maps");
+	for (int i = 0; i < st->nmaps; i++) {
+		jw_obj_start(NULL);
+		jw_str("name", st->maps[i].name);
+		jw_uint("id", st->maps[i].id);
+		jw_str("type", st->maps[i].type);
+		jw_uint("max_entries", st->maps[i].max_entries);
+		jw_obj_end();
+	}
+	jw_arr_end();
+	jw_uint("spliced_pairs", st->spliced_pairs);
+	jw_obj_end();
+}
+
+static void print_status_plain(const struct status *st)
+{
+	printf("attached: %s\n", st->attached ? "yes" : "no");
+	printf("pin dir: %s\n", st->pin_dir);
+	for (int i = 0; i < st->nprogs; i++)
+		printf("program %s id %u attach %s\n", st->progs[i].name, st->progs[i].id,
+		       st->progs[i].attach);
+	for (int i = 0; i < st->nmaps; i++)
+		printf("map %s id %u type %s max_entries %u\n", st->maps[i].name, st->maps[i].id,
+		       st->maps[i].type, st->maps[i].max_entries);
+	printf("spliced pairs: %d\n", st->spliced_pairs);
+}
+
+static int do_status(int argc, char **argv)
+{
+	struct status st = { .pin_dir = rs_pin_dir(pin_dir_opt) };
+
+	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		printf("Usage: rsplice status\n");
+		return 0;
+	}
+	if (argc > 1) {
+		p_err("unexpected argument '%s'", argv[1]);
+		return -1;
+	}
+	if (collect_status(&st))
+		return -1;
+	if (json_output)
+		print_status_json(&st);
+	else
+		print_status_plain(&st);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* main                                                                     */
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: rsplice [ OPTIONS ] { attach | detach | status | help }\n"
+		   "       rsplice attach [ -f ] [ --max-socks N ]\n"
+		   "       rsplice detach\n"
+		   "       rsplice status\n"
+		   "OPTIONS := { -j|--json [ -p|--pretty ] | --pin-dir DIR | -v|--verbose |\n"
+		   "             -h|--help | -V|--version }\n"
+		   "The pin dir defaults to $RSPLICE_PIN_DIR, else %s.\n",
+		RS_PIN_DIR_DEFAULT);
+}
+
+static int do_help(int argc, char **argv)
+{
+	if (json_output) {
+		jw_obj_start(NULL);
+		jw_obj_end();
+		return 0;
+	}
+	usage(stdout);
+	return 0;
+}
+
+static const struct cmd {
+	const char *name;
+	int (*func)(int argc, char **argv);
+} cmds[] = {
+	{ "attach", do_attach },
+	{ "detach", do_detach },
+	{ "status", do_status },
+	{ "help", do_help },
+};
+
+/* bpftool semantics: any unambiguous prefix selects the first match. */
+static int dispatch(int argc, char **argv)
+{
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (is_prefix(argv[0], cmds[i].name))
+			return cmds[i].func(argc, argv);
+	p_err("unknown command '%s' (try 'rsplice help')", argv[0]);
+	return -1;
+}
+
+static void print_version(void)
+{
+	if (json_output) {
+		jw_obj_start(NULL);
+		jw_str("version", RSPLICE_VERSION);
+		jw_uint("libbpf_major", libbpf_major_version());
+		jw_uint("libbpf_minor", libbpf_minor_version());
+		jw_obj_end();
+		return;
+	}
+	printf("rsplice %s (libbpf %s)\n", RSPLICE_VERSION, libbpf_version_string());
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "pretty", no_argument, NULL, 'p' },
+		{ "pin-dir", required_argument, NULL, 'd' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{}
+	};
+	bool version = false, help = false;
+	int c;
+
+	log_set_prog("rsplice");
+	log_set_level(LOG_LEVEL_WARN);
+	log_quiet_libbpf();
+	/* "+": stop at the command so its own options reach it */
+	while ((c = getopt_long(argc, argv, "+jpvhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			/* -p implies -j, as in bpftool */
+			pretty_output = json_output = true;
+			break;
+		case 'j':
+			json_output = true;
+			break;
+		case 'd':
+			pin_dir_opt = optarg;
+			break;
+		case 'v':
+			log_set_level(LOG_LEVEL_DEBUG);
+			break;
+		case 'h':
+			help = true;
+			break;
+		case 'V':
+			version = true;
+			break;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (version) {
+		print_version();
+		return 0;
+	}
+	if (help) {
+		usage(stdout);
+		return 0;
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 1;
+	}
+	return dispatch(argc - optind, argv + optind) ? 1 : 0;
+}
