@@ -79,4 +79,8 @@ int rs_token_load(struct rs_common *c);
 int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg);
 int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg);
 
+#ifndef RSPLICE_VERSION
+#define RSPLICE_VERSION "0.1.0"
+#endif
+
 #endif

@@ -1,0 +1,825 @@
+// SPDX-License-Identifier: MIT
+/* Unit tests of user/config.c: address/route/service parsing, the INI file,
+ * flags over the file, the token file and the error messages. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "assert.h"
+#include "config.h"
+
+static struct rs_edge_config ecfg;
+static struct rs_agent_config acfg;
+static char errbuf[8192];
+
+#define TOKEN "0123456789abcdefghijklmnopqrstuv" /* 32 bytes */
+
+/* ---- helpers ---- */
+
+/* Writes data to a new private temp file; returns its path (malloc'd). */
+static char *write_tmp(const char *data, size_t len)
+{
+	char *path = strdup("/tmp/rsplice-test-config-XXXXXX");
+	int fd = mkstemp(path);
+
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+		perror("write_tmp");
+		exit(2);
+	}
+	fchmod(fd, 0600);
+	close(fd);
+	return path;
+}
+
+static char *write_tmp_str(const char *s) { return write_tmp(s, strlen(s)); }
+
+static void drop_tmp(char *path)
+{
+	if (path) {
+		unlink(path);
+		free(path);
+	}
+}
+
+static char *token_path;
+
+static char *token_file(void)
+{
+	if (!token_path)
+		token_path = write_tmp_str(TOKEN "\n");
+	return token_path;
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* Loads with stderr and stdout captured; stderr text lands in errbuf. */
+static int edge_load_v(char **argv)
+{
+	int argc = 0, rc, out = dup(1), devnull = open("/dev/null", O_WRONLY);
+
+	while (argv[argc])
+		argc++;
+	fflush(stdout);
+	dup2(devnull, 1);
+	test_capture_stderr_start();
+	rc = rs_edge_config_load(argc, argv, &ecfg);
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	fflush(stdout);
+	dup2(out, 1);
+	close(out);
+	close(devnull);
+	return rc;
+}
+
+static int agent_load_v(char **argv)
+{
+	int argc = 0, rc, out = dup(1), devnull = open("/dev/null", O_WRONLY);
+
+	while (argv[argc])
+		argc++;
+	fflush(stdout);
+	dup2(devnull, 1);
+	test_capture_stderr_start();
+	rc = rs_agent_config_load(argc, argv, &acfg);
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	fflush(stdout);
+	dup2(out, 1);
+	close(out);
+	close(devnull);
+	return rc;
+}
+
+#define EDGE(...) edge_load_v((char *[]){ "rsplice-edge", __VA_ARGS__, NULL })
+#define AGENT(...) agent_load_v((char *[]){ "rsplice-agent", __VA_ARGS__, NULL })
+
+/* Exactly one line, starting with "Error: " */
+#define ASSERT_ONE_ERROR_LINE(name) ({					\
+	ASSERT_TRUE(!strncmp(errbuf, "Error: ", 7), name) &&		\
+	ASSERT_EQ(count_lines(errbuf), 1, name);			\
+})
+
+static uint16_t port_of(const struct rs_addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
+static const char *ip_of(const struct rs_addr *a)
+{
+	static char buf[INET6_ADDRSTRLEN];
+
+	if (a->ss.ss_family == AF_INET)
+		return inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->ss)->sin_addr, buf,
+				 sizeof(buf));
+	return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, buf,
+			 sizeof(buf));
+}
+
+static int route_err(const char *s)
+{
+	struct rs_route r;
+	int rc;
+
+	test_capture_stderr_start();
+	rc = rs_route_parse(s, &r);
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	return rc;
+}
+
+static int service_err(const char *s)
+{
+	struct rs_service sv;
+	int rc;
+
+	test_capture_stderr_start();
+	rc = rs_service_parse(s, &sv);
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	return rc;
+}
+
+/* ---- route parsing ---- */
+
+static void test_route_port_only(void)
+{
+	struct rs_route r;
+
+	if (!ASSERT_OK(rs_route_parse("8080=web", &r), "parse"))
+		return;
+	ASSERT_EQ(r.bind.ss.ss_family, AF_INET, "family");
+	ASSERT_STREQ(ip_of(&r.bind), "0.0.0.0", "default bind");
+	ASSERT_EQ(port_of(&r.bind), 8080, "port");
+	ASSERT_EQ(r.bind.len, sizeof(struct sockaddr_in), "len");
+	ASSERT_STREQ(r.service, "web", "service");
+	ASSERT_STREQ(r.bind.text, "0.0.0.0:8080", "text");
+}
+
+static void test_route_addr_port(void)
+{
+	struct rs_route r;
+
+	if (!ASSERT_OK(rs_route_parse("127.0.0.2:65535=my_svc.v-2", &r), "parse"))
+		return;
+	ASSERT_STREQ(ip_of(&r.bind), "127.0.0.2", "addr");
+	ASSERT_EQ(port_of(&r.bind), 65535, "port");
+	ASSERT_STREQ(r.service, "my_svc.v-2", "service");
+	ASSERT_STREQ(r.bind.text, "127.0.0.2:65535", "text");
+}
+
+static void test_route_ipv6(void)
+{
+	struct rs_route r;
+
+	if (!ASSERT_OK(rs_route_parse("[::1]:8443=web", &r), "parse [::1]"))
+		return;
+	ASSERT_EQ(r.bind.ss.ss_family, AF_INET6, "family");
+	ASSERT_STREQ(ip_of(&r.bind), "::1", "addr");
+	ASSERT_EQ(port_of(&r.bind), 8443, "port");
+	ASSERT_EQ(r.bind.len, sizeof(struct sockaddr_in6), "len");
+	ASSERT_STREQ(r.bind.text, "[::1]:8443", "text");
+	ASSERT_OK(rs_route_parse("[::]:1=a", &r), "parse [::]");
+	ASSERT_ERR(route_err("::1:80=web"), "v6 without brackets");
+	ASSERT_STRSTR(errbuf, "brackets", "message");
+	ASSERT_ERR(route_err("[::1]=web"), "v6 without port");
+	ASSERT_ERR(route_err("[::1:80=web"), "no ]");
+	ASSERT_ERR(route_err("[1.2.3.4]:80=web"), "v4 in brackets");
+}
+
+static void test_route_bad_port(void)
+{
+	static const char *const bad[] = { "0=web", "70000=web", "65536=web", "80x=web",
+					   "-1=web", "+80=web", " 80=web", "1.2.3.4:=web",
+					   "99999999999999999999=web", "=web", ":80=web",
+					   "http=web" };
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (!ASSERT_ERR(route_err(bad[i]), bad[i]))
+			continue;
+		ASSERT_ONE_ERROR_LINE(bad[i]);
+		ASSERT_STRSTR(errbuf, bad[i], "message names the route");
+	}
+	route_err("70000=web");
+	ASSERT_STRSTR(errbuf, "1..65535", "range in message");
+}
+
+static void test_route_missing_eq(void)
+{
+	ASSERT_EQ(route_err("8080"), -EINVAL, "no '='");
+	ASSERT_ONE_ERROR_LINE("one line");
+	ASSERT_STRSTR(errbuf, "missing '='", "message");
+	ASSERT_ERR(route_err(""), "empty");
+}
+
+static void test_route_bad_name(void)
+{
+	char longname[128];
+
+	ASSERT_ERR(route_err("8080="), "empty name");
+	ASSERT_ERR(route_err("8080=we b"), "space");
+	ASSERT_ERR(route_err("8080=web/x"), "slash");
+	ASSERT_ERR(route_err("8080=wéb"), "non-ascii");
+	ASSERT_ERR(route_err("8080=a=b"), "second =");
+	memset(longname, 'a', sizeof(longname));
+	strcpy(longname, "1=");
+	memset(longname + 2, 'n', 63);
+	longname[65] = '\0';
+	ASSERT_OK(route_err(longname), "63 chars ok");
+	longname[65] = 'n';
+	longname[66] = '\0';
+	ASSERT_ERR(route_err(longname), "64 chars");
+	ASSERT_ONE_ERROR_LINE("one line");
+}
+
+static void test_name_valid(void)
+{
+	ASSERT_OK(rs_name_valid("web"), "web");
+	ASSERT_OK(rs_name_valid("A-z_0.9"), "all classes");
+	ASSERT_ERR(rs_name_valid(""), "empty");
+	ASSERT_ERR(rs_name_valid("a b"), "space");
+	ASSERT_ERR(rs_name_valid(NULL), "NULL");
+	ASSERT_ERR(rs_name_valid("0123456789012345678901234567890123456789012345678901234567890123"),
+		   "64 chars");
+}
+
+static void test_addr_parse(void)
+{
+	struct rs_addr a;
+
+	if (ASSERT_OK(rs_addr_parse("7000", "0.0.0.0", &a), "port only with default"))
+		ASSERT_STREQ(a.text, "0.0.0.0:7000", "text");
+	test_capture_stderr_start();
+	ASSERT_ERR(rs_addr_parse("7000", NULL, &a), "port only without default");
+	ASSERT_ERR(rs_addr_parse("1.2.3:80", NULL, &a), "short IPv4");
+	ASSERT_ERR(rs_addr_parse("1.2.3.256:80", NULL, &a), "octet 256");
+	ASSERT_ERR(rs_addr_parse("bad_host!:80", NULL, &a), "bad host chars");
+	ASSERT_ERR(rs_addr_parse("no-such-host.invalid:80", NULL, &a), "unresolvable");
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	ASSERT_EQ(count_lines(errbuf), 5, "one line per error");
+	ASSERT_STRSTR(errbuf, "Error: address 'no-such-host.invalid:80': cannot resolve",
+		      "resolve message");
+	if (ASSERT_OK(rs_addr_parse("localhost:80", NULL, &a), "host name")) {
+		ASSERT_STREQ(a.text, "localhost:80", "text as written");
+		ASSERT_EQ(port_of(&a), 80, "port");
+	}
+	if (ASSERT_OK(rs_addr_parse("[::]:7000", NULL, &a), "v6 any"))
+		ASSERT_EQ(a.ss.ss_family, AF_INET6, "family");
+}
+
+/* ---- service parsing ---- */
+
+static void test_service_parse(void)
+{
+	struct rs_service s;
+
+	if (ASSERT_OK(rs_service_parse("web=192.168.1.10:80", &s), "v4")) {
+		ASSERT_STREQ(s.name, "web", "name");
+		ASSERT_STREQ(ip_of(&s.addr), "192.168.1.10", "addr");
+		ASSERT_EQ(port_of(&s.addr), 80, "port");
+		ASSERT_STREQ(s.addr.text, "192.168.1.10:80", "text");
+	}
+	if (ASSERT_OK(rs_service_parse("db=[::1]:5432", &s), "v6")) {
+		ASSERT_STREQ(s.name, "db", "name");
+		ASSERT_EQ(s.addr.ss.ss_family, AF_INET6, "family");
+		ASSERT_EQ(port_of(&s.addr), 5432, "port");
+	}
+	ASSERT_OK(rs_service_parse("loc=localhost:8080", &s), "host name");
+	ASSERT_ERR(service_err("web=192.168.1.10"), "no port");
+	ASSERT_ONE_ERROR_LINE("one line");
+	ASSERT_STRSTR(errbuf, "service 'web=192.168.1.10'", "names the service");
+	ASSERT_ERR(service_err("web"), "no =");
+	ASSERT_ERR(service_err("=1.2.3.4:80"), "no name");
+	ASSERT_ERR(service_err("w b=1.2.3.4:80"), "bad name");
+	ASSERT_ERR(service_err("web=1.2.3.4:0"), "port 0");
+	ASSERT_ERR(service_err("web=1.2.3.4:70000"), "port 70000");
+	ASSERT_ERR(service_err("web=80"), "port only");
+	ASSERT_ERR(service_err("0123456789012345678901234567890123456789012345678901234567890123=1.2.3.4:1"),
+		   "64-char name");
+}
+
+/* ---- token ---- */
+
+static void test_token_missing_flag(void)
+{
+	ASSERT_EQ(EDGE("--route", "8080=web"), -EINVAL, "no --token-file");
+	ASSERT_STREQ(errbuf,
+		     "Error: a token is required (--token-file FILE); generate one with: "
+		     "head -c 32 /dev/urandom | base64 > FILE\n",
+		     "message");
+}
+
+static void test_token_file_missing(void)
+{
+	struct rs_common c = { 0 };
+
+	strcpy(c.token_file, "/nonexistent/rsplice-token");
+	test_capture_stderr_start();
+	ASSERT_EQ(rs_token_load(&c), -ENOENT, "ENOENT");
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	ASSERT_ONE_ERROR_LINE("one line");
+	ASSERT_STRSTR(errbuf, "/nonexistent/rsplice-token", "names the file");
+	ASSERT_EQ(EDGE("--token-file", "/nonexistent/rsplice-token"), -ENOENT, "via flags");
+	ASSERT_ONE_ERROR_LINE("one line via flags");
+}
+
+static void test_token_too_short(void)
+{
+	struct rs_common c = { 0 };
+	char *p = write_tmp_str("0123456789abcde\n\n \t\n"); /* 15 bytes + whitespace */
+	char *e = write_tmp_str("\n");
+
+	snprintf(c.token_file, sizeof(c.token_file), "%s", p);
+	test_capture_stderr_start();
+	ASSERT_EQ(rs_token_load(&c), -EINVAL, "15 bytes");
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	ASSERT_ONE_ERROR_LINE("one line");
+	ASSERT_STRSTR(errbuf, "too short", "message");
+	snprintf(c.token_file, sizeof(c.token_file), "%s", e);
+	test_capture_stderr_start();
+	ASSERT_EQ(rs_token_load(&c), -EINVAL, "empty");
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	ASSERT_STRSTR(errbuf, "empty", "message");
+	snprintf(c.token_file, sizeof(c.token_file), "/tmp");
+	test_capture_stderr_start();
+	ASSERT_ERR(rs_token_load(&c), "directory");
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	drop_tmp(p);
+	drop_tmp(e);
+}
+
+static void test_token_raw(void)
+{
+	struct rs_common c = { 0 };
+	char *p = write_tmp_str("0123456789abcdef\r\n");
+	char buf64[65];
+	char *q;
+
+	snprintf(c.token_file, sizeof(c.token_file), "%s", p);
+	if (ASSERT_OK(rs_token_load(&c), "16 bytes")) {
+		ASSERT_EQ(c.token_len, 16, "len, CRLF stripped");
+		ASSERT_MEMEQ(c.token, "0123456789abcdef", 16, "bytes");
+	}
+	memset(buf64, 'x', 64);
+	buf64[64] = '\0';
+	q = write_tmp(buf64, 64);
+	snprintf(c.token_file, sizeof(c.token_file), "%s", q);
+	if (ASSERT_OK(rs_token_load(&c), "64 bytes")) {
+		ASSERT_EQ(c.token_len, 64, "kept raw");
+		ASSERT_MEMEQ(c.token, buf64, 64, "bytes");
+	}
+	drop_tmp(p);
+	drop_tmp(q);
+}
+
+static void test_token_long_hashed(void)
+{
+	struct rs_common c = { 0 };
+	char data[200];
+	uint8_t want[32];
+	char *p;
+
+	memset(data, 'k', sizeof(data));
+	data[sizeof(data) - 1] = '\n';
+	p = write_tmp(data, sizeof(data));
+	snprintf(c.token_file, sizeof(c.token_file), "%s", p);
+	if (ASSERT_OK(rs_token_load(&c), "199 bytes + newline")) {
+		ASSERT_EQ(c.token_len, 32, "hashed to 32");
+		crypto_generichash(want, sizeof(want), (const uint8_t *)data, 199, NULL, 0);
+		ASSERT_MEMEQ(c.token, want, 32, "BLAKE2b of the stripped token");
+	}
+	drop_tmp(p);
+	/* larger than 4096 bytes */
+	{
+		char *big = malloc(5000);
+
+		memset(big, 'b', 5000);
+		p = write_tmp(big, 5000);
+		free(big);
+		snprintf(c.token_file, sizeof(c.token_file), "%s", p);
+		test_capture_stderr_start();
+		ASSERT_ERR(rs_token_load(&c), "5000 bytes");
+		test_capture_stderr_end(errbuf, sizeof(errbuf));
+		ASSERT_STRSTR(errbuf, "4096", "message");
+		drop_tmp(p);
+	}
+}
+
+/* ---- INI ---- */
+
+static const char example_ini[] =
+	"; rsplice example\n"
+	"[edge]\n"
+	"control = 127.0.0.1:7001\n"
+	"token-file = %s\n"
+	"datapath = splice\n"
+	"route = 8080=web          ; may repeat\n"
+	"route = [::1]:9090=api\n"
+	"heartbeat = 2000\n"
+	"[agent]\n"
+	"edge = localhost:7001\n"
+	"token-file = %s\n"
+	"name = lan1\n"
+	"backoff-max = 60000\n"
+	"\n"
+	"[service web]\n"
+	"  bind = 127.0.0.1:8081   ; indented keys are fine\n"
+	"  local = 192.168.1.10:80\n"
+	"[service api]\n"
+	"local = [fd00::5]:8000\n"
+	"# comment\n";
+
+static char *write_example(void)
+{
+	char buf[2048];
+
+	snprintf(buf, sizeof(buf), example_ini, token_file(), token_file());
+	return write_tmp_str(buf);
+}
+
+static void test_ini_edge(void)
+{
+	char *p = write_example();
+
+	if (!ASSERT_OK(EDGE("-c", p), "load"))
+		goto out;
+	ASSERT_STREQ(ecfg.control.text, "127.0.0.1:7001", "control");
+	ASSERT_EQ(ecfg.c.datapath, DP_SPLICE, "datapath");
+	ASSERT_EQ(ecfg.c.heartbeat_ms, 2000, "heartbeat");
+	ASSERT_EQ(ecfg.c.token_len, 32, "token");
+	ASSERT_EQ(ecfg.agent_wait_ms, 10000, "default agent-wait");
+	ASSERT_EQ(ecfg.connect_timeout_ms, 10000, "default connect-timeout");
+	ASSERT_EQ(ecfg.hello_timeout_ms, 5000, "default hello-timeout");
+	ASSERT_EQ(ecfg.max_pending, 1024, "default max-pending");
+	if (ASSERT_EQ(ecfg.n_routes, 3, "routes")) {
+		ASSERT_STREQ(ecfg.routes[0].bind.text, "0.0.0.0:8080", "route 0");
+		ASSERT_STREQ(ecfg.routes[0].service, "web", "route 0 service");
+		ASSERT_STREQ(ecfg.routes[1].bind.text, "[::1]:9090", "route 1");
+		ASSERT_STREQ(ecfg.routes[1].service, "api", "route 1 service");
+		ASSERT_STREQ(ecfg.routes[2].bind.text, "127.0.0.1:8081", "bind in [service web]");
+		ASSERT_STREQ(ecfg.routes[2].service, "web", "route 2 service");
+	}
+	ASSERT_EQ(errbuf[0], '\0', "nothing printed");
+out:
+	drop_tmp(p);
+}
+
+static void test_ini_agent(void)
+{
+	char *p = write_example();
+
+	if (!ASSERT_OK(AGENT("--config", p), "load"))
+		goto out;
+	ASSERT_STREQ(acfg.edge_host, "localhost:7001", "edge_host as given");
+	ASSERT_EQ(port_of(&acfg.edge), 7001, "edge port");
+	ASSERT_STREQ(acfg.name, "lan1", "name");
+	ASSERT_EQ(acfg.backoff_min_ms, 500, "default backoff-min");
+	ASSERT_EQ(acfg.backoff_max_ms, 60000, "backoff-max");
+	ASSERT_EQ(acfg.connect_timeout_ms, 5000, "default connect-timeout");
+	ASSERT_EQ(acfg.c.heartbeat_ms, 5000, "[edge] heartbeat ignored");
+	ASSERT_EQ(acfg.c.datapath, DP_AUTO, "[edge] datapath ignored");
+	if (ASSERT_EQ(acfg.n_services, 2, "services")) {
+		ASSERT_STREQ(acfg.services[0].name, "web", "svc 0");
+		ASSERT_STREQ(acfg.services[0].addr.text, "192.168.1.10:80", "svc 0 addr");
+		ASSERT_STREQ(acfg.services[1].name, "api", "svc 1");
+		ASSERT_EQ(acfg.services[1].addr.ss.ss_family, AF_INET6, "svc 1 v6");
+	}
+out:
+	drop_tmp(p);
+}
+
+/* The example of the README: route and [service web] bind say the same thing. */
+static void test_ini_readme_example(void)
+{
+	char buf[1024], *p;
+
+	snprintf(buf, sizeof(buf),
+		 "[edge]\n"
+		 "control = 0.0.0.0:7000\n"
+		 "token-file = %s\n"
+		 "datapath = auto\n"
+		 "route = 8080=web          ; may repeat\n"
+		 "[agent]\n"
+		 "edge = edge.example.net:7000\n"
+		 "token-file = %s\n"
+		 "name = lan1\n"
+		 "[service web]\n"
+		 "bind = 8080               ; edge: [BIND_ADDR:]PORT, may repeat (same as route 8080=web)\n"
+		 "local = 192.168.1.10:80   ; agent: the LAN address\n",
+		 token_file(), token_file());
+	p = write_tmp_str(buf);
+	if (ASSERT_OK(EDGE("-c", p), "edge")) {
+		ASSERT_EQ(ecfg.n_routes, 1, "identical route merged");
+		ASSERT_STREQ(ecfg.routes[0].bind.text, "0.0.0.0:8080", "bind");
+		ASSERT_STREQ(ecfg.routes[0].service, "web", "service");
+	}
+	/* the agent resolves edge.example.net: override it to stay offline */
+	if (ASSERT_OK(AGENT("-c", p, "--edge", "127.0.0.1:7000", "--service",
+			    "web=192.168.1.10:80", "--service", "web=192.168.1.10:80"),
+		      "agent")) {
+		ASSERT_EQ(acfg.n_services, 1, "identical service merged");
+		ASSERT_STREQ(acfg.name, "lan1", "name");
+	}
+	drop_tmp(p);
+}
+
+static void test_ini_unknown_key(void)
+{
+	char *p = write_tmp_str("[edge]\n"
+				"control = 0.0.0.0:7000\n"
+				"\n"
+				"; comment\n"
+				"route = 8080=web\n"
+				"\n"
+				"rout = 8081=web\n"
+				"route = 8082=web\n");
+	char want[512];
+
+	ASSERT_EQ(EDGE("-c", p, "--token-file", token_file()), -EINVAL, "rc");
+	snprintf(want, sizeof(want), "Error: %s:7: unknown key 'rout' in [edge]\n", p);
+	ASSERT_STREQ(errbuf, want, "message");
+	drop_tmp(p);
+
+	/* a typo in the other daemon's section is caught too */
+	p = write_tmp_str("[edge]\nroute = 8080=web\n[agent]\nedg = x:1\n");
+	ASSERT_EQ(EDGE("-c", p, "--token-file", token_file()), -EINVAL, "other section");
+	snprintf(want, sizeof(want), "Error: %s:4: unknown key 'edg' in [agent]\n", p);
+	ASSERT_STREQ(errbuf, want, "message");
+	drop_tmp(p);
+
+	p = write_tmp_str("[service web]\nbind = 8080\nlcoal = 1.2.3.4:80\n");
+	ASSERT_EQ(EDGE("-c", p, "--token-file", token_file()), -EINVAL, "service section");
+	ASSERT_STRSTR(errbuf, ":3: unknown key 'lcoal' in [service web]", "message");
+	drop_tmp(p);
+
+	p = write_tmp_str("control = 0.0.0.0:7000\n");
+	ASSERT_EQ(EDGE("-c", p, "--token-file", token_file()), -EINVAL, "no section");
+	ASSERT_STRSTR(errbuf, ":1: setting outside of a section", "message");
+	ASSERT_ONE_ERROR_LINE("one line");
+	drop_tmp(p);
+}
+
+static void test_ini_errors(void)
+{
+	char *p;
+
+	p = write_tmp_str("[edge]\nroute = 8080=web\n[egde]\nroute = 8081=web\n");
+	ASSERT_EQ(EDGE("-c", p, "--token-file", token_file()), -EINVAL, "unknown section");
+	ASSERT_STRSTR(errbuf, ":3: unknown section [egde]", "message");
+	ASSERT_ONE_ERROR_LINE("one line");
+	drop_tmp(p);
+
+	p = write_tmp_str("[edge]\n[empty]\n");
+	ASSERT_EQ(EDGE("-c", p, "--token-file", token_file()), -EINVAL, "empty unknown section");
+	ASSERT_STRSTR(errbuf, ":2: unknown section [empty]", "message");
+	drop_tmp(p);
+
+	p = write_tmp_str("[service bad name!]\nbind = 1\n");
+	ASSERT_EQ(EDGE("-c", p, "--token-file", token_file()), -EINVAL, "bad service section");
+	ASSERT_STRSTR(errbuf, ":1: invalid service name", "message");
+	drop_tmp(p);
+
+	p = write_tmp_str("[edge]\nroute = 8080=web\njust some words\n");
+	ASSERT_EQ(EDGE("-c", p, "--token-file", token_file()), -EINVAL, "syntax");
+	ASSERT_STRSTR(errbuf, ":3: syntax error", "message");
+	ASSERT_ONE_ERROR_LINE("one line");
+	drop_tmp(p);
+
+	p = write_tmp_str("[edge]\nheartbeat = 100x\n");
+	ASSERT_EQ(EDGE("-c", p, "--token-file", token_file()), -EINVAL, "bad number");
+	ASSERT_STRSTR(errbuf, ":2: heartbeat '100x': '100x' is not a number", "message");
+	drop_tmp(p);
+
+	p = write_tmp_str("[edge]\nmax-pending = 0\n");
+	ASSERT_ERR(EDGE("-c", p, "--token-file", token_file()), "out of range");
+	ASSERT_STRSTR(errbuf, ":2: max-pending '0': '0' out of range", "message");
+	drop_tmp(p);
+
+	p = write_tmp_str("[edge]\nroute = 70000=web\n");
+	ASSERT_ERR(EDGE("-c", p, "--token-file", token_file()), "bad route");
+	ASSERT_STRSTR(errbuf, ":2: route '70000=web': port '70000' out of range", "message");
+	drop_tmp(p);
+
+	p = write_tmp_str("[edge]\nroute = 8080=web\n[service x]\nbind = 0.0.0.0:8080\n");
+	ASSERT_ERR(EDGE("-c", p, "--token-file", token_file()), "duplicate bind");
+	ASSERT_STRSTR(errbuf, ":4: bind '0.0.0.0:8080': bind address 0.0.0.0:8080 is already used",
+		      "message");
+	ASSERT_ONE_ERROR_LINE("one line");
+	drop_tmp(p);
+
+	p = write_tmp_str("[edge]\ncontrol = 7000\ncontrol = 7001\n");
+	ASSERT_ERR(EDGE("-c", p, "--token-file", token_file()), "duplicate scalar");
+	ASSERT_STRSTR(errbuf, ":3: duplicate key 'control' in [edge] (first set on line 2)",
+		      "message");
+	drop_tmp(p);
+
+	p = write_tmp_str("[agent]\nedge = 127.0.0.1:7000\nservice = web=127.0.0.1:80\n"
+			  "[service web]\nlocal = 127.0.0.1:81\n");
+	ASSERT_ERR(AGENT("-c", p, "--token-file", token_file()), "duplicate service");
+	ASSERT_STRSTR(errbuf, ":5: local '127.0.0.1:81': service 'web' is defined twice", "message");
+	drop_tmp(p);
+
+	{
+		char line[400];
+
+		snprintf(line, sizeof(line), "[edge]\npin-dir = /%0300d\n", 0);
+		p = write_tmp_str(line);
+		ASSERT_ERR(EDGE("-c", p, "--token-file", token_file()), "long line");
+		ASSERT_STRSTR(errbuf, ":2: line too long", "message");
+		drop_tmp(p);
+	}
+
+	ASSERT_EQ(EDGE("-c", "/nonexistent/rsplice.conf"), -ENOENT, "missing file");
+	ASSERT_STRSTR(errbuf, "Error: cannot open config file '/nonexistent/rsplice.conf'",
+		      "message");
+}
+
+/* ---- flags ---- */
+
+static void test_flags_override_file(void)
+{
+	char *p = write_example();
+
+	if (ASSERT_OK(EDGE("-c", p, "--control", "127.0.0.1:7002", "--heartbeat", "1000",
+			   "--datapath", "auto"),
+		      "flags over file")) {
+		ASSERT_STREQ(ecfg.control.text, "127.0.0.1:7002", "control from flag");
+		ASSERT_EQ(ecfg.c.heartbeat_ms, 1000, "heartbeat from flag");
+		ASSERT_EQ(ecfg.c.datapath, DP_AUTO, "datapath from flag");
+		ASSERT_EQ(ecfg.n_routes, 3, "file routes kept without --route");
+	}
+	/* flag before -c still wins */
+	if (ASSERT_OK(EDGE("--route", "9000=x", "--route", "127.0.0.1:8080=y", "-c", p),
+		      "--route replaces")) {
+		if (ASSERT_EQ(ecfg.n_routes, 2, "only flag routes")) {
+			ASSERT_STREQ(ecfg.routes[0].service, "x", "route 0");
+			ASSERT_STREQ(ecfg.routes[1].service, "y", "route 1");
+		}
+		ASSERT_STREQ(ecfg.control.text, "127.0.0.1:7001", "control from file");
+	}
+	if (ASSERT_OK(AGENT("-c", p, "--service", "ssh=127.0.0.1:22", "--name", "other",
+			    "--edge", "127.0.0.1:7009", "--backoff-min", "100"),
+		      "agent flags")) {
+		ASSERT_EQ(acfg.n_services, 1, "--service replaces");
+		ASSERT_STREQ(acfg.services[0].name, "ssh", "service");
+		ASSERT_STREQ(acfg.name, "other", "name");
+		ASSERT_STREQ(acfg.edge_host, "127.0.0.1:7009", "edge");
+		ASSERT_EQ(acfg.backoff_min_ms, 100, "backoff-min");
+		ASSERT_EQ(acfg.backoff_max_ms, 60000, "backoff-max from file");
+	}
+	drop_tmp(p);
+}
+
+static void test_flags_edge(void)
+{
+	if (ASSERT_OK(EDGE("--token-file", token_file(), "--route", "8080=web", "-v",
+			   "--agent-wait", "0", "--connect-timeout", "3000", "--hello-timeout",
+			   "2000", "--max-pending", "10", "--pin-dir", "/tmp/pins",
+			   "--datapath", "sockmap"),
+		      "all flags")) {
+		ASSERT_STREQ(ecfg.control.text, "0.0.0.0:7000", "default control");
+		ASSERT_EQ(ecfg.c.verbose, 1, "verbose");
+		ASSERT_EQ(ecfg.agent_wait_ms, 0, "agent-wait");
+		ASSERT_EQ(ecfg.connect_timeout_ms, 3000, "connect-timeout");
+		ASSERT_EQ(ecfg.hello_timeout_ms, 2000, "hello-timeout");
+		ASSERT_EQ(ecfg.max_pending, 10, "max-pending");
+		ASSERT_STREQ(ecfg.c.pin_dir, "/tmp/pins", "pin-dir");
+		ASSERT_EQ(ecfg.c.datapath, DP_SOCKMAP, "datapath");
+		ASSERT_EQ(ecfg.c.heartbeat_ms, 5000, "default heartbeat");
+		ASSERT_EQ(ecfg.c.token_len, 32, "token");
+		ASSERT_MEMEQ(ecfg.c.token, TOKEN, 32, "token bytes");
+	}
+	ASSERT_OK(EDGE("--token-file", token_file()), "zero routes allowed");
+	ASSERT_STRSTR(errbuf, "no routes", "but warned");
+
+	ASSERT_EQ(EDGE("--token-file", token_file(), "--heartbeat", "10x"), -EINVAL, "garbage");
+	ASSERT_STREQ(errbuf, "Error: --heartbeat '10x': '10x' is not a number\n", "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--heartbeat", "4294967297"), "overflow");
+	ASSERT_ONE_ERROR_LINE("one line");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--datapath", "fast"), "bad datapath");
+	ASSERT_STRSTR(errbuf, "Error: --datapath 'fast': unknown data path", "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--bogus"), "unknown option");
+	ASSERT_STREQ(errbuf, "Error: unknown or ambiguous option '--bogus' (see --help)\n", "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--verbose=1"), "arg to no-arg option");
+	ASSERT_STREQ(errbuf, "Error: option '--verbose' takes no argument (see --help)\n", "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "-vx"), "unknown short in cluster");
+	ASSERT_STREQ(errbuf, "Error: unknown option '-x' (see --help)\n", "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "-x"), "unknown short");
+	ASSERT_STREQ(errbuf, "Error: unknown option '-x' (see --help)\n", "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "-c"), "missing short arg");
+	ASSERT_STREQ(errbuf, "Error: option '-c' needs an argument (see --help)\n", "message");
+	ASSERT_ERR(EDGE("--token-file"), "missing arg");
+	ASSERT_STREQ(errbuf, "Error: option '--token-file' needs an argument (see --help)\n",
+		     "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "stray"), "stray argument");
+	ASSERT_STREQ(errbuf, "Error: unexpected argument 'stray' (see --help)\n", "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--edge", "x:1"), "agent flag on edge");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--route", "8080=a", "--route",
+			"0.0.0.0:8080=b"),
+		   "duplicate route");
+	ASSERT_STRSTR(errbuf, "Error: --route '0.0.0.0:8080=b': bind address 0.0.0.0:8080 is already used by route",
+		      "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--route", "8080=a", "--route",
+			"127.0.0.1:8080=b"),
+		   "wildcard clash");
+	ASSERT_ONE_ERROR_LINE("one line");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--route", "7000=a"), "clash with control");
+	ASSERT_STRSTR(errbuf, "control address", "message");
+	ASSERT_OK(EDGE("--token-file", token_file(), "--route", "8080=a", "--route",
+		       "[::1]:8080=b"),
+		  "v4 any and v6 loopback");
+}
+
+static void test_flags_agent(void)
+{
+	if (ASSERT_OK(AGENT("--edge", "127.0.0.1:7000", "--token-file", token_file(),
+			    "--service", "web=127.0.0.1:80"),
+		      "minimal")) {
+		ASSERT_GT(strlen(acfg.name), 0, "default name from hostname");
+		ASSERT_OK(rs_name_valid(acfg.name), "default name valid");
+		ASSERT_EQ(acfg.backoff_min_ms, 500, "backoff-min");
+		ASSERT_EQ(acfg.backoff_max_ms, 30000, "backoff-max");
+		ASSERT_EQ(acfg.connect_timeout_ms, 5000, "connect-timeout");
+		ASSERT_EQ(acfg.c.heartbeat_ms, 5000, "heartbeat");
+		ASSERT_EQ(acfg.c.datapath, DP_AUTO, "datapath");
+	}
+	ASSERT_ERR(AGENT("--token-file", token_file(), "--service", "web=127.0.0.1:80"), "no edge");
+	ASSERT_STREQ(errbuf, "Error: the edge address is required (--edge HOST:PORT)\n", "message");
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--token-file", token_file()), "no service");
+	ASSERT_STRSTR(errbuf, "Error: at least one service is required", "message");
+	ASSERT_ONE_ERROR_LINE("one line");
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--service", "web=127.0.0.1:80"), "no token");
+	ASSERT_STRSTR(errbuf, "a token is required", "message");
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--token-file", token_file(), "--service",
+			 "web=127.0.0.1:80", "--service", "web=127.0.0.1:81"),
+		   "duplicate service");
+	ASSERT_STRSTR(errbuf, "defined twice", "message");
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--token-file", token_file(), "--service",
+			 "web=127.0.0.1:80", "--backoff-min", "5000", "--backoff-max", "1000"),
+		   "backoff min > max");
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1", "--token-file", token_file(), "--service",
+			 "web=127.0.0.1:80"),
+		   "edge without port");
+	ASSERT_STRSTR(errbuf, "Error: --edge '127.0.0.1': missing port", "message");
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--token-file", token_file(), "--service",
+			 "web=127.0.0.1:80", "--name", "bad name"),
+		   "bad agent name");
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--token-file", token_file(), "--route",
+			 "8080=web"),
+		   "edge flag on agent");
+}
+
+static void test_help_version(void)
+{
+	ASSERT_EQ(EDGE("--help"), 1, "edge --help");
+	ASSERT_EQ(EDGE("-h", "--bogus"), 1, "help first");
+	ASSERT_EQ(AGENT("-h"), 1, "agent -h");
+	ASSERT_EQ(EDGE("-V"), 1, "edge -V");
+	ASSERT_EQ(AGENT("--version"), 1, "agent --version");
+	ASSERT_EQ(errbuf[0], '\0', "nothing on stderr");
+}
+
+static const struct test tests[] = {
+	TEST(route_port_only),
+	TEST(route_addr_port),
+	TEST(route_ipv6),
+	TEST(route_bad_port),
+	TEST(route_missing_eq),
+	TEST(route_bad_name),
+	TEST(name_valid),
+	TEST(addr_parse),
+	TEST(service_parse),
+	TEST(token_missing_flag),
+	TEST(token_file_missing),
+	TEST(token_too_short),
+	TEST(token_raw),
+	TEST(token_long_hashed),
+	TEST(ini_edge),
+	TEST(ini_agent),
+	TEST(ini_readme_example),
+	TEST(ini_unknown_key),
+	TEST(ini_errors),
+	TEST(flags_override_file),
+	TEST(flags_edge),
+	TEST(flags_agent),
+	TEST(help_version),
+};
+
+int main(int argc, char **argv)
+{
+	int rc = test_main(tests, TEST_COUNT(tests), argc, argv);
+
+	drop_tmp(token_path);
+	return rc;
+}

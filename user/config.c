@@ -1,0 +1,1224 @@
+// SPDX-License-Identifier: MIT
+/* Settings of rsplice-edge and rsplice-agent: getopt_long flags and an INI file
+ * read with libinih.  See config.h and the --help texts below.
+ *
+ * Error reporting: the parsers below write a message (without "Error: ") into a
+ * caller's buffer; the public entry points add the context (flag name, or
+ * FILE:LINE for the INI file) and print exactly one "Error: ..." line to stderr.
+ *
+ * Token: the token file is read (at most 4096 bytes), trailing whitespace and
+ * newlines are stripped, and at least 16 bytes must remain.  Up to 64 bytes are
+ * used as they are; a longer token is hashed down to 32 bytes with BLAKE2b
+ * (libsodium crypto_generichash, no key), so token[]/token_len always hold the
+ * key material both ends derive identically from the same file. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <ini.h>
+#include <limits.h>
+#include <netdb.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rsplice_bpf.h"
+
+#define ERRLEN 512
+#define TOKEN_FILE_MAX 4096
+#define TOKEN_MIN 16
+#define TOKEN_RAW_MAX 64
+#define TOKEN_HASHED 32
+#define MS_MAX 3600000UL /* one hour: larger timeouts are surely a typo */
+
+#define GEN_TOKEN_HINT "head -c 32 /dev/urandom | base64 > FILE"
+
+static int seterr(char *err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int seterr(char *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, ERRLEN, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int copy_str(char *dst, size_t size, const char *src, const char *what, char *err)
+{
+	size_t n = strlen(src);
+
+	if (!n)
+		return seterr(err, -EINVAL, "empty %s", what);
+	if (n >= size)
+		return seterr(err, -ENAMETOOLONG, "%s is too long (%zu bytes, max %zu)", what, n,
+			      size - 1);
+	memcpy(dst, src, n + 1);
+	return 0;
+}
+
+/* Decimal, no sign, no trailing garbage, min..max. */
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned int *out,
+		      char *err)
+{
+	unsigned long v;
+	char *end;
+
+	if (!*s || !isdigit((unsigned char)*s))
+		return seterr(err, -EINVAL, "'%s' is not a number", s);
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (*end)
+		return seterr(err, -EINVAL, "'%s' is not a number", s);
+	if (errno == ERANGE || v < min || v > max)
+		return seterr(err, -ERANGE, "'%s' out of range (%lu..%lu)", s, min, max);
+	*out = (unsigned int)v;
+	return 0;
+}
+
+static int parse_bool(const char *s, int *out, char *err)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on" };
+	static const char *const no[] = { "0", "no", "false", "off" };
+	size_t i;
+
+	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (!strcasecmp(s, yes[i])) {
+			*out = 1;
+			return 0;
+		}
+		if (!strcasecmp(s, no[i])) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return seterr(err, -EINVAL, "'%s' is not a boolean (yes/no, true/false, on/off, 1/0)", s);
+}
+
+static int name_check(const char *name, const char *what, char *err)
+{
+	size_t n = strlen(name), i;
+
+	if (!n)
+		return seterr(err, -EINVAL, "empty %s", what);
+	if (n > RS_NAME_MAX)
+		return seterr(err, -EINVAL, "%s '%.*s...' is longer than %d characters", what, 20,
+			      name, RS_NAME_MAX);
+	for (i = 0; i < n; i++) {
+		unsigned char ch = name[i];
+
+		if (!isalnum(ch) || ch > 0x7f) {
+			if (ch == '_' || ch == '.' || ch == '-')
+				continue;
+			return seterr(err, -EINVAL,
+				      "invalid %s '%s' (1..%d characters of A-Z a-z 0-9 _ . -)",
+				      what, name, RS_NAME_MAX);
+		}
+	}
+	return 0;
+}
+
+/* Silent on purpose: this is also meant for names that arrive over the network. */
+int rs_name_valid(const char *name)
+{
+	char err[ERRLEN];
+
+	return name ? name_check(name, "name", err) : -EINVAL;
+}
+
+/* ---------------------------------------------------------------- addresses */
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+static int resolve(const char *host, bool v6_literal, struct rs_addr *out, char *err)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai, *pick;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
+	bool numeric4 = true;
+	const char *p;
+	int rc;
+
+	if (v6_literal) {
+		hints.ai_family = AF_INET6;
+		hints.ai_flags = AI_NUMERICHOST;
+	} else {
+		for (p = host; *p; p++)
+			if (!isdigit((unsigned char)*p) && *p != '.')
+				numeric4 = false;
+		if (numeric4) {
+			/* strict dotted quad: getaddrinfo would also take "10.1" */
+			memset(&out->ss, 0, sizeof(out->ss));
+			if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+				return seterr(err, -EINVAL, "invalid IPv4 address '%s'", host);
+			sin->sin_family = AF_INET;
+			out->len = sizeof(*sin);
+			return 0;
+		}
+		for (p = host; *p; p++)
+			if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_')
+				return seterr(err, -EINVAL,
+					      "invalid host name '%s' (IPv6 addresses go in brackets: [::1]:PORT)",
+					      host);
+		hints.ai_family = AF_UNSPEC;
+	}
+	rc = getaddrinfo(host, NULL, &hints, &res);
+	if (rc) {
+		int e = rc == EAI_SYSTEM ? -errno : rc == EAI_MEMORY ? -ENOMEM : -EINVAL;
+
+		if (v6_literal)
+			return seterr(err, -EINVAL, "invalid IPv6 address '%s'", host);
+		return seterr(err, e ? e : -EINVAL, "cannot resolve '%s': %s", host,
+			      rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+	}
+	/* Prefer IPv4 for host names: the default listeners are IPv4 (0.0.0.0). */
+	pick = NULL;
+	for (ai = res; ai; ai = ai->ai_next) {
+		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+			continue;
+		if (!pick || (pick->ai_family != AF_INET && ai->ai_family == AF_INET))
+			pick = ai;
+	}
+	if (!pick || pick->ai_addrlen > sizeof(out->ss)) {
+		freeaddrinfo(res);
+		return seterr(err, -EINVAL, "'%s' has no IPv4 or IPv6 address", host);
+	}
+	memset(&out->ss, 0, sizeof(out->ss));
+	memcpy(&out->ss, pick->ai_addr, pick->ai_addrlen);
+	out->len = pick->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static int addr_parse(const char *s, const char *default_host, struct rs_addr *out, char *err)
+{
+	char host[256];
+	const char *port_s, *colon;
+	size_t hlen;
+	unsigned int port;
+	bool v6 = false;
+	int rc;
+
+	if (!*s)
+		return seterr(err, -EINVAL, "empty address");
+	if (strlen(s) >= sizeof(out->text))
+		return seterr(err, -ENAMETOOLONG, "address is too long (max %zu characters)",
+			      sizeof(out->text) - 1);
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (!close)
+			return seterr(err, -EINVAL, "missing ']' in '%s'", s);
+		hlen = close - s - 1;
+		if (close[1] != ':')
+			return seterr(err, -EINVAL, "missing port in '%s' (expected [IPV6]:PORT)", s);
+		memcpy(host, s + 1, hlen);
+		host[hlen] = '\0';
+		port_s = close + 2;
+		v6 = true;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon && colon != strchr(s, ':'))
+			return seterr(err, -EINVAL,
+				      "IPv6 addresses must be written in brackets, e.g. [::1]:PORT (got '%s')",
+				      s);
+		if (!colon) {
+			if (!default_host)
+				return seterr(err, -EINVAL, "missing port in '%s' (expected HOST:PORT)",
+					      s);
+			if (strlen(default_host) >= sizeof(host))
+				return seterr(err, -EINVAL, "default host too long");
+			strcpy(host, default_host);
+			port_s = s;
+		} else {
+			hlen = colon - s;
+			memcpy(host, s, hlen);
+			host[hlen] = '\0';
+			port_s = colon + 1;
+		}
+	}
+	if (!host[0])
+		return seterr(err, -EINVAL, "missing host in '%s'", s);
+	if (!*port_s)
+		return seterr(err, -EINVAL, "missing port in '%s'", s);
+	if (!isdigit((unsigned char)*port_s) || strspn(port_s, "0123456789") != strlen(port_s))
+		return seterr(err, -EINVAL, "port '%s' is not a number", port_s);
+	if (parse_uint(port_s, 1, 65535, &port, err))
+		return seterr(err, -EINVAL, "port '%s' out of range (1..65535)", port_s);
+
+	rc = resolve(host, v6 || strchr(host, ':'), out, err);
+	if (rc)
+		return rc;
+	set_port(&out->ss, port);
+	if (port_s == s) /* port only: show the full address in logs */
+		snprintf(out->text, sizeof(out->text), strchr(host, ':') ? "[%s]:%u" : "%s:%u",
+			 host, port);
+	else
+		strcpy(out->text, s);
+	return 0;
+}
+
+static int route_parse(const char *s, struct rs_route *out, char *err)
+{
+	const char *eq = strchr(s, '=');
+	char left[sizeof(out->bind.text)];
+	size_t n;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!eq)
+		return seterr(err, -EINVAL, "missing '=' (expected [BIND_ADDR:]PORT=SERVICE)");
+	n = eq - s;
+	if (!n)
+		return seterr(err, -EINVAL, "missing port before '=' (expected [BIND_ADDR:]PORT=SERVICE)");
+	if (n >= sizeof(left))
+		return seterr(err, -ENAMETOOLONG, "bind address is too long");
+	memcpy(left, s, n);
+	left[n] = '\0';
+	rc = name_check(eq + 1, "service name", err);
+	if (rc)
+		return rc;
+	rc = addr_parse(left, "0.0.0.0", &out->bind, err);
+	if (rc)
+		return rc;
+	strcpy(out->service, eq + 1);
+	return 0;
+}
+
+static int service_parse(const char *s, struct rs_service *out, char *err)
+{
+	const char *eq = strchr(s, '=');
+	size_t n;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!eq)
+		return seterr(err, -EINVAL, "missing '=' (expected NAME=HOST:PORT)");
+	n = eq - s;
+	if (n > RS_NAME_MAX)
+		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
+			      s, RS_NAME_MAX);
+	memcpy(out->name, s, n);
+	out->name[n] = '\0';
+	rc = name_check(out->name, "service name", err);
+	if (rc)
+		return rc;
+	return addr_parse(eq + 1, NULL, &out->addr, err);
+}
+
+int rs_addr_parse(const char *s, const char *default_host, struct rs_addr *out)
+{
+	char err[ERRLEN];
+	int rc = addr_parse(s, default_host, out, err);
+
+	if (rc)
+		fprintf(stderr, "Error: address '%s': %s\n", s, err);
+	return rc;
+}
+
+int rs_route_parse(const char *s, struct rs_route *out)
+{
+	char err[ERRLEN];
+	int rc = route_parse(s, out, err);
+
+	if (rc)
+		fprintf(stderr, "Error: route '%s': %s\n", s, err);
+	return rc;
+}
+
+int rs_service_parse(const char *s, struct rs_service *out)
+{
+	char err[ERRLEN];
+	int rc = service_parse(s, out, err);
+
+	if (rc)
+		fprintf(stderr, "Error: service '%s': %s\n", s, err);
+	return rc;
+}
+
+/* -------------------------------------------------------------------- token */
+
+static int token_load(struct rs_common *c, char *err)
+{
+	uint8_t buf[TOKEN_FILE_MAX + 1];
+	size_t n = 0;
+	struct stat st;
+	ssize_t r;
+	int fd, rc = 0;
+
+	if (!c->token_file[0])
+		return seterr(err, -EINVAL,
+			      "a token is required (--token-file FILE); generate one with: " GEN_TOKEN_HINT);
+	fd = open(c->token_file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return seterr(err, -errno, "cannot open token file '%s': %s", c->token_file,
+			      strerror(errno));
+	if (fstat(fd, &st)) {
+		rc = seterr(err, -errno, "cannot stat token file '%s': %s", c->token_file,
+			    strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = seterr(err, -EINVAL, "token file '%s' is not a regular file", c->token_file);
+		goto out;
+	}
+	while (n < sizeof(buf)) {
+		r = read(fd, buf + n, sizeof(buf) - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = seterr(err, -errno, "cannot read token file '%s': %s", c->token_file,
+				    strerror(errno));
+			goto out;
+		}
+		if (!r)
+			break;
+		n += r;
+	}
+	if (n > TOKEN_FILE_MAX) {
+		rc = seterr(err, -EFBIG, "token file '%s' is larger than %d bytes", c->token_file,
+			    TOKEN_FILE_MAX);
+		goto out;
+	}
+	while (n && isspace(buf[n - 1]))
+		n--;
+	if (!n) {
+		rc = seterr(err, -EINVAL, "token file '%s' is empty; generate one with: " GEN_TOKEN_HINT,
+			    c->token_file);
+		goto out;
+	}
+	if (n < TOKEN_MIN) {
+		rc = seterr(err, -EINVAL,
+			    "token in '%s' is too short (%zu bytes, need at least %d); generate one with: " GEN_TOKEN_HINT,
+			    c->token_file, n, TOKEN_MIN);
+		goto out;
+	}
+	if (st.st_mode & S_IROTH)
+		pr_warn("token file '%s' is readable by every user (mode %04o); consider chmod 600",
+			c->token_file, (unsigned int)(st.st_mode & 07777));
+	if (n <= TOKEN_RAW_MAX) {
+		memcpy(c->token, buf, n);
+		c->token_len = n;
+	} else {
+		if (sodium_init() < 0 ||
+		    crypto_generichash(c->token, TOKEN_HASHED, buf, n, NULL, 0)) {
+			rc = seterr(err, -EIO, "cannot hash the token (libsodium failed)");
+			goto out;
+		}
+		c->token_len = TOKEN_HASHED;
+	}
+out:
+	sodium_memzero(buf, sizeof(buf));
+	close(fd);
+	return rc;
+}
+
+int rs_token_load(struct rs_common *c)
+{
+	char err[ERRLEN];
+	int rc = token_load(c, err);
+
+	if (rc)
+		fprintf(stderr, "Error: %s\n", err);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ options */
+
+enum opt_id {
+	O_CONFIG = 'c',
+	O_HELP = 'h',
+	O_VERBOSE = 'v',
+	O_VERSION = 'V',
+	O_CONTROL = 256,
+	O_TOKEN_FILE,
+	O_ROUTE,
+	O_DATAPATH,
+	O_PIN_DIR,
+	O_AGENT_WAIT,
+	O_CONNECT_TIMEOUT,
+	O_HELLO_TIMEOUT,
+	O_MAX_PENDING,
+	O_HEARTBEAT,
+	O_EDGE,
+	O_SERVICE,
+	O_NAME,
+	O_BACKOFF_MIN,
+	O_BACKOFF_MAX,
+	O__MAX,
+};
+
+enum { FOR_EDGE = 1, FOR_AGENT = 2, FOR_BOTH = 3 };
+
+struct optdef {
+	const char *name;
+	int has_arg;
+	int id;
+	unsigned int who;
+	bool ini;    /* may appear as a key in [edge]/[agent] */
+	bool repeat; /* may appear more than once */
+};
+
+static const struct optdef optdefs[] = {
+	{ "config", required_argument, O_CONFIG, FOR_BOTH, false, false },
+	{ "help", no_argument, O_HELP, FOR_BOTH, false, true },
+	{ "version", no_argument, O_VERSION, FOR_BOTH, false, true },
+	{ "verbose", no_argument, O_VERBOSE, FOR_BOTH, true, true },
+	{ "token-file", required_argument, O_TOKEN_FILE, FOR_BOTH, true, false },
+	{ "datapath", required_argument, O_DATAPATH, FOR_BOTH, true, false },
+	{ "pin-dir", required_argument, O_PIN_DIR, FOR_BOTH, true, false },
+	{ "heartbeat", required_argument, O_HEARTBEAT, FOR_BOTH, true, false },
+	{ "connect-timeout", required_argument, O_CONNECT_TIMEOUT, FOR_BOTH, true, false },
+	{ "control", required_argument, O_CONTROL, FOR_EDGE, true, false },
+	{ "route", required_argument, O_ROUTE, FOR_EDGE, true, true },
+	{ "agent-wait", required_argument, O_AGENT_WAIT, FOR_EDGE, true, false },
+	{ "hello-timeout", required_argument, O_HELLO_TIMEOUT, FOR_EDGE, true, false },
+	{ "max-pending", required_argument, O_MAX_PENDING, FOR_EDGE, true, false },
+	{ "edge", required_argument, O_EDGE, FOR_AGENT, true, false },
+	{ "service", required_argument, O_SERVICE, FOR_AGENT, true, true },
+	{ "name", required_argument, O_NAME, FOR_AGENT, true, false },
+	{ "backoff-min", required_argument, O_BACKOFF_MIN, FOR_AGENT, true, false },
+	{ "backoff-max", required_argument, O_BACKOFF_MAX, FOR_AGENT, true, false },
+};
+#define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
+
+static const struct optdef *opt_by_key(const char *key, unsigned int who)
+{
+	size_t i;
+
+	for (i = 0; i < N_OPTDEFS; i++)
+		if ((optdefs[i].who & who) && optdefs[i].ini && !strcmp(optdefs[i].name, key))
+			return &optdefs[i];
+	return NULL;
+}
+
+static const struct optdef *opt_by_id(int id)
+{
+	size_t i;
+
+	for (i = 0; i < N_OPTDEFS; i++)
+		if (optdefs[i].id == id)
+			return &optdefs[i];
+	return NULL;
+}
+
+/* One parse in progress, of either daemon. */
+struct ctx {
+	unsigned int who;
+	struct rs_edge_config *edge;
+	struct rs_agent_config *agent;
+	struct rs_common *c;
+	bool flag_routes;   /* a --route/--service flag replaced the file's list */
+	bool flag_given[O__MAX]; /* file settings that a flag overrides are skipped */
+	/* INI state */
+	const char *path;
+	FILE *f;
+	int line;           /* line being parsed (1-based) */
+	bool line_start;    /* the last read ended a line */
+	int set_line[O__MAX]; /* where a single-valued key was set, for duplicates */
+	int err_line;
+	int rc;
+	char err[ERRLEN];
+};
+
+static int add_route(struct ctx *x, const struct rs_route *r, char *err)
+{
+	struct rs_edge_config *e = x->edge;
+	int i;
+
+	for (i = 0; i < e->n_routes; i++) {
+		const struct rs_addr *a = &e->routes[i].bind;
+
+		if (a->len != r->bind.len || memcmp(&a->ss, &r->bind.ss, a->len))
+			continue;
+		if (!strcmp(e->routes[i].service, r->service)) {
+			/* "route = 8080=web" and "bind = 8080" in [service web] */
+			pr_debug("route %s=%s given twice", a->text, r->service);
+			return 0;
+		}
+		return seterr(err, -EINVAL, "bind address %s is already used by route %s=%s",
+			      r->bind.text, a->text, e->routes[i].service);
+	}
+	if (e->n_routes >= RS_MAX_ROUTES)
+		return seterr(err, -E2BIG, "too many routes (max %d)", RS_MAX_ROUTES);
+	e->routes[e->n_routes++] = *r;
+	return 0;
+}
+
+static int add_service(struct ctx *x, const struct rs_service *s, char *err)
+{
+	struct rs_agent_config *a = x->agent;
+	int i;
+
+	for (i = 0; i < a->n_services; i++) {
+		const struct rs_addr *o = &a->services[i].addr;
+
+		if (strcmp(a->services[i].name, s->name))
+			continue;
+		if (o->len == s->addr.len && !memcmp(&o->ss, &s->addr.ss, o->len)) {
+			pr_debug("service %s=%s given twice", s->name, s->addr.text);
+			return 0;
+		}
+		return seterr(err, -EINVAL, "service '%s' is defined twice (%s and %s)", s->name,
+			      o->text, s->addr.text);
+	}
+	if (a->n_services >= RS_MAX_SERVICES)
+		return seterr(err, -E2BIG, "too many services (max %d)", RS_MAX_SERVICES);
+	a->services[a->n_services++] = *s;
+	return 0;
+}
+
+/* Apply one setting (flag or INI key of the daemon's own section).  val is NULL
+ * for the flag form of --verbose. */
+static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *err)
+{
+	struct rs_common *c = x->c;
+	struct rs_route r;
+	struct rs_service s;
+	int rc, b = 0;
+
+	switch (id) {
+	case O_VERBOSE:
+		if (!val) {
+			c->verbose = 1;
+			return 0;
+		}
+		rc = parse_bool(val, &b, err);
+		if (!rc)
+			c->verbose = b;
+		return rc;
+	case O_TOKEN_FILE:
+		return copy_str(c->token_file, sizeof(c->token_file), val, "token file path", err);
+	case O_DATAPATH:
+		if (dp_mode_parse(val, &c->datapath))
+			return seterr(err, -EINVAL, "unknown data path '%s' (auto, sockmap or splice)",
+				      val);
+		return 0;
+	case O_PIN_DIR:
+		return copy_str(c->pin_dir, sizeof(c->pin_dir), val, "pin directory", err);
+	case O_HEARTBEAT:
+		return parse_uint(val, 100, MS_MAX, &c->heartbeat_ms, err);
+	case O_CONNECT_TIMEOUT:
+		return parse_uint(val, 1, MS_MAX,
+				  x->edge ? &x->edge->connect_timeout_ms : &x->agent->connect_timeout_ms,
+				  err);
+	case O_CONTROL:
+		return addr_parse(val, "0.0.0.0", &x->edge->control, err);
+	case O_ROUTE:
+		if (from_flag && !x->flag_routes) {
+			x->edge->n_routes = 0;
+			x->flag_routes = true;
+		}
+		rc = route_parse(val, &r, err);
+		return rc ? rc : add_route(x, &r, err);
+	case O_AGENT_WAIT:
+		return parse_uint(val, 0, MS_MAX, &x->edge->agent_wait_ms, err);
+	case O_HELLO_TIMEOUT:
+		return parse_uint(val, 1, MS_MAX, &x->edge->hello_timeout_ms, err);
+	case O_MAX_PENDING:
+		return parse_uint(val, 1, 1000000, &x->edge->max_pending, err);
+	case O_EDGE:
+		rc = copy_str(x->agent->edge_host, sizeof(x->agent->edge_host), val, "edge address",
+			      err);
+		return rc ? rc : addr_parse(val, NULL, &x->agent->edge, err);
+	case O_SERVICE:
+		if (from_flag && !x->flag_routes) {
+			x->agent->n_services = 0;
+			x->flag_routes = true;
+		}
+		rc = service_parse(val, &s, err);
+		return rc ? rc : add_service(x, &s, err);
+	case O_NAME:
+		rc = name_check(val, "agent name", err);
+		if (!rc)
+			strcpy(x->agent->name, val);
+		return rc;
+	case O_BACKOFF_MIN:
+		return parse_uint(val, 1, MS_MAX, &x->agent->backoff_min_ms, err);
+	case O_BACKOFF_MAX:
+		return parse_uint(val, 1, MS_MAX, &x->agent->backoff_max_ms, err);
+	}
+	return seterr(err, -EINVAL, "internal error: option %d", id);
+}
+
+/* ---------------------------------------------------------------- INI file */
+
+enum sec_kind { SEC_EDGE, SEC_AGENT, SEC_SERVICE };
+
+/* "edge", "agent" or "service NAME" (inih keeps inner and trailing blanks). */
+static int section_parse(const char *sec, enum sec_kind *kind, char *name, char *err)
+{
+	char buf[INI_MAX_LINE];
+	char *p, *end, *n;
+
+	if (!*sec)
+		return seterr(err, -EINVAL, "setting outside of a section ([edge], [agent] or [service NAME])");
+	snprintf(buf, sizeof(buf), "%s", sec);
+	p = buf;
+	while (isspace((unsigned char)*p))
+		p++;
+	end = p + strlen(p);
+	while (end > p && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	if (!strcmp(p, "edge")) {
+		*kind = SEC_EDGE;
+		return 0;
+	}
+	if (!strcmp(p, "agent")) {
+		*kind = SEC_AGENT;
+		return 0;
+	}
+	if (!strncmp(p, "service", 7) && (!p[7] || isspace((unsigned char)p[7]))) {
+		n = p + 7;
+		while (isspace((unsigned char)*n))
+			n++;
+		if (!*n)
+			return seterr(err, -EINVAL, "section [service] needs a name: [service NAME]");
+		if (name_check(n, "service name", err))
+			return -EINVAL;
+		strcpy(name, n);
+		*kind = SEC_SERVICE;
+		return 0;
+	}
+	return seterr(err, -EINVAL, "unknown section [%s] (expected [edge], [agent] or [service NAME])",
+		      sec);
+}
+
+static int ini_fail(struct ctx *x, int rc)
+{
+	if (!x->rc) {
+		x->rc = rc;
+		x->err_line = x->line;
+	}
+	return 0;
+}
+
+static int on_ini_key(void *user, const char *section, const char *key, const char *value)
+{
+	struct ctx *x = user;
+	char name[RS_NAME_MAX + 1], msg[ERRLEN];
+	const struct optdef *o;
+	enum sec_kind kind;
+	unsigned int mine = x->who, other = x->who ^ FOR_BOTH;
+	int rc;
+
+	if (x->rc)
+		return 0;
+	rc = section_parse(section, &kind, name, x->err);
+	if (rc)
+		return ini_fail(x, rc);
+
+	if (kind == SEC_SERVICE) {
+		if (strcmp(key, "bind") && strcmp(key, "local")) {
+			seterr(x->err, 0, "unknown key '%s' in [%s] (expected bind or local)", key,
+			       section);
+			return ini_fail(x, -EINVAL);
+		}
+		if (x->flag_given[x->who == FOR_EDGE ? O_ROUTE : O_SERVICE])
+			return 1; /* --route/--service replace the file's list */
+		if (x->who == FOR_EDGE && !strcmp(key, "bind")) {
+			struct rs_route r = { 0 };
+
+			rc = addr_parse(value, "0.0.0.0", &r.bind, msg);
+			if (!rc) {
+				strcpy(r.service, name);
+				rc = add_route(x, &r, msg);
+			}
+		} else if (x->who == FOR_AGENT && !strcmp(key, "local")) {
+			struct rs_service s = { 0 };
+
+			rc = addr_parse(value, NULL, &s.addr, msg);
+			if (!rc) {
+				strcpy(s.name, name);
+				rc = add_service(x, &s, msg);
+			}
+		}
+		if (rc) {
+			seterr(x->err, 0, "%s '%s': %s", key, value, msg);
+			return ini_fail(x, rc);
+		}
+		return 1;
+	}
+
+	if ((kind == SEC_EDGE && x->who == FOR_AGENT) || (kind == SEC_AGENT && x->who == FOR_EDGE)) {
+		/* the other daemon's section: check the key names only */
+		o = opt_by_key(key, other);
+		if (!o) {
+			seterr(x->err, 0, "unknown key '%s' in [%s]", key, section);
+			return ini_fail(x, -EINVAL);
+		}
+		return 1;
+	}
+
+	o = opt_by_key(key, mine);
+	if (!o) {
+		seterr(x->err, 0, "unknown key '%s' in [%s]", key, section);
+		return ini_fail(x, -EINVAL);
+	}
+	if (!o->repeat) {
+		if (x->set_line[o->id]) {
+			seterr(x->err, 0, "duplicate key '%s' in [%s] (first set on line %d)", key,
+			       section, x->set_line[o->id]);
+			return ini_fail(x, -EINVAL);
+		}
+		x->set_line[o->id] = x->line;
+	}
+	if (x->flag_given[o->id])
+		return 1; /* overridden: not even parsed, e.g. an --edge host name */
+	rc = apply(x, o->id, value, false, msg);
+	if (rc) {
+		seterr(x->err, 0, "%s '%s': %s", key, value, msg);
+		return ini_fail(x, rc);
+	}
+	return 1;
+}
+
+/* fgets for inih that counts lines and checks [section] headers on the way,
+ * so that errors name the right line. */
+static char *read_ini_line(char *str, int num, void *stream)
+{
+	struct ctx *x = stream;
+	bool first = x->line == 0;
+	size_t n;
+	char *p, *close;
+
+	if (x->rc)
+		return NULL;
+	if (!fgets(str, num, x->f))
+		return NULL;
+	x->line++;
+	n = strlen(str);
+	x->line_start = n && str[n - 1] == '\n';
+	if (!x->line_start && !feof(x->f)) {
+		seterr(x->err, 0, "line too long (max %d characters)", num - 2);
+		ini_fail(x, -EINVAL);
+		return NULL;
+	}
+	p = str;
+	if (first && !strncmp(p, "\xEF\xBB\xBF", 3))
+		p += 3;
+	if (*p == '[' && (close = strchr(p, ']'))) {
+		char sec[INI_MAX_LINE], name[RS_NAME_MAX + 1];
+		enum sec_kind kind;
+		int rc;
+
+		snprintf(sec, sizeof(sec), "%.*s", (int)(close - p - 1), p + 1);
+		rc = section_parse(sec, &kind, name, x->err);
+		if (rc) {
+			ini_fail(x, rc);
+			return NULL;
+		}
+	}
+	return str;
+}
+
+static int ini_load(struct ctx *x, const char *path)
+{
+	int ret;
+
+	x->path = path;
+	x->f = fopen(path, "re");
+	if (!x->f) {
+		int e = errno;
+
+		fprintf(stderr, "Error: cannot open config file '%s': %s\n", path, strerror(e));
+		return -e;
+	}
+	x->line = 0;
+	x->line_start = true;
+	ini_allow_multiline = false; /* indented keys are keys, not continuations */
+	ret = ini_parse_stream(read_ini_line, x, on_ini_key, x);
+	if (!x->rc && ferror(x->f)) {
+		x->rc = -EIO;
+		x->err_line = x->line;
+		seterr(x->err, 0, "read error");
+	}
+	fclose(x->f);
+	x->f = NULL;
+	if (ret > 0 && (!x->rc || ret < x->err_line)) {
+		fprintf(stderr, "Error: %s:%d: syntax error (expected [section] or key = value)\n",
+			path, ret);
+		return -EINVAL;
+	}
+	if (ret == -2) {
+		fprintf(stderr, "Error: %s: out of memory\n", path);
+		return -ENOMEM;
+	}
+	if (x->rc) {
+		fprintf(stderr, "Error: %s:%d: %s\n", path, x->err_line, x->err);
+		return x->rc;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- help text */
+
+static void edge_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: rsplice-edge [OPTIONS]\n"
+"\n"
+"Public end of an rsplice reverse tunnel.  Accepts the control connection of\n"
+"rsplice-agent on --control and forwards every client that connects to a\n"
+"route's port to the agent's service of that name.\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE          read settings from an INI file (see below);\n"
+"                             flags given here override it\n"
+"      --control ADDR:PORT    where agents connect (default 0.0.0.0:7000)\n"
+"      --token-file FILE      shared secret, required; same file as the agent's\n"
+"      --route [BIND_ADDR:]PORT=SERVICE\n"
+"                             publish SERVICE on PORT; repeatable; BIND_ADDR\n"
+"                             defaults to 0.0.0.0, IPv6 as [::]:PORT; routes on\n"
+"                             the command line replace the file's routes\n"
+"      --datapath MODE        auto, sockmap or splice (default auto)\n"
+"      --pin-dir DIR          BPF pin directory (default $RSPLICE_PIN_DIR or\n"
+"                             " RS_PIN_DIR_DEFAULT ")\n"
+"      --agent-wait MS        how long a client waits for an agent (default 10000)\n"
+"      --connect-timeout MS   request to the agent until its data connection\n"
+"                             arrives (default 10000)\n"
+"      --hello-timeout MS     accepted connection until complete hello\n"
+"                             (default 5000)\n"
+"      --max-pending N        clients waiting for a data connection (default 1024)\n"
+"      --heartbeat MS         control connection ping interval (default 5000)\n"
+"  -v, --verbose              debug logging\n"
+"  -h, --help                 show this help and exit\n"
+"  -V, --version              show the version and exit\n"
+"\n"
+"MS values are milliseconds, at most 3600000; --heartbeat at least 100.\n"
+"Token: at least 16 bytes after trailing whitespace is stripped, at most 4096;\n"
+"tokens longer than 64 bytes are hashed to 32 bytes (BLAKE2b).  Generate one with\n"
+"  " GEN_TOKEN_HINT "\n"
+"\n"
+"Config file (INI; ';' or '#' comments; keys are the long option names):\n"
+"  [edge]\n"
+"  control = 0.0.0.0:7000\n"
+"  token-file = /etc/rsplice/token\n"
+"  datapath = auto\n"
+"  route = 8080=web           ; may repeat\n"
+"  [service web]\n"
+"  bind = 8080                ; [BIND_ADDR:]PORT, may repeat (= route 8080=web)\n"
+"  local = 192.168.1.10:80    ; used by the agent only\n"
+"The [agent] section is checked but ignored, so one file can serve both.\n"
+"\n"
+"Example:\n"
+"  rsplice-edge --token-file /etc/rsplice/token --route 80=web --route 2222=ssh\n");
+}
+
+static void agent_usage(FILE *f)
+{
+	fprintf(f,
+"Usage: rsplice-agent [OPTIONS]\n"
+"\n"
+"LAN end of an rsplice reverse tunnel.  Keeps a control connection to\n"
+"rsplice-edge and, for every client the edge accepts, connects the named\n"
+"service in the LAN and a data connection to the edge, and relays between them.\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE          read settings from an INI file (see below);\n"
+"                             flags given here override it\n"
+"      --edge HOST:PORT       the edge's control address, required; a host name\n"
+"                             is resolved again on every reconnect\n"
+"      --token-file FILE      shared secret, required; same file as the edge's\n"
+"      --service NAME=HOST:PORT\n"
+"                             LAN address of service NAME, required at least\n"
+"                             once; repeatable; services on the command line\n"
+"                             replace the file's services\n"
+"      --name NAME            agent name shown in the edge's logs\n"
+"                             (default: the host name)\n"
+"      --datapath MODE        auto, sockmap or splice (default auto)\n"
+"      --pin-dir DIR          BPF pin directory (default $RSPLICE_PIN_DIR or\n"
+"                             " RS_PIN_DIR_DEFAULT ")\n"
+"      --connect-timeout MS   dialing a service or the edge (default 5000)\n"
+"      --backoff-min MS       first reconnect delay (default 500)\n"
+"      --backoff-max MS       largest reconnect delay (default 30000)\n"
+"      --heartbeat MS         control connection ping interval (default 5000)\n"
+"  -v, --verbose              debug logging\n"
+"  -h, --help                 show this help and exit\n"
+"  -V, --version              show the version and exit\n"
+"\n"
+"MS values are milliseconds, at most 3600000; --heartbeat at least 100.\n"
+"Names: 1..63 characters of A-Z a-z 0-9 _ . -\n"
+"Token: at least 16 bytes after trailing whitespace is stripped, at most 4096;\n"
+"tokens longer than 64 bytes are hashed to 32 bytes (BLAKE2b).  Generate one with\n"
+"  " GEN_TOKEN_HINT "\n"
+"\n"
+"Config file (INI; ';' or '#' comments; keys are the long option names):\n"
+"  [agent]\n"
+"  edge = edge.example.net:7000\n"
+"  token-file = /etc/rsplice/token\n"
+"  name = lan1\n"
+"  service = ssh=192.168.1.2:22 ; may repeat\n"
+"  [service web]\n"
+"  local = 192.168.1.10:80    ; same as service = web=192.168.1.10:80\n"
+"  bind = 8080                ; used by the edge only\n"
+"The [edge] section is checked but ignored, so one file can serve both.\n"
+"\n"
+"Example:\n"
+"  rsplice-agent --edge edge.example.net:7000 --token-file /etc/rsplice/token \\\n"
+"                --service web=192.168.1.10:80 --service ssh=192.168.1.2:22\n");
+}
+
+/* ------------------------------------------------------------------- argv */
+
+struct flag {
+	int id;
+	const char *arg;
+};
+
+/* Pass 1: syntax of argv into flags[]; -c FILE into *config.  1 = help/version
+ * printed, 0 = go on, -EINVAL on error (printed). */
+static int scan_argv(struct ctx *x, int argc, char **argv, struct flag *flags, int *n_flags,
+		     const char **config)
+{
+	struct option longopts[N_OPTDEFS + 1];
+	const char *prog = x->who == FOR_EDGE ? "rsplice-edge" : "rsplice-agent";
+	size_t i, n = 0;
+	int opt;
+
+	memset(longopts, 0, sizeof(longopts));
+	for (i = 0; i < N_OPTDEFS; i++) {
+		if (!(optdefs[i].who & x->who))
+			continue;
+		longopts[n].name = optdefs[i].name;
+		longopts[n].has_arg = optdefs[i].has_arg;
+		longopts[n].val = optdefs[i].id;
+		n++;
+	}
+	*n_flags = 0;
+	*config = NULL;
+	optind = 0; /* full reset: the tests parse several argv in one process */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":c:hvV", longopts, NULL)) != -1) {
+		const char *arg = argv[optind - 1];
+
+		switch (opt) {
+		case 'h':
+			if (x->who == FOR_EDGE)
+				edge_usage(stdout);
+			else
+				agent_usage(stdout);
+			return 1;
+		case 'V':
+			printf("%s %s\n", prog, RSPLICE_VERSION);
+			return 1;
+		case 'c':
+			*config = optarg;
+			break;
+		case ':':
+			if (!strncmp(arg, "--", 2))
+				fprintf(stderr, "Error: option '%s' needs an argument (see --help)\n",
+					arg);
+			else
+				fprintf(stderr, "Error: option '-%c' needs an argument (see --help)\n",
+					optopt);
+			return -EINVAL;
+		case '?':
+			if (!strncmp(arg, "--", 2) && strchr(arg, '=') && optopt)
+				fprintf(stderr, "Error: option '%.*s' takes no argument (see --help)\n",
+					(int)(strchr(arg, '=') - arg), arg);
+			else if (!strncmp(arg, "--", 2))
+				fprintf(stderr, "Error: unknown or ambiguous option '%s' (see --help)\n",
+					arg);
+			else
+				fprintf(stderr, "Error: unknown option '-%c' (see --help)\n", optopt);
+			return -EINVAL;
+		default:
+			x->flag_given[opt] = true;
+			flags[*n_flags].id = opt;
+			flags[*n_flags].arg = optarg;
+			(*n_flags)++;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "Error: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int load(struct ctx *x, int argc, char **argv)
+{
+	struct flag *flags;
+	const char *config;
+	char err[ERRLEN];
+	int i, n, rc;
+
+	flags = calloc(argc + 1, sizeof(*flags));
+	if (!flags) {
+		fprintf(stderr, "Error: out of memory\n");
+		return -ENOMEM;
+	}
+	rc = scan_argv(x, argc, argv, flags, &n, &config);
+	if (rc)
+		goto out;
+	if (config) {
+		rc = ini_load(x, config);
+		if (rc)
+			goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const struct optdef *o = opt_by_id(flags[i].id);
+
+		rc = apply(x, flags[i].id, flags[i].arg, true, err);
+		if (rc) {
+			if (flags[i].arg)
+				fprintf(stderr, "Error: --%s '%s': %s\n", o ? o->name : "?",
+					flags[i].arg, err);
+			else
+				fprintf(stderr, "Error: --%s: %s\n", o ? o->name : "?", err);
+			goto out;
+		}
+	}
+out:
+	free(flags);
+	return rc;
+}
+
+static void common_defaults(struct rs_common *c)
+{
+	c->datapath = DP_AUTO;
+	c->heartbeat_ms = 5000;
+}
+
+static bool is_any(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return !memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, &in6addr_any,
+		       sizeof(struct in6_addr));
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+/* Two listeners that cannot both bind: same family and port, and the same
+ * address or a wildcard on either side. */
+static bool addr_clash(const struct rs_addr *a, const struct rs_addr *b)
+{
+	if (a->ss.ss_family != b->ss.ss_family || port_of(&a->ss) != port_of(&b->ss))
+		return false;
+	if (is_any(&a->ss) || is_any(&b->ss))
+		return true;
+	return a->len == b->len && !memcmp(&a->ss, &b->ss, a->len);
+}
+
+int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
+{
+	struct ctx x = { .who = FOR_EDGE, .edge = cfg, .c = &cfg->c };
+	char err[ERRLEN];
+	int i, j, rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	common_defaults(&cfg->c);
+	cfg->agent_wait_ms = 10000;
+	cfg->connect_timeout_ms = 10000;
+	cfg->hello_timeout_ms = 5000;
+	cfg->max_pending = 1024;
+	rc = addr_parse("0.0.0.0:7000", NULL, &cfg->control, err);
+	if (rc) {
+		fprintf(stderr, "Error: %s\n", err);
+		return rc;
+	}
+	rc = load(&x, argc, argv);
+	if (rc)
+		return rc;
+
+	for (i = 0; i < cfg->n_routes; i++) {
+		const struct rs_route *r = &cfg->routes[i];
+
+		if (addr_clash(&r->bind, &cfg->control)) {
+			fprintf(stderr, "Error: route %s=%s clashes with the control address %s\n",
+				r->bind.text, r->service, cfg->control.text);
+			return -EINVAL;
+		}
+		for (j = 0; j < i; j++) {
+			if (addr_clash(&r->bind, &cfg->routes[j].bind)) {
+				fprintf(stderr, "Error: route %s=%s clashes with route %s=%s\n",
+					r->bind.text, r->service, cfg->routes[j].bind.text,
+					cfg->routes[j].service);
+				return -EINVAL;
+			}
+		}
+	}
+	rc = rs_token_load(&cfg->c);
+	if (rc)
+		return rc;
+	if (!cfg->n_routes)
+		pr_warn("no routes configured: agents can connect but no port is published "
+			"(add --route [BIND_ADDR:]PORT=SERVICE)");
+	return 0;
+}
+
+static void default_name(char *name)
+{
+	char host[HOST_NAME_MAX + 1] = "";
+	char err[ERRLEN];
+	char *dot;
+
+	if (gethostname(host, sizeof(host)))
+		host[0] = '\0';
+	host[sizeof(host) - 1] = '\0';
+	if (host[0] && !name_check(host, "name", err)) {
+		strcpy(name, host);
+		return;
+	}
+	dot = strchr(host, '.');
+	if (dot)
+		*dot = '\0';
+	if (host[0] && !name_check(host, "name", err))
+		strcpy(name, host);
+	else
+		strcpy(name, "agent");
+}
+
+int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
+{
+	struct ctx x = { .who = FOR_AGENT, .agent = cfg, .c = &cfg->c };
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	common_defaults(&cfg->c);
+	cfg->connect_timeout_ms = 5000;
+	cfg->backoff_min_ms = 500;
+	cfg->backoff_max_ms = 30000;
+	rc = load(&x, argc, argv);
+	if (rc)
+		return rc;
+
+	if (!cfg->edge_host[0]) {
+		fprintf(stderr, "Error: the edge address is required (--edge HOST:PORT)\n");
+		return -EINVAL;
+	}
+	if (!cfg->n_services) {
+		fprintf(stderr, "Error: at least one service is required "
+				"(--service NAME=HOST:PORT, or local = HOST:PORT in [service NAME])\n");
+		return -EINVAL;
+	}
+	if (cfg->backoff_min_ms > cfg->backoff_max_ms) {
+		fprintf(stderr, "Error: --backoff-min %u is larger than --backoff-max %u\n",
+			cfg->backoff_min_ms, cfg->backoff_max_ms);
+		return -EINVAL;
+	}
+	if (!cfg->name[0])
+		default_name(cfg->name);
+	return rs_token_load(&cfg->c);
+}
