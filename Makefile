@@ -69,7 +69,7 @@ $(BUILD)/rsplice: $(BUILD)/rsplice.o $(CLI_OBJS) $(COMMON_OBJS)
 $(BUILD)/test_%: selftests/test_%.c $(COMMON_OBJS) $(wildcard selftests/*.h)
 	$(CC) $(CFLAGS) -Iselftests $< $(COMMON_OBJS) -o $@ $(LDLIBS)
 
-$(BUILD)/%: tools/%.c | $(BUILD)
+$(BUILD)/%: tools/%.c $(COMMON_SRCS) $(wildcard user/*.h include/*.h) $(SKELS) | $(BUILD)
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS) -lpthread
 
 # Regenerate the checked-in vmlinux.h from the running kernel's BTF.

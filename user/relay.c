@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT
+/* Public relay API: chooses the data path for each new pair and keeps track of
+ * the pinned BPF map generations.  The forwarding itself lives in
+ * relay_sockmap.c and relay_splice.c. */
+#include "relay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bpf_pins.h"
+#include "log.h"
+#include "relay_internal.h"
+
+enum rl_path { RL_PATH_NONE = -1, RL_PATH_SPLICE = 0, RL_PATH_SOCKMAP = 1 };
+
+static struct {
+	enum dp_mode mode;
+	char pin_dir[256];
+	struct relay_gen *cur;  /* attached generation used for new pairs, or NULL */
+	enum rl_path last_path; /* path announced in the log, to log changes once */
+	unsigned int live[2];   /* indexed by enum rl_path */
+} rl = { .mode = DP_SPLICE, .last_path = RL_PATH_NONE };
+
+static const char *const rl_mode_names[] = {
+	[DP_AUTO] = "auto", [DP_SOCKMAP] = "sockmap", [DP_SPLICE] = "splice",
+};
+
+const char *dp_mode_name(enum dp_mode m)
+{
+	return (unsigned int)m < sizeof(rl_mode_names) / sizeof(rl_mode_names[0]) ? rl_mode_names[m]
+										      : "?";
+}
+
+int dp_mode_parse(const char *s, enum dp_mode *out)
+{
+	for (unsigned int i = 0; i < sizeof(rl_mode_names) / sizeof(rl_mode_names[0]); i++) {
+		if (s && !strcmp(s, rl_mode_names[i])) {
+			*out = (enum dp_mode)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* ---- map generations ---- */
+
+void relay_gen_get(struct relay_gen *g) { g->refs++; }
+
+void relay_gen_put(struct relay_gen *g)
+{
+	if (!g || --g->refs)
+		return;
+	rs_maps_close(&g->m);
+	free(g);
+}
+
+/* Open the maps currently pinned; NULL unless a verdict program is attached
+ * (pinned but detached maps would accept sockets and forward nothing). */
+static struct relay_gen *rl_gen_open(void)
+{
+	struct relay_gen *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	if (rs_maps_open(rl.pin_dir, &g->m)) {
+		free(g);
+		return NULL;
+	}
+	if (rs_maps_attached(&g->m) != 1) {
+		rs_maps_close(&g->m);
+		free(g);
+		return NULL;
+	}
+	g->refs = 1;
+	return g;
+}
+
+static void rl_announce(enum rl_path p)
+{
+	if (p == rl.last_path)
+		return;
+	rl.last_path = p;
+	if (p == RL_PATH_SOCKMAP)
+		pr_info("datapath: sockmap (pinned at %s)", rs_pin_dir(rl.pin_dir));
+	else if (rl.mode == DP_SOCKMAP)
+		pr_warn("datapath: splice (BPF program not attached: run 'rsplice attach'); "
+			"--datapath sockmap falls back for new connections");
+	else
+		pr_info("datapath: splice (BPF program not attached: run 'rsplice attach')");
+}
+
+/* The generation new pairs go into, or NULL for splice.  One BPF_PROG_QUERY
+ * per new pair while attached; after a detach (+ maybe a new attach, with new
+ * maps) the pins are reopened.  Pairs in the old generation keep their own
+ * reference, so dropping ours here does not close fds they still need. */
+static struct relay_gen *rl_current_gen(void)
+{
+	if (rl.cur && rs_maps_attached(&rl.cur->m) == 1)
+		return rl.cur;
+	relay_gen_put(rl.cur);
+	rl.cur = rl_gen_open();
+	rl_announce(rl.cur ? RL_PATH_SOCKMAP : RL_PATH_SPLICE);
+	return rl.cur;
+}
+
+int relay_init(enum dp_mode mode, const char *pin_dir)
+{
+	/* splice() into a socket whose peer is gone raises SIGPIPE: the kernel
+	 * does not pass MSG_NOSIGNAL for splice, so the process must ignore it. */
+	signal(SIGPIPE, SIG_IGN);
+	rl.mode = mode;
+	snprintf(rl.pin_dir, sizeof(rl.pin_dir), "%s", pin_dir ? pin_dir : "");
+	if (mode == DP_SPLICE) {
+		pr_info("datapath: splice (--datapath splice)");
+		return 0;
+	}
+	relay_gen_put(rl.cur);
+	rl.cur = rl_gen_open();
+	if (!rl.cur && mode == DP_SOCKMAP) {
+		pr_warn("datapath sockmap: no attached BPF program pinned at %s: run 'rsplice attach'",
+			rs_pin_dir(rl.pin_dir));
+		return -ENOENT;
+	}
+	rl_announce(rl.cur ? RL_PATH_SOCKMAP : RL_PATH_SPLICE);
+	return 0;
+}
+
+/* ---- per pair ---- */
+
+void relay_sock_reset(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static int rl_set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+void relay_finished(const struct relay_owner *o, const struct relay_stats *st)
+{
+	enum rl_path p = strcmp(st->path, RELAY_PATH_SOCKMAP) ? RL_PATH_SPLICE : RL_PATH_SOCKMAP;
+
+	rl.live[p]--;
+	pr_debug("relay %llu: %s a->b %llu b->a %llu bytes, %s", (unsigned long long)o->id, st->path,
+		 (unsigned long long)st->bytes_ab, (unsigned long long)st->bytes_ba, st->end);
+	if (o->done)
+		o->done(o->ctx, st);
+}
+
+/* Try the kernel path; 0 = started, -ECONNABORTED = unusable, else fall back. */
+static int rl_try_sockmap(int fd_a, int fd_b, const struct relay_owner *o)
+{
+	struct relay_gen *g;
+	int err;
+
+	if (rl.mode == DP_SPLICE)
+		return -EOPNOTSUPP;
+	g = rl_current_gen();
+	if (!g)
+		return -ENOENT;
+	err = relay_sockmap_start(g, fd_a, fd_b, o);
+	if (!err)
+		rl.live[RL_PATH_SOCKMAP]++;
+	else if (err != -ECONNABORTED)
+		pr_debug("relay %llu: sockmap insert failed (%s), using splice", (unsigned long long)o->id,
+			 strerror(-err));
+	return err;
+}
+
+int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx)
+{
+	struct relay_owner o = { .id = id, .done = done, .ctx = ctx };
+	int err;
+
+	err = rl_set_nonblock(fd_a);
+	if (!err)
+		err = rl_set_nonblock(fd_b);
+	if (err)
+		goto fail;
+	err = rl_try_sockmap(fd_a, fd_b, &o);
+	if (!err)
+		return 0;
+	if (err == -ECONNABORTED) {
+		pr_warn("relay %llu: bytes lost while inserting into the sockhash: resetting", (unsigned long long)id);
+		relay_sock_reset(fd_a);
+		relay_sock_reset(fd_b);
+		goto fail;
+	}
+	err = relay_splice_start(fd_a, fd_b, &o);
+	if (!err) {
+		rl.live[RL_PATH_SPLICE]++;
+		return 0;
+	}
+fail:
+	pr_warn("relay %llu: cannot start: %s", (unsigned long long)id, strerror(-err));
+	close(fd_a);
+	close(fd_b);
+	return err;
+}
+
+unsigned int relay_count(const char *path)
+{
+	if (!path)
+		return rl.live[RL_PATH_SPLICE] + rl.live[RL_PATH_SOCKMAP];
+	if (!strcmp(path, RELAY_PATH_SOCKMAP))
+		return rl.live[RL_PATH_SOCKMAP];
+	if (!strcmp(path, RELAY_PATH_SPLICE))
+		return rl.live[RL_PATH_SPLICE];
+	return 0;
+}

@@ -1,0 +1,494 @@
+// SPDX-License-Identifier: MIT
+/* Sockmap data path: both sockets of a pair go into the pinned sockhash and
+ * the verdict program redirects every received skb to the partner's egress.
+ * User space never reads these sockets; it only watches for FIN/reset and
+ * forwards FIN itself, because the kernel does not.
+ *
+ * Kernel facts this file relies on (../shared/notes/sockmap.md):
+ * - bytes queued before insertion wait for the next segment: kick them with
+ *   SO_RCVLOWAT after inserting both sockets;
+ * - removing a socket from the sockhash, or closing it, drops what its psock
+ *   still queues: only tear down once the counters show every redirected
+ *   byte was written into the partner's TCP send queue (except on reset). */
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <limits.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h> /* glibc's struct tcp_info lacks tcpi_bytes_acked */
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+#include "relay_internal.h"
+#include "rsplice_bpf.h"
+
+#define SM_POLL_MIN_MS 1
+#define SM_POLL_MAX_MS 20
+#define SM_STALL_MS 60000
+#define SM_TCP_ESTABLISHED 1 /* include/net/tcp_states.h, not in uapi */ /* no progress for this long while draining: give up */
+
+struct sm_relay;
+
+struct sm_side {
+	struct ev_handler h;
+	struct sm_relay *r;
+	int i;
+};
+
+/* d[i]: bytes received on fd[i], redirected by the kernel into fd[1 - i] */
+struct sm_dir {
+	bool fin;             /* the peer of fd[i] sent FIN */
+	bool done;            /* every redirected byte written, FIN forwarded */
+	bool kicked;          /* verdict behind: sk_data_ready re-run once */
+	uint64_t last_written;
+	uint64_t progress_ms; /* when last_written last changed */
+};
+
+struct sm_relay {
+	struct sm_side side[2];
+	struct timer poll;   /* drains FIN directions: 1 ms backing off to 20 ms */
+	unsigned int poll_ms;
+	int fd[2];
+	uint64_t cookie[2];
+	uint64_t base[2];    /* bytes written into fd[i] before insertion */
+	uint64_t base_rx[2]; /* bytes of fd[i] read by user space before insertion */
+	struct sm_dir d[2];
+	struct relay_gen *g;
+	struct relay_owner o;
+};
+
+/* ---- socket counters ---- */
+
+static int sm_cookie(int fd, uint64_t *cookie)
+{
+	socklen_t len = sizeof(*cookie);
+
+	return getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len) ? -errno : 0;
+}
+
+static int sm_tcp_info(int fd, struct tcp_info *ti)
+{
+	socklen_t len = sizeof(*ti);
+
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len) ? -errno : 0;
+}
+
+/* Bytes the application (us, then the kernel redirect) ever queued on fd:
+ * acked + still in the send queue.  TCP_INFO first, then SIOCOUTQ, so an ACK
+ * racing between the two can only make the sum too small; reading acked again
+ * and retrying when it moved makes the sum exact (the baseline must be). */
+static int sm_written(int fd, uint64_t *out)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		struct tcp_info t1, t2;
+		int outq, err;
+
+		err = sm_tcp_info(fd, &t1);
+		if (err)
+			return err;
+		if (ioctl(fd, SIOCOUTQ, &outq))
+			return -errno;
+		err = sm_tcp_info(fd, &t2);
+		if (err)
+			return err;
+		*out = t1.tcpi_bytes_acked + (uint64_t)outq;
+		if (t1.tcpi_bytes_acked == t2.tcpi_bytes_acked)
+			return 0;
+	}
+	return 0; /* busy ACK stream: an undercount only delays the FIN check */
+}
+
+/* Bytes of fd's stream that user space consumed (read) so far: received
+ * minus still queued.  Only valid before insertion (plain TCP SIOCINQ);
+ * retried until bytes_received is stable, like sm_written. */
+static int sm_consumed(int fd, uint64_t *out)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		struct tcp_info t1, t2;
+		int inq, err;
+
+		err = sm_tcp_info(fd, &t1);
+		if (err)
+			return err;
+		if (ioctl(fd, SIOCINQ, &inq))
+			return -errno;
+		err = sm_tcp_info(fd, &t2);
+		if (err)
+			return err;
+		*out = t1.tcpi_bytes_received - (uint64_t)inq;
+		if (t1.tcpi_bytes_received == t2.tcpi_bytes_received)
+			return 0;
+	}
+	return -EAGAIN;
+}
+
+static int sm_peer_get(const struct sm_relay *r, int i, struct rs_peer *p)
+{
+	return bpf_map_lookup_elem(r->g->m.peers_fd, &r->cookie[i], p) ? -errno : 0;
+}
+
+/* tcp_data_ready() only calls sk_data_ready -- which the psock replaces by
+ * the verdict program's reader -- once rcvlowat bytes are queued (or after
+ * FIN, or under memory pressure).  A huge rcvlowat therefore holds received
+ * bytes in the plain receive queue while the pair is half inserted: without
+ * it a segment arriving on the first socket before its partner is in the
+ * sockhash is passed into the first socket's psock, out of order for good.
+ * The kernel caps the value at tcp_rmem[2] / 2 (and grows the rcvbuf). */
+static void sm_hold(int fd)
+{
+	int big = INT_MAX;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &big, sizeof(big));
+}
+
+/* SO_RCVLOWAT 1 runs sk_data_ready: bytes that arrived before (or while
+ * held during) the insertion go through the verdict program now, in order.
+ * Also what epoll readiness needs again when the pair falls back to splice. */
+static void sm_kick(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+}
+
+/* ---- teardown ---- */
+
+static void sm_unmap(struct sm_relay *r)
+{
+	/* peers first: the verdict program passes bytes locally on a peers miss
+	 * instead of redirecting to a key that is about to disappear */
+	for (int i = 0; i < 2; i++)
+		bpf_map_delete_elem(r->g->m.peers_fd, &r->cookie[i]);
+	for (int i = 0; i < 2; i++)
+		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[i]);
+}
+
+static void sm_finish(struct sm_relay *r, const char *end)
+{
+	struct relay_stats st = { .path = RELAY_PATH_SOCKMAP, .end = end };
+	bool reset = strcmp(end, "closed") != 0;
+	struct rs_peer p;
+
+	if (!sm_peer_get(r, 0, &p))
+		st.bytes_ab = p.bytes;
+	if (!sm_peer_get(r, 1, &p))
+		st.bytes_ba = p.bytes;
+	timer_cancel(&r->poll);
+	for (int i = 0; i < 2; i++) {
+		loop_del(r->fd[i]);
+		loop_forget(&r->side[i].h);
+		if (reset)
+			relay_sock_reset(r->fd[i]);
+	}
+	sm_unmap(r);
+	close(r->fd[0]);
+	close(r->fd[1]);
+	relay_gen_put(r->g);
+	relay_finished(&r->o, &st);
+	free(r);
+}
+
+/* ---- FIN forwarding ---- */
+
+/* Direction i after FIN: 1 = every redirected byte is in the partner's send
+ * queue and its FIN was sent, 0 = not yet, -errno = cannot complete.
+ * Two stages: every byte received on fd[i] went through the verdict program
+ * (received, from TCP_INFO, minus the FIN's sequence number, minus what user
+ * space read before insertion == redirected), then every redirected byte
+ * was written into fd[1 - i].  An earlier version used SIOCINQ == 0 for the
+ * first stage and sent FIN too early under load (the partner's psock then
+ * failed its writes with EPIPE): with a strparser, bytes can leave the
+ * receive queue and still wait for the verdict in a work item. */
+static int sm_dir_check(struct sm_relay *r, int i)
+{
+	struct sm_dir *d = &r->d[i];
+	int dst = r->fd[1 - i];
+	struct tcp_info ti;
+	struct rs_peer p;
+	uint64_t w, rx;
+	int err;
+
+	err = sm_peer_get(r, i, &p);
+	if (!err)
+		err = sm_tcp_info(r->fd[i], &ti);
+	if (err)
+		return err;
+	/* bytes the verdict could not redirect sit in fd[i]'s psock for good */
+	if (p.passed)
+		return -EPROTO;
+	rx = ti.tcpi_bytes_received - 1 - r->base_rx[i];
+	err = sm_written(dst, &w);
+	if (err)
+		return err;
+	w -= r->base[1 - i];
+	if (w + rx != d->last_written) { /* progress in either stage */
+		d->last_written = w + rx;
+		d->progress_ms = now_ms();
+	}
+	if (p.bytes < rx) {
+		/* bytes still before the verdict: re-run sk_data_ready once,
+		 * in case they were queued while nothing woke the reader */
+		if (!d->kicked)
+			sm_kick(r->fd[i]);
+		d->kicked = true;
+		return 0;
+	}
+	if (w < p.bytes)
+		return 0;
+	if (shutdown(dst, SHUT_WR) && errno != ENOTCONN)
+		return -errno;
+	d->done = true;
+	return 1;
+}
+
+/* Check every direction that saw FIN; finish, or poll again later. */
+static void sm_poll_dirs(struct sm_relay *r)
+{
+	bool pending = false;
+
+	for (int i = 0; i < 2; i++) {
+		struct sm_dir *d = &r->d[i];
+		int ret;
+
+		if (!d->fin || d->done)
+			continue;
+		ret = sm_dir_check(r, i);
+		if (ret < 0) {
+			pr_debug("relay %llu: sockmap: direction %d: %s", (unsigned long long)r->o.id, i,
+				 strerror(-ret));
+			sm_finish(r, "error");
+			return;
+		}
+		if (!ret && now_ms() - d->progress_ms > SM_STALL_MS) {
+			sm_finish(r, "timeout");
+			return;
+		}
+		pending |= !ret;
+	}
+	if (r->d[0].done && r->d[1].done) {
+		sm_finish(r, "closed");
+		return;
+	}
+	if (pending && timer_arm(&r->poll, r->poll_ms))
+		sm_finish(r, "error");
+}
+
+static void sm_poll_timer(struct timer *t)
+{
+	struct sm_relay *r = container_of(t, struct sm_relay, poll);
+
+	if (r->poll_ms < SM_POLL_MAX_MS)
+		r->poll_ms = r->poll_ms * 2 > SM_POLL_MAX_MS ? SM_POLL_MAX_MS : r->poll_ms * 2;
+	sm_poll_dirs(r);
+}
+
+static int sm_sock_error(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) ? errno : err;
+}
+
+static void sm_event(struct ev_handler *h, uint32_t ev)
+{
+	struct sm_side *s = container_of(h, struct sm_side, h);
+	struct sm_relay *r = s->r;
+	struct sm_dir *d = &r->d[s->i];
+
+	/* HUP alone is normal (we shut down the write side, then the peer's FIN
+	 * arrived); only a socket error means reset. */
+	int err = ev & (EPOLLERR | EPOLLHUP) ? sm_sock_error(r->fd[s->i]) : 0;
+
+	if ((ev & EPOLLERR) || err) {
+		pr_debug("relay %llu: sockmap: socket %c: events 0x%x, %s", (unsigned long long)r->o.id,
+			 'a' + s->i, ev, strerror(err));
+		sm_finish(r, "reset");
+		return;
+	}
+	if (!(ev & (EPOLLRDHUP | EPOLLHUP)) || d->fin)
+		return;
+	d->fin = true;
+	d->progress_ms = now_ms();
+	r->poll_ms = SM_POLL_MIN_MS;
+	timer_cancel(&r->poll);
+	sm_poll_dirs(r);
+}
+
+/* ---- insertion ---- */
+
+/* Both sockets must be ESTABLISHED (the sockhash refuses others with
+ * EOPNOTSUPP); checking first keeps the common refusal (a FIN already
+ * arrived) away from the half-inserted state. */
+static int sm_check_state(int fd)
+{
+	struct tcp_info ti;
+	int err = sm_tcp_info(fd, &ti);
+
+	if (err)
+		return err;
+	return ti.tcpi_state == SM_TCP_ESTABLISHED ? 0 : -EOPNOTSUPP;
+}
+
+static int sm_prepare(struct sm_relay *r)
+{
+	for (int i = 0; i < 2; i++) {
+		int err = sm_check_state(r->fd[i]);
+
+		if (!err)
+			err = sm_cookie(r->fd[i], &r->cookie[i]);
+		/* baseline before insertion: nobody writes to fd[i] meanwhile */
+		if (!err)
+			err = sm_written(r->fd[i], &r->base[i]);
+		if (!err)
+			err = sm_consumed(r->fd[i], &r->base_rx[i]);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Undo a partial insertion.  A segment that got through the hold on an
+ * inserted socket whose partner was not in the sockhash yet was passed into
+ * its psock, and removing the socket drops it: the stream is broken then
+ * (-ECONNABORTED).
+ * The sockets leave the sockhash before the peers entries are read and
+ * deleted, so the passed counters are final when we read them. */
+static int sm_undo(struct sm_relay *r, int n_socks, int n_peers, int err)
+{
+	struct rs_peer p;
+	uint64_t passed = 0;
+
+	/* deleting a key that was never inserted is harmless (ENOENT) */
+	for (int i = 0; i < n_socks; i++)
+		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[i]);
+	for (int i = 0; i < n_peers; i++) {
+		if (!sm_peer_get(r, i, &p))
+			passed += p.passed;
+		bpf_map_delete_elem(r->g->m.peers_fd, &r->cookie[i]);
+	}
+	return passed ? -ECONNABORTED : err;
+}
+
+/* Which socket enters the sockhash first.  The hold does not stop a FIN:
+ * a FIN on the first socket before its partner is in makes the verdict pass
+ * its bytes locally (the pair must then be reset), while a FIN on the second
+ * one before its insertion only makes the insertion fail (lossless fallback).
+ * A socket with bytes waiting is an active sender whose FIN may follow right
+ * away (request + shutdown), so it goes second. */
+static int sm_first(const struct sm_relay *r)
+{
+	int inq_a = 0, inq_b = 0;
+
+	ioctl(r->fd[0], SIOCINQ, &inq_a);
+	ioctl(r->fd[1], SIOCINQ, &inq_b);
+	return inq_a < inq_b ? 0 : 1;
+}
+
+static int sm_insert(struct sm_relay *r)
+{
+	int first = sm_first(r), i, err;
+
+	for (i = 0; i < 2; i++) {
+		struct rs_peer p = { .peer_cookie = r->cookie[1 - i] };
+
+		err = bpf_map_update_elem(r->g->m.peers_fd, &r->cookie[i], &p, BPF_NOEXIST);
+		if (err)
+			return sm_undo(r, 0, i, -errno);
+	}
+	for (i = 0; i < 2; i++) {
+		int k = i ? 1 - first : first;
+		uint64_t fd = (uint64_t)r->fd[k]; /* value size 8: a 4-byte int fails with EINVAL */
+
+		err = bpf_map_update_elem(r->g->m.sockhash_fd, &r->cookie[k], &fd, BPF_NOEXIST);
+		if (err)
+			return sm_undo(r, i ? 2 : 0, 2, -errno);
+	}
+	return 0;
+}
+
+/* A segment that got through the hold on fd[0] between the two sockhash
+ * insertions was passed locally (fd[1] not there yet) and would be stuck
+ * before later, redirected bytes. */
+static int sm_check_clean(struct sm_relay *r)
+{
+	for (int i = 0; i < 2; i++) {
+		struct rs_peer p;
+		int err = sm_peer_get(r, i, &p);
+
+		if (err)
+			return err;
+		if (p.passed)
+			return -EPROTO;
+	}
+	return 0;
+}
+
+static int sm_register(struct sm_relay *r)
+{
+	for (int i = 0; i < 2; i++) {
+		/* never EPOLLIN: user space must not read a spliced socket */
+		int err = loop_add(r->fd[i], EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLET, &r->side[i].h);
+
+		if (err) {
+			if (i)
+				loop_del(r->fd[0]);
+			return err;
+		}
+	}
+	return 0;
+}
+
+int relay_sockmap_start(struct relay_gen *g, int fd_a, int fd_b, const struct relay_owner *o)
+{
+	struct sm_relay *r = calloc(1, sizeof(*r));
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	r->fd[0] = fd_a;
+	r->fd[1] = fd_b;
+	r->g = g;
+	r->o = *o;
+	timer_init(&r->poll, sm_poll_timer);
+	for (int i = 0; i < 2; i++)
+		r->side[i] = (struct sm_side){ .h.fn = sm_event, .r = r, .i = i };
+
+	err = sm_prepare(r);
+	if (err)
+		goto err_free;
+	/* register first: it is the step that may fail after which undoing an
+	 * insertion would not be lossless; events are only dispatched later */
+	err = sm_register(r);
+	if (err)
+		goto err_free;
+	sm_hold(fd_a);
+	sm_hold(fd_b);
+	err = sm_insert(r);
+	if (!err && sm_check_clean(r)) {
+		/* a FIN (or memory pressure) got through the hold: reset the
+		 * pair rather than deliver reordered bytes */
+		sm_unmap(r);
+		err = -ECONNABORTED;
+	}
+	sm_kick(fd_a);
+	sm_kick(fd_b);
+	if (err)
+		goto err_unregister;
+	relay_gen_get(g);
+	return 0;
+
+err_unregister:
+	loop_del(fd_a);
+	loop_del(fd_b);
+err_free:
+	free(r);
+	return err;
+}

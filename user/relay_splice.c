@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: MIT
+/* splice(2) data path: socket -> pipe -> socket in each direction, driven by
+ * edge-triggered epoll.  Used when the BPF program is not attached and for
+ * pairs that cannot enter the sockhash (e.g. a FIN arrived first). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* splice(), pipe2(), F_SETPIPE_SZ */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+#include "relay_internal.h"
+
+#define SP_PIPE_SIZE (1 << 20) /* fewer splice calls per MiB; pages are only used when full */
+#define SP_BUDGET (1 << 20)    /* bytes per direction per loop round: fairness between relays */
+
+struct sp_relay;
+
+struct sp_side {
+	struct ev_handler h;
+	struct sp_relay *r;
+	int i; /* index of this socket in r->fd */
+};
+
+/* d[i] forwards fd[i] -> fd[1 - i] through its own pipe */
+struct sp_dir {
+	int pipe[2];     /* [0] read end, [1] write end */
+	size_t in_pipe;  /* bytes sitting in the pipe */
+	size_t pipe_cap;
+	uint64_t bytes;  /* delivered to the destination socket */
+	bool can_read;   /* source may have data (cleared on a certain EAGAIN) */
+	bool can_write;  /* destination may have room */
+	bool eof;        /* source returned 0 */
+	bool shut;       /* FIN forwarded to the destination */
+	bool more;       /* stopped on budget, not on EAGAIN: resume next round */
+};
+
+struct sp_relay {
+	struct sp_side side[2];
+	struct timer resume; /* zero-delay timer for directions that used their budget */
+	int fd[2];
+	struct sp_dir d[2];
+	struct relay_owner o;
+};
+
+static void sp_dir_close(struct sp_dir *d)
+{
+	for (int k = 0; k < 2; k++)
+		if (d->pipe[k] >= 0)
+			close(d->pipe[k]);
+	d->pipe[0] = d->pipe[1] = -1;
+}
+
+static int sp_dir_init(struct sp_dir *d)
+{
+	int sz;
+
+	d->pipe[0] = d->pipe[1] = -1;
+	d->can_read = d->can_write = true;
+	if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC))
+		return -errno;
+	/* Best effort: may exceed pipe-max-size or the per-user quota. */
+	fcntl(d->pipe[1], F_SETPIPE_SZ, SP_PIPE_SIZE);
+	sz = fcntl(d->pipe[1], F_GETPIPE_SZ);
+	d->pipe_cap = sz > 0 ? (size_t)sz : 65536;
+	return 0;
+}
+
+/* Close everything and report.  reset: make both sockets send RST, so that
+ * an error on one side reaches the peer of the other promptly. */
+static void sp_finish(struct sp_relay *r, const char *end)
+{
+	struct relay_stats st = {
+		.bytes_ab = r->d[0].bytes, .bytes_ba = r->d[1].bytes,
+		.path = RELAY_PATH_SPLICE, .end = end,
+	};
+	bool reset = end[0] != 'c'; /* anything but "closed" */
+
+	timer_cancel(&r->resume);
+	for (int i = 0; i < 2; i++) {
+		loop_del(r->fd[i]);
+		loop_forget(&r->side[i].h);
+		if (reset)
+			relay_sock_reset(r->fd[i]);
+		close(r->fd[i]);
+		sp_dir_close(&r->d[i]);
+	}
+	relay_finished(&r->o, &st);
+	free(r);
+}
+
+/* Socket -> pipe.  1 progress, 0 nothing to do now, -errno error. */
+static int sp_fill(struct sp_dir *d, int src)
+{
+	ssize_t n;
+
+	if (d->eof || !d->can_read || d->in_pipe >= d->pipe_cap)
+		return 0;
+	n = splice(src, NULL, d->pipe[1], NULL, d->pipe_cap - d->in_pipe,
+		   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		d->in_pipe += n;
+		return 1;
+	}
+	if (n == 0) {
+		d->eof = true;
+		return 1;
+	}
+	if (errno == EINTR)
+		return 1;
+	if (errno != EAGAIN)
+		return -errno;
+	/* EAGAIN with data in the pipe may mean "pipe slots full" (a slot holds
+	 * a partial page): keep can_read so we retry after draining; with an
+	 * empty pipe it surely means the socket is empty: wait for EPOLLIN. */
+	if (!d->in_pipe)
+		d->can_read = false;
+	return 0;
+}
+
+/* Pipe -> socket.  Returns bytes moved (>= 0) or -errno. */
+static ssize_t sp_drain(struct sp_dir *d, int dst)
+{
+	ssize_t n;
+
+	if (!d->in_pipe || !d->can_write)
+		return 0;
+	n = splice(d->pipe[0], NULL, dst, NULL, d->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		d->in_pipe -= n;
+		d->bytes += n;
+		return n;
+	}
+	if (n < 0 && errno == EAGAIN) {
+		d->can_write = false;
+		return 0;
+	}
+	return n < 0 && errno != EINTR ? -errno : 0;
+}
+
+/* Move what can be moved in direction i without blocking, up to the budget.
+ * Edge-triggered epoll: we must run until EAGAIN, or remember to resume. */
+static int sp_pump(struct sp_relay *r, int i)
+{
+	struct sp_dir *d = &r->d[i];
+	int src = r->fd[i], dst = r->fd[1 - i];
+	size_t moved = 0;
+	int progress;
+
+	do {
+		ssize_t n;
+
+		if (moved >= SP_BUDGET) {
+			d->more = true;
+			return timer_arm(&r->resume, 0);
+		}
+		progress = sp_fill(d, src);
+		if (progress < 0)
+			return progress;
+		n = sp_drain(d, dst);
+		if (n < 0)
+			return (int)n;
+		moved += n;
+		progress |= n > 0;
+	} while (progress);
+
+	if (d->eof && !d->in_pipe && !d->shut) {
+		d->shut = true;
+		if (shutdown(dst, SHUT_WR) && errno != ENOTCONN)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Pump the given directions (bitmask), then close or reset when finished. */
+static void sp_run(struct sp_relay *r, unsigned int dirs)
+{
+	for (int i = 0; i < 2; i++) {
+		int err;
+
+		if (!(dirs & (1u << i)))
+			continue;
+		err = sp_pump(r, i);
+		if (err) {
+			pr_debug("relay %llu: splice: %s", (unsigned long long)r->o.id, strerror(-err));
+			sp_finish(r, err == -ECONNRESET || err == -EPIPE ? "reset" : "error");
+			return;
+		}
+	}
+	if (r->d[0].shut && r->d[1].shut)
+		sp_finish(r, "closed");
+}
+
+static void sp_event(struct ev_handler *h, uint32_t ev)
+{
+	struct sp_side *s = container_of(h, struct sp_side, h);
+	struct sp_relay *r = s->r;
+	int i = s->i;
+	unsigned int dirs = 0;
+
+	if (ev & EPOLLERR) {
+		sp_finish(r, "reset");
+		return;
+	}
+	/* readable (or FIN/HUP: read returns 0 or the error) -> direction i */
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+		r->d[i].can_read = true;
+		dirs |= 1u << i;
+	}
+	/* writable -> the direction that writes into this socket */
+	if (ev & (EPOLLOUT | EPOLLHUP)) {
+		r->d[1 - i].can_write = true;
+		dirs |= 1u << (1 - i);
+	}
+	sp_run(r, dirs);
+}
+
+static void sp_resume(struct timer *t)
+{
+	struct sp_relay *r = container_of(t, struct sp_relay, resume);
+	unsigned int dirs = 0;
+
+	for (int i = 0; i < 2; i++) {
+		if (r->d[i].more)
+			dirs |= 1u << i;
+		r->d[i].more = false;
+	}
+	sp_run(r, dirs);
+}
+
+static int sp_register(struct sp_relay *r)
+{
+	for (int i = 0; i < 2; i++) {
+		int err = loop_add(r->fd[i], EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &r->side[i].h);
+
+		if (err) {
+			if (i)
+				loop_del(r->fd[0]);
+			return err;
+		}
+	}
+	return 0;
+}
+
+int relay_splice_start(int fd_a, int fd_b, const struct relay_owner *o)
+{
+	struct sp_relay *r = calloc(1, sizeof(*r));
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	r->fd[0] = fd_a;
+	r->fd[1] = fd_b;
+	r->o = *o;
+	timer_init(&r->resume, sp_resume);
+	r->d[1].pipe[0] = r->d[1].pipe[1] = -1;
+	for (int i = 0; i < 2; i++) {
+		r->side[i] = (struct sp_side){ .h.fn = sp_event, .r = r, .i = i };
+		err = sp_dir_init(&r->d[i]);
+		if (err)
+			goto err_free;
+	}
+	err = sp_register(r);
+	if (err)
+		goto err_free;
+	/* Bytes may already be queued (early data): epoll ADD reports current
+	 * readiness, so the first round picks them up. */
+	return 0;
+
+err_free:
+	sp_dir_close(&r->d[0]);
+	sp_dir_close(&r->d[1]);
+	free(r);
+	return err;
+}
