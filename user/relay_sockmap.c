@@ -31,8 +31,8 @@
 
 #define SM_POLL_MIN_MS 1
 #define SM_POLL_MAX_MS 20
-#define SM_STALL_MS 60000
-#define SM_TCP_ESTABLISHED 1 /* include/net/tcp_states.h, not in uapi */ /* no progress for this long while draining: give up */
+#define SM_STALL_MS 60000 /* no progress for this long while draining: give up */
+#define SM_TCP_ESTABLISHED 1 /* include/net/tcp_states.h, not in uapi */
 
 struct sm_relay;
 
