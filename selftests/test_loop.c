@@ -40,9 +40,11 @@ static void test_timer_heap_order_and_cancel(void)
 		expected += timer_armed(&timers[i]);
 	/* the loop stops itself half way; run again for the rest */
 	ASSERT_OK(loop_run(), "first run");
-	ASSERT_EQ(n_fired, N_TIMERS / 2, "stopped half way");
+	/* loop_stop ends the loop after the current round of due timers */
+	ASSERT_GE(n_fired, N_TIMERS / 2, "stopped half way");
 	/* the rest: every survivor has a deadline within 45 ms, so this returns */
-	ASSERT_OK(loop_run(), "second run");
+	if (n_fired < expected) /* a late first round may have fired them all */
+		ASSERT_OK(loop_run(), "second run");
 	ASSERT_EQ(n_fired, expected, "every armed timer fired");
 	for (int i = 0; i < n_fired - 1; i++) {
 		if (!ASSERT_LE(timers[order[i]].deadline_ms, timers[order[i + 1]].deadline_ms,

@@ -376,6 +376,7 @@ static int parse_attach_opts(int argc, char **argv, struct attach_opts *o)
 	int c;
 
 	optind = 1;
+	opterr = 0; /* one error line of ours, JSON-aware */
 	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
@@ -394,7 +395,8 @@ static int parse_attach_opts(int argc, char **argv, struct attach_opts *o)
 			attach_usage(stdout);
 			return 1;
 		default:
-			attach_usage(stderr);
+			p_err("unknown or incomplete option '%s' (try 'rsplice attach -h')",
+			      argv[optind - 1]);
 			return -EINVAL;
 		}
 	}
@@ -772,9 +774,29 @@ static const struct cmd {
 	{ "help", do_help },
 };
 
+/* The output options are global but users write them after the command too
+ * (`rsplice status -j`): take them out of the command's arguments. */
+static int strip_output_opts(int argc, char **argv)
+{
+	int n = 1;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json")) {
+			json_output = true;
+		} else if (!strcmp(argv[i], "-p") || !strcmp(argv[i], "--pretty")) {
+			pretty_output = json_output = true;
+		} else {
+			argv[n++] = argv[i];
+		}
+	}
+	argv[n] = NULL;
+	return n;
+}
+
 /* bpftool semantics: any unambiguous prefix selects the first match. */
 static int dispatch(int argc, char **argv)
 {
+	argc = strip_output_opts(argc, argv);
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (is_prefix(argv[0], cmds[i].name))
 			return cmds[i].func(argc, argv);

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Sink client for gen_server.py: asks for SIZE bytes of SEED's pattern,
+checks every received byte against the pattern, prints the throughput."""
+import argparse
+import socket
+import time
+
+from common import run_main, BLOCK, Deadline, connect, pattern_block, result
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--size", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--stall", type=float, default=0,
+                    help="seconds to wait after the request before reading")
+    a = ap.parse_args()
+
+    block = pattern_block(a.seed)
+    twice = memoryview(block + block)
+    buf = bytearray(BLOCK)
+    mv = memoryview(buf)
+    dl = Deadline(a.timeout)
+    t0 = time.monotonic()
+    s = connect(a.host, a.port, min(10.0, a.timeout))
+    s.sendall(f"{a.size} {a.seed}\n".encode())
+    if a.stall:
+        print(f"stalling {a.stall}s before reading", flush=True)
+        time.sleep(a.stall)
+    got = 0
+    while got <= a.size and not dl.expired():
+        s.settimeout(max(0.1, dl.left()))
+        try:
+            n = s.recv_into(buf)
+        except socket.timeout:
+            break
+        except OSError as e:
+            result(False, f"error after {got} bytes: {e}")
+        if n == 0:
+            break
+        off = got % BLOCK
+        if mv[:n] != twice[off:off + n]:
+            result(False, f"corrupt data in bytes {got}..{got + n}")
+        got += n
+    secs = time.monotonic() - t0
+    s.close()
+    rate = got * 8 / secs / 1e9 if secs > 0 else 0.0
+    result(got == a.size,
+           f"received={got} expected={a.size} secs={secs:.2f} gbit_s={rate:.2f}")
+
+
+if __name__ == "__main__":
+    run_main(main)
