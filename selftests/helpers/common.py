@@ -66,3 +66,19 @@ def run_main(fn):
         raise
     except BaseException as e:  # noqa: BLE001 - report everything as a failure
         result(False, f"{type(e).__name__}: {e}")
+
+
+def serve_threaded(name, serve):
+    """Parse --bind/--port and run serve(conn) in a thread per connection."""
+    import argparse
+    import threading
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--port", type=int, required=True)
+    a = ap.parse_args()
+    srv = listen(a.bind, a.port)
+    print(f"{name} on {a.bind}:{a.port}", flush=True)
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()

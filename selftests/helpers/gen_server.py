@@ -2,11 +2,9 @@
 # SPDX-License-Identifier: MIT
 """Source server: the client sends one line "SIZE SEED\\n"; the server answers
 with SIZE bytes of the seed's 1 MiB pattern repeated, then closes."""
-import argparse
-import threading
 import time
 
-from common import BLOCK, listen, pattern_block, recv_line
+from common import BLOCK, pattern_block, recv_line, serve_threaded
 
 
 def serve(conn):
@@ -26,17 +24,5 @@ def serve(conn):
             pass
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bind", default="0.0.0.0")
-    ap.add_argument("--port", type=int, required=True)
-    a = ap.parse_args()
-    srv = listen(a.bind, a.port)
-    print(f"gen server on {a.bind}:{a.port}", flush=True)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-
 if __name__ == "__main__":
-    main()
+    serve_threaded("gen server", serve)
