@@ -25,47 +25,36 @@ struct {
 	__type(value, struct rs_peer);
 } rs_peers SEC(".maps");
 
-/* Set by the loader before load: true when rs_parser is attached as well.
- * rsplice attaches it always, because verdict-only mode mishandles a partially
- * read skb on this kernel (selftests/probe_partial_read.c). */
-const volatile bool rs_use_parser = false;
-
-extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
-
-/* strparser's per-skb state lives in the kernel skb's control block. */
-static __always_inline struct strp_msg *strp_msg(struct __sk_buff *skb)
-{
-	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
-
-	return &((struct sk_skb_cb *)kskb->cb)->strp.strp;
-}
-
-/* One message per skb.  strparser hands us the whole skb even when user
- * space already read its first bytes (the daemons recv() the exact protocol
- * header, and the payload that follows may share the skb); those bytes sit
- * before strp.offset.  Returning skb->len would make strparser wait for
- * `offset` bytes more than are there (measured: a request/response stream
- * stalls), so return only what is left. */
-SEC("sk_skb/stream_parser")
-int rs_parser(struct __sk_buff *skb)
-{
-	return skb->len - strp_msg(skb)->offset;
-}
+/* Verdict-only mode, no stream parser.  Measured on 6.18: with a stream
+ * parser, reading bytes the verdict kept local advances copied_seq twice and
+ * the socket stalls for good; without one, an skb that user space read only
+ * partly before the socket was inserted is forwarded again from its start.
+ * The daemons therefore never leave a partly read skb behind (whoever reads a
+ * protocol header also reads what is queued behind it and hands it to the
+ * relay: relay_start_prefixed()), and never read a spliced socket at all:
+ * doing so while the verdict redirects forwards segments twice. */
 
 SEC("sk_skb/stream_verdict")
 int rs_verdict(struct __sk_buff *skb)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct rs_peer *peer;
-	/* with strparser the message is [offset, offset + full_len) of the skb */
-	__u32 len = rs_use_parser ? (__u32)strp_msg(skb)->full_len : skb->len;
+	__u32 len = skb->len;
 
+	/* A FIN may come in an skb of its own, without payload.  The psock
+	 * backlog treats moving 0 bytes as a hard error: redirected, it reports
+	 * EPIPE on the partner and stops forwarding for good; passed while
+	 * redirected bytes wait in this socket's own backlog, the same happens
+	 * here (both measured: replies lost their tail).  Dropping it loses no
+	 * byte: the FIN is already recorded in the TCP state (RCV_SHUTDOWN),
+	 * which is what user space watches to forward it. */
+	if (!len)
+		return SK_DROP;
 	peer = bpf_map_lookup_elem(&rs_peers, &cookie);
 	if (!peer)
 		return SK_PASS; /* not (or no longer) spliced: deliver locally */
-
 	/* A redirect to a missing key drops bytes TCP already acked, hence the
-	 * lookup above; if the partner left the sockhash in between, the
+	 * lookups above; if the partner left the sockhash in between, the
 	 * redirect fails and we still keep the bytes locally. */
 	if (bpf_sk_redirect_hash(skb, &rs_sockhash, &peer->peer_cookie, 0) != SK_PASS) {
 		__sync_fetch_and_add(&peer->passed, len);

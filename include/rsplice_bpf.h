@@ -24,6 +24,7 @@ struct rs_peer {
 
 _Static_assert(sizeof(struct rs_peer) == 32, "struct rs_peer is shared ABI");
 
+
 /* Default capacity of the sockhash: every spliced connection uses 2 entries
  * on each host (public side and LAN side are separate pairs). */
 #define RS_DEFAULT_MAX_SOCKS 65536
@@ -33,9 +34,7 @@ _Static_assert(sizeof(struct rs_peer) == 32, "struct rs_peer is shared ABI");
 #define RS_PIN_SOCKHASH "sockhash"
 #define RS_PIN_PEERS "peers"
 #define RS_PIN_VERDICT "verdict"
-/* The stream parser is always attached: verdict-only mode mishandles an skb
- * that user space read partially before splicing (it forwards the read bytes
- * again and then stalls; selftests/probe_partial_read.c shows it). */
+/* Pinned by rsplice 0.1 before verdict-only mode: detach still removes it. */
 #define RS_PIN_PARSER "parser"
 
 #endif

@@ -102,10 +102,10 @@ check "attach again is refused with 'already attached'" attach_refused
 check "attach again with -j gives a JSON error" attach_refused_json
 check "attach -f replaces the verdict program" replaced_prog
 check "attach -f --max-socks with another size is refused" bash -c "! $RSPLICE --pin-dir $DIR attach -f --max-socks 1000"
-check "status -j: attached, pin dir, parser + verdict programs" \
+check "status -j: attached, pin dir, verdict program only (no stream parser)" \
 	status_is "s['attached'] is True and s['pin_dir'] == '$DIR' and
 	sorted((p['name'], p['attach']) for p in s['programs']) ==
-	[('rs_parser', 'stream_parser'), ('rs_verdict', 'stream_verdict')] and
+	[('rs_verdict', 'stream_verdict')] and
 	all(p['id'] > 0 for p in s['programs'])"
 check "status -j: sockhash and peers maps with default max_entries" \
 	status_is "sorted((m['name'], m['type'], m['max_entries']) for m in s['maps']) ==
@@ -117,7 +117,6 @@ check "bpftool map dump pinned peers (with BTF field names)" peers_dump_has_btf
 check "status -j counts peers entries as spliced pairs" status_is 's["spliced_pairs"] == 1'
 check "peers test entries removed" peers_cleared
 check "bpftool prog show pinned verdict" bpftool prog show pinned "$DIR/verdict"
-check "bpftool prog show pinned parser" bpftool prog show pinned "$DIR/parser"
 check "detach" rs detach
 check "detach removed the pin dir" not_pinned
 check "detach again exits 0" rs detach

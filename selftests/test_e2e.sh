@@ -31,8 +31,8 @@ HELPERS=$HERE/helpers
 DATAPATHS=${E2E_DATAPATHS:-splice sockmap}
 
 CTRL_PORT=7000
-P_HTTP=8080 P_ECHO=8081 P_IPERF=8082 P_DOWN=8083 P_GEN=8084
-S_HTTP=8000 S_ECHO=9000 S_IPERF=5201 S_DOWN=9999 S_GEN=9100
+P_HTTP=8080 P_ECHO=8081 P_IPERF=8082 P_DOWN=8083 P_GEN=8084 P_BANNER=8085
+S_HTTP=8000 S_ECHO=9000 S_IPERF=5201 S_DOWN=9999 S_GEN=9100 S_BANNER=9200
 AGENT_WAIT_MS=1500
 HELLO_TIMEOUT_S=5       # the edge's default --hello-timeout
 HTTP_SIZE_MIB=100
@@ -123,8 +123,10 @@ start_services() {
 	spawn echo "$NS_LANSVC" "$log" $(py echo_server.py) --bind "$IP_SVC" --port "$S_ECHO"
 	spawn gen "$NS_LANSVC" "$log" $(py gen_server.py) --bind "$IP_SVC" --port "$S_GEN"
 	spawn iperf "$NS_LANSVC" "$log" iperf3 -s -B "$IP_SVC" -p "$S_IPERF"
+	spawn banner "$NS_LANSVC" "$log" $(py banner.py) server --bind "$IP_SVC" \
+		--port "$S_BANNER" --size 300000
 	local p
-	for p in "$S_HTTP" "$S_ECHO" "$S_GEN" "$S_IPERF"; do
+	for p in "$S_HTTP" "$S_ECHO" "$S_GEN" "$S_IPERF" "$S_BANNER"; do
 		wait_until 50 0.1 listening "$NS_LANSVC" "$p" || {
 			diag "LAN service on port $p did not start"
 			diag_file "$log"
@@ -150,6 +152,7 @@ start_edge() {
 		--route "$IP_EDGE_PUB:$P_IPERF=iperf" \
 		--route "$IP_EDGE_PUB:$P_DOWN=down" \
 		--route "$IP_EDGE_PUB:$P_GEN=gen" \
+		--route "$IP_EDGE_PUB:$P_BANNER=banner" \
 		--agent-wait "$AGENT_WAIT_MS" --connect-timeout 5000 \
 		$(dp_args) -v
 	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" &&
@@ -167,6 +170,7 @@ start_agent() {
 		--service "iperf=$IP_SVC:$S_IPERF" \
 		--service "down=$IP_SVC:$S_DOWN" \
 		--service "gen=$IP_SVC:$S_GEN" \
+		--service "banner=$IP_SVC:$S_BANNER" \
 		$(dp_args) -v
 }
 
@@ -274,6 +278,21 @@ t_early() {
 		--port "$P_GEN" --size $((8 << 20)) --seed 7 --timeout 25 2>&1)
 	assert "[$DP] early request then 8 MiB response from the gen service" \
 		'[[ "$out" == OK* ]]' "$out"
+}
+
+deftest t_banner "server speaks first: a 300 KB banner arrives exactly once (x5)"
+t_banner() {
+	# The service writes as soon as it accepts, so its bytes race the data
+	# hello to the edge and can share an skb with it: none may be lost or
+	# forwarded twice.
+	local i out bad=""
+	for i in 1 2 3 4 5; do
+		out=$(run_in "$NS_CLIENT" 15 $(py banner.py) client --host "$IP_EDGE_PUB" \
+			--port "$P_BANNER" --size 300000 --timeout 10 2>&1)
+		[[ "$out" == OK* ]] || bad="$bad [try $i: $out]"
+	done
+	diag "last: $out"
+	assert "[$DP] ${DESC[t_banner]}" '[ -z "$bad" ]' "$bad"
 }
 
 iperf_rate() { # JSON on stdin -> "Gbit/s" or "error: ..."
@@ -586,9 +605,10 @@ t_slow_reader() {
 	out=$(cat "$WORK/slow.out")
 	diag "$(tail -n 1 <<<"$out")"
 	if [ "$DP" = sockmap ]; then
-		# Known gap, tracked by the performance issue: the sockmap path
-		# does not bound what the kernel queues for a stalled reader yet.
-		# Measured and reported here, asserted once the bound exists.
+		# Known gap (issue 3): on this kernel the sockmap path cannot
+		# bound what it queues without reading spliced sockets, which
+		# corrupts the stream (README, "Kernel facts").  Measured and
+		# reported here; asserted once a safe bound exists.
 		diag "[$DP] KNOWN LIMITATION: no kernel-queue bound on the sockmap path yet" \
 			"(${mib} MiB queued for one stalled reader)"
 	else

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -306,10 +308,38 @@ static void relay_done(void *ctx, const struct relay_stats *st)
 		(unsigned long long)st->bytes_ba, st->end);
 }
 
+/* The service's first bytes (a banner, a reply to early data) may share an
+ * skb with the hello we just read.  Splicing a partly read skb makes the
+ * kernel forward it again from its start, so read everything queued now and
+ * let the relay write it to the client first.  Bounded: if the buffer fills,
+ * the last read may have split an skb, and the pair must use splice. */
+#define EARLY_MAX (1 << 20)
+
+static unsigned int drain_behind_hello(int fd, struct rs_buf *early)
+{
+	int queued = 0;
+
+	/* the common case: nothing behind the hello yet, nothing to allocate */
+	if (!ioctl(fd, SIOCINQ, &queued) && !queued)
+		return 0;
+	if (rs_buf_init(early, EARLY_MAX))
+		return RELAY_SPLICE_ONLY;
+	while (early->len < early->cap) {
+		ssize_t n = recv(fd, early->data + early->len, early->cap - early->len, MSG_DONTWAIT);
+
+		if (n <= 0)
+			return 0; /* EAGAIN, EOF or error: the relay sees the same */
+		early->len += (size_t)n;
+	}
+	return RELAY_SPLICE_ONLY;
+}
+
 static void data_hello(struct inbound *in)
 {
 	uint64_t id = rs_hello_conn_id(&in->hello);
 	struct client *c = pending_find(id);
+	struct rs_buf early = { 0 };
+	unsigned int flags;
 	unsigned long sup;
 	int client_fd, ret;
 
@@ -325,7 +355,10 @@ static void data_hello(struct inbound *in)
 	pr_info("conn %016llx: client %s paired with data connection from %s (service %s)",
 		(unsigned long long)id, c->peer, in->peer, route_service(c->route));
 	client_free(c, true);
-	ret = relay_start(client_fd, in->fd, id, relay_done, (void *)(uintptr_t)id);
+	flags = drain_behind_hello(in->fd, &early);
+	ret = relay_start_prefixed(client_fd, in->fd, early.data, early.len, flags, id, relay_done,
+				   (void *)(uintptr_t)id);
+	rs_buf_free(&early);
 	if (ret)
 		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)id,
 			strerror(-ret));

@@ -13,9 +13,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <sys/epoll.h>
 
 #include "bpf_pins.h"
 #include "log.h"
+#include "loop.h"
 #include "relay_internal.h"
 
 enum rl_path { RL_PATH_NONE = -1, RL_PATH_SPLICE = 0, RL_PATH_SOCKMAP = 1 };
@@ -181,9 +183,9 @@ static int rl_try_sockmap(int fd_a, int fd_b, const struct relay_owner *o)
 	return err;
 }
 
-int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx)
+static int rl_start(int fd_a, int fd_b, const struct relay_owner *o, unsigned int flags)
 {
-	struct relay_owner o = { .id = id, .done = done, .ctx = ctx };
+	uint64_t id = o->id;
 	int err;
 
 	err = rl_set_nonblock(fd_a);
@@ -191,7 +193,7 @@ int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx)
 		err = rl_set_nonblock(fd_b);
 	if (err)
 		goto fail;
-	err = rl_try_sockmap(fd_a, fd_b, &o);
+	err = flags & RELAY_SPLICE_ONLY ? -EOPNOTSUPP : rl_try_sockmap(fd_a, fd_b, o);
 	if (!err)
 		return 0;
 	if (err == -ECONNABORTED) {
@@ -200,7 +202,7 @@ int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx)
 		relay_sock_reset(fd_b);
 		goto fail;
 	}
-	err = relay_splice_start(fd_a, fd_b, &o);
+	err = relay_splice_start(fd_a, fd_b, o);
 	if (!err) {
 		rl.live[RL_PATH_SPLICE]++;
 		return 0;
@@ -210,6 +212,130 @@ fail:
 	close(fd_a);
 	close(fd_b);
 	return err;
+}
+
+/* ---- prefix: bytes the caller read from fd_b, written to fd_a first ---- */
+
+#define RL_PREFIX_TIMEOUT_MS 30000
+
+struct rl_prefix {
+	int fd_a, fd_b;
+	uint8_t *buf;
+	size_t len, off;
+	struct ev_handler ev;
+	struct timer timer;
+	struct relay_owner o;
+	unsigned int flags;
+};
+
+static void rl_prefix_free(struct rl_prefix *p)
+{
+	timer_cancel(&p->timer);
+	loop_del(p->fd_a);
+	loop_forget(&p->ev);
+	free(p->buf);
+	loop_defer_free(p);
+}
+
+static void rl_prefix_fail(struct rl_prefix *p, const char *why)
+{
+	struct relay_stats st = { .bytes_ba = p->off, .path = "prefix", .end = why };
+
+	pr_warn("relay %llu: cannot deliver the first %zu bytes: %s", (unsigned long long)p->o.id,
+		p->len, why);
+	relay_sock_reset(p->fd_a);
+	relay_sock_reset(p->fd_b);
+	close(p->fd_a);
+	close(p->fd_b);
+	if (p->o.done)
+		p->o.done(p->o.ctx, &st);
+	rl_prefix_free(p);
+}
+
+/* 1 = all written, 0 = wait for EPOLLOUT, -errno */
+static int rl_prefix_flush(struct rl_prefix *p)
+{
+	while (p->off < p->len) {
+		ssize_t n = send(p->fd_a, p->buf + p->off, p->len - p->off, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		p->off += (size_t)n;
+	}
+	return 1;
+}
+
+static void rl_prefix_event(struct ev_handler *h, uint32_t events)
+{
+	struct rl_prefix *p = container_of(h, struct rl_prefix, ev);
+	int ret = rl_prefix_flush(p);
+
+	if (ret < 0) {
+		rl_prefix_fail(p, "reset");
+		return;
+	}
+	if (!ret)
+		return;
+	loop_del(p->fd_a);
+	rl_start(p->fd_a, p->fd_b, &p->o, p->flags);
+	p->fd_a = -1;
+	rl_prefix_free(p);
+}
+
+static void rl_prefix_timeout(struct timer *t)
+{
+	rl_prefix_fail(container_of(t, struct rl_prefix, timer), "timeout");
+}
+
+int relay_start_prefixed(int fd_a, int fd_b, const void *prefix, size_t len, unsigned int flags,
+			 uint64_t id, relay_done_fn done, void *ctx)
+{
+	struct relay_owner o = { .id = id, .done = done, .ctx = ctx };
+	struct rl_prefix *p;
+	int ret;
+
+	if (!len)
+		return rl_start(fd_a, fd_b, &o, flags);
+	p = calloc(1, sizeof(*p));
+	if (p)
+		p->buf = malloc(len);
+	if (!p || !p->buf) {
+		free(p);
+		close(fd_a);
+		close(fd_b);
+		return -ENOMEM;
+	}
+	memcpy(p->buf, prefix, len);
+	*p = (struct rl_prefix){ .fd_a = fd_a, .fd_b = fd_b, .buf = p->buf, .len = len,
+				 .ev.fn = rl_prefix_event, .o = o, .flags = flags };
+	timer_init(&p->timer, rl_prefix_timeout);
+	ret = rl_set_nonblock(fd_a);
+	if (!ret)
+		ret = rl_prefix_flush(p);
+	if (ret == 1) {
+		free(p->buf);
+		free(p);
+		return rl_start(fd_a, fd_b, &o, flags);
+	}
+	/* fd_b is not watched meanwhile: its bytes wait in its receive queue */
+	if (!ret)
+		ret = loop_add(fd_a, EPOLLOUT | EPOLLET, &p->ev);
+	if (ret) {
+		close(fd_a);
+		close(fd_b);
+		free(p->buf);
+		free(p);
+		return ret;
+	}
+	timer_arm(&p->timer, RL_PREFIX_TIMEOUT_MS);
+	return 0;
+}
+
+int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx)
+{
+	struct relay_owner o = { .id = id, .done = done, .ctx = ctx };
+
+	return rl_start(fd_a, fd_b, &o, 0);
 }
 
 unsigned int relay_count(const char *path)

@@ -10,6 +10,7 @@
 #ifndef RSPLICE_RELAY_H
 #define RSPLICE_RELAY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum dp_mode { DP_AUTO = 0, DP_SOCKMAP, DP_SPLICE };
@@ -35,6 +36,15 @@ typedef void (*relay_done_fn)(void *ctx, const struct relay_stats *st);
 /* id is only used in log lines.  done may be NULL; it is called once, after
  * both fds are closed.  Returns 0 or -errno (on error the fds are closed). */
 int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx);
+
+/* Like relay_start(), for a caller that already read bytes from fd_b (the
+ * bytes queued behind a protocol header): they go to fd_a first, then the
+ * pair is forwarded.  Reading everything queued behind a header matters for
+ * the kernel path: an skb read only partly before splicing is forwarded
+ * again from its start (bpf/splice.bpf.c).  prefix is copied. */
+#define RELAY_SPLICE_ONLY 0x1 /* the caller may have left an skb of fd_b partly read */
+int relay_start_prefixed(int fd_a, int fd_b, const void *prefix, size_t len, unsigned int flags,
+			 uint64_t id, relay_done_fn done, void *ctx);
 
 /* live relays by path, for status and tests */
 unsigned int relay_count(const char *path);

@@ -213,11 +213,7 @@ static int attach_progs(struct splice_bpf *skel)
 {
 	int map_fd = bpf_map__fd(skel->maps.rs_sockhash);
 
-	/* The parser must be in place before the verdict: a socket inserted
-	 * in between would get a verdict-only psock (see the parser's comment). */
-	if (bpf_prog_attach(bpf_program__fd(skel->progs.rs_parser), map_fd,
-			    BPF_SK_SKB_STREAM_PARSER, 0))
-		return -errno;
+	/* verdict only, no stream parser: see bpf/splice.bpf.c */
 	if (bpf_prog_attach(bpf_program__fd(skel->progs.rs_verdict), map_fd,
 			    BPF_SK_SKB_STREAM_VERDICT, 0))
 		return -errno;
@@ -261,11 +257,6 @@ static void unpin(const char *dir, const char *name)
 
 static int pin_progs(struct splice_bpf *skel, const char *dir)
 {
-	int err;
-
-	err = pin_fd_as(bpf_program__fd(skel->progs.rs_parser), dir, RS_PIN_PARSER);
-	if (err)
-		return err;
 	return pin_fd_as(bpf_program__fd(skel->progs.rs_verdict), dir, RS_PIN_VERDICT);
 }
 
@@ -286,7 +277,6 @@ static int pin_all(struct splice_bpf *skel, const char *dir)
 
 err_peers:
 	unpin(dir, RS_PIN_PEERS);
-	unpin(dir, RS_PIN_PARSER);
 err_sockhash:
 	unpin(dir, RS_PIN_SOCKHASH);
 err_out:
@@ -335,7 +325,6 @@ static int open_skel(struct splice_bpf **skelp, const char *dir, const struct at
 		p_err("cannot open the BPF object: %s", strerror(errno));
 		return -errno;
 	}
-	skel->rodata->rs_use_parser = true;
 	if (replace) {
 		err = reuse_pinned_maps(skel, dir, o->max_socks);
 	} else {

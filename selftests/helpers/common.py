@@ -68,17 +68,20 @@ def run_main(fn):
         result(False, f"{type(e).__name__}: {e}")
 
 
-def serve_threaded(name, serve):
-    """Parse --bind/--port and run serve(conn) in a thread per connection."""
+def serve_threaded(name, serve, bind=None, port=None):
+    """Run serve(conn) in a thread per connection on bind:port (parsed from
+    --bind/--port when not given)."""
     import argparse
     import threading
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bind", default="0.0.0.0")
-    ap.add_argument("--port", type=int, required=True)
-    a = ap.parse_args()
-    srv = listen(a.bind, a.port)
-    print(f"{name} on {a.bind}:{a.port}", flush=True)
+    if port is None:
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--bind", default="0.0.0.0")
+        ap.add_argument("--port", type=int, required=True)
+        a = ap.parse_args()
+        bind, port = a.bind, a.port
+    srv = listen(bind, port)
+    print(f"{name} on {bind}:{port}", flush=True)
     while True:
         conn, _ = srv.accept()
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
