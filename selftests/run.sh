@@ -10,8 +10,16 @@
 #   N passed, N failed[, N skipped]
 # Exit status is non-zero when anything failed.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay e2e" (subset),
-# UNIT_TIMEOUT / SCRIPT_TIMEOUT / E2E_TIMEOUT in seconds.
+#   4. fuzz-regress: every libFuzzer target over its corpus once (when clang-14
+#      is installed; `make fuzz-regress`)
+#   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
+#      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
+#      (splice) and test_e2e.sh (splice path) again with those binaries; a
+#      sanitizer report in any output or daemon log fails the step.
+#
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay e2e fuzz"
+# (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
+# E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,7 +32,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export BUILD=${BUILD:-build}
-RUN_ONLY=${RUN_ONLY:-unit cli relay e2e}
+RUN_ONLY=${RUN_ONLY:-unit cli relay e2e fuzz}
+RUN_SANITIZED=${RUN_SANITIZED:-0}
+SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-600}
 E2E_TIMEOUT=${E2E_TIMEOUT:-900}
@@ -58,6 +68,7 @@ run_counted() {
 			p=$((p + 1)) ;;
 		esac
 	done <"$out"
+	[ -n "${RC_SAVE:-}" ] && cp "$out" "$RC_SAVE"
 	rm -f "$out"
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		f=1
@@ -101,6 +112,91 @@ done
 
 if wants e2e; then
 	run_counted "test_e2e.sh" "$E2E_TIMEOUT" bash selftests/test_e2e.sh
+fi
+
+if wants fuzz; then
+	if command -v "${FUZZ_CC:-clang-14}" >/dev/null; then
+		run_counted "fuzz-regress" "$SCRIPT_TIMEOUT" \
+			make -s --no-print-directory fuzz-regress
+	else
+		echo "ok - fuzz-regress # SKIP ${FUZZ_CC:-clang-14} not installed"
+		SKIPPED=$((SKIPPED + 1))
+	fi
+fi
+
+# ---- the same tests against the ASan + UBSan build ----
+SAN_PAT='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer'
+
+# san_verdict NAME FILE...: one more ok / not ok: no sanitizer report in FILEs
+san_verdict() {
+	local name=$1 hits
+	shift
+	hits=$(grep -sE -m 3 -H "$SAN_PAT" "$@" | head -n 12)
+	if [ -z "$hits" ]; then
+		echo "ok - $name: no sanitizer report"
+		PASSED=$((PASSED + 1))
+	else
+		echo "$hits" | sed 's/^/# /'
+		echo "not ok - $name: sanitizer report (see above)"
+		FAILED=$((FAILED + 1))
+		FAILED_NAMES+=("$name: sanitizer report")
+	fi
+}
+
+# san_run NAME TIMEOUT CMD...: run_counted with the sanitizer environment,
+# then san_verdict over its output and the daemon logs it left in /tmp.
+san_run() {
+	local name=$1 limit=$2 saved marker failed0=$FAILED d f dirs=()
+	shift 2
+	saved=$(mktemp)
+	marker=$(mktemp)
+	RC_SAVE=$saved run_counted "$name" "$limit" env BUILD="$SAN_BUILD" \
+		ASAN_OPTIONS="${SAN_ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
+		UBSAN_OPTIONS="${SAN_UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
+		KEEP=1 E2E_KEEP=1 "$@"
+	# the work directories (daemon logs) the scripts kept for us: test_e2e.sh
+	# names its own (E2E_KEEP=1), test_relay.sh's is a new /tmp dir (KEEP=1)
+	while IFS= read -r d; do
+		d=${d#*logs kept in }
+		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
+	done < <(grep -a '^# logs kept in /tmp/rsplice-e2e\.' "$saved")
+	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
+		-name 'rsplice-test-relay.*' -newer "$marker")
+	local files=("$saved")
+	for d in "${dirs[@]}"; do
+		while IFS= read -r f; do files+=("$f"); done < <(find "$d" -type f -size -64M)
+	done
+	san_verdict "$name" "${files[@]}"
+	if [ "$FAILED" -eq "$failed0" ]; then
+		for d in "${dirs[@]}"; do rm -rf "$d"; done
+	elif [ ${#dirs[@]} -gt 0 ]; then
+		echo "# logs kept in: ${dirs[*]}"
+	fi
+	rm -f "$saved" "$marker"
+}
+
+if [ "$RUN_SANITIZED" = 1 ]; then
+	echo "# ==== sanitized pass: ASan + UBSan binaries in $SAN_BUILD"
+	san_f0=$FAILED
+	run_counted "build $SAN_BUILD" 1200 bash -c \
+		'make -s --no-print-directory -j"$(nproc)" SANITIZE=1 BUILD="$0" all &&
+		 echo "ok - ASan + UBSan build in $0"' "$SAN_BUILD"
+	if [ "$FAILED" -eq "$san_f0" ]; then # not with stale binaries
+		if wants unit; then
+			for t in "$SAN_BUILD"/test_*; do
+				[ -f "$t" ] && [ -x "$t" ] || continue
+				san_run "asan $(basename "$t")" "$UNIT_TIMEOUT" "$t"
+			done
+		fi
+		if wants relay && [ -f selftests/test_relay.sh ]; then
+			san_run "asan test_relay.sh splice" "$SCRIPT_TIMEOUT" \
+				bash selftests/test_relay.sh splice
+		fi
+		if wants e2e; then
+			san_run "asan test_e2e.sh splice" "$E2E_TIMEOUT" \
+				env E2E_DATAPATHS=splice bash selftests/test_e2e.sh
+		fi
+	fi
 fi
 
 echo "#"

@@ -798,10 +798,18 @@ static char *read_ini_line(char *str, int num, void *stream)
 
 	if (x->rc)
 		return NULL;
+	/* non-NUL filler: the last NUL after fgets() is the real end of the
+	 * line, an earlier one is a NUL byte in the file (found by fuzz_ini) */
+	memset(str, 'x', num);
 	if (!fgets(str, num, x->f))
 		return NULL;
 	x->line++;
 	n = strlen(str);
+	if ((char *)memrchr(str, '\0', num) != str + n) {
+		seterr(x->err, 0, "NUL byte in the file (not a text file?)");
+		ini_fail(x, -EINVAL);
+		return NULL;
+	}
 	x->line_start = n && str[n - 1] == '\n';
 	if (!x->line_start && !feof(x->f)) {
 		seterr(x->err, 0, "line too long (max %d characters)", num - 2);
