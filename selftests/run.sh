@@ -109,6 +109,7 @@ for s in cli relay; do
 		echo "# selftests/test_$s.sh not present"
 	fi
 done
+wants cli && run_counted "test_install.sh" "$SCRIPT_TIMEOUT" bash selftests/test_install.sh
 
 if wants e2e; then
 	run_counted "test_e2e.sh" "$E2E_TIMEOUT" bash selftests/test_e2e.sh

@@ -772,6 +772,15 @@ static void test_flags_agent(void)
 			 "web=127.0.0.1:80"),
 		   "edge without port");
 	ASSERT_STRSTR(errbuf, "Error: --edge '127.0.0.1': missing port", "message");
+	/* a name that does not resolve yet (DNS down at boot) is not fatal:
+	 * the agent resolves again on every reconnect */
+	if (ASSERT_OK(AGENT("--edge", "no-such-host.invalid:7000", "--token-file", token_file(),
+			    "--service", "web=127.0.0.1:80"),
+		      "unresolvable edge name starts")) {
+		ASSERT_STREQ(acfg.edge_host, "no-such-host.invalid:7000", "edge name kept");
+		ASSERT_EQ(acfg.edge.len, 0, "no address yet");
+	}
+	ASSERT_STRSTR(errbuf, "keeps retrying", "warning says it retries");
 	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--token-file", token_file(), "--service",
 			 "web=127.0.0.1:80", "--name", "bad name"),
 		   "bad agent name");

@@ -360,6 +360,11 @@ static void reconnect(struct timer *t)
 	ret = rs_addr_parse(cfg.edge_host, NULL, &s->edge);
 	if (ret) {
 		s->edge = cfg.edge;
+		if (!s->edge.len) { /* never resolved yet */
+			free(s);
+			schedule_reconnect();
+			return;
+		}
 	}
 	randombytes_buf(s->nonce_a, sizeof(s->nonce_a));
 	fd = net_connect((struct sockaddr *)&s->edge.ss, s->edge.len, &busy);

@@ -182,7 +182,8 @@ static int resolve(const char *host, bool v6_literal, struct rs_addr *out, char 
 
 		if (v6_literal)
 			return seterr(err, -EINVAL, "invalid IPv6 address '%s'", host);
-		return seterr(err, e ? e : -EINVAL, "cannot resolve '%s': %s", host,
+		/* -EAGAIN: well-formed, but the name does not resolve now */
+		return seterr(err, e == -EINVAL ? -EAGAIN : e, "cannot resolve '%s': %s", host,
 			      rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 	}
 	/* Prefer IPv4 for host names: the default listeners are IPv4 (0.0.0.0). */
@@ -634,7 +635,16 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 	case O_EDGE:
 		rc = copy_str(x->agent->edge_host, sizeof(x->agent->edge_host), val, "edge address",
 			      err);
-		return rc ? rc : addr_parse(val, NULL, &x->agent->edge, err);
+		if (rc)
+			return rc;
+		rc = addr_parse(val, NULL, &x->agent->edge, err);
+		if (rc == -EAGAIN) {
+			/* at boot DNS may not be up yet: every reconnect resolves again */
+			fprintf(stderr, "warning: %s; the agent keeps retrying\n", err);
+			x->agent->edge.len = 0;
+			return 0;
+		}
+		return rc;
 	case O_SERVICE:
 		if (from_flag && !x->flag_routes) {
 			x->agent->n_services = 0;

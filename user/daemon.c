@@ -20,10 +20,16 @@ static void signal_event(struct ev_handler *h, uint32_t events)
 {
 	struct signalfd_siginfo si;
 
-	if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
-		pr_info("signal %s: shutting down", strsignal((int)si.ssi_signo));
-		loop_stop();
+	if (read(sig_fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	if (si.ssi_signo == SIGHUP) {
+		/* systemd and operators send it to reload: not supported yet,
+		 * but it must not kill a daemon carrying live connections */
+		pr_warn("SIGHUP: reloading the configuration is not supported yet; ignored");
+		return;
 	}
+	pr_info("signal %s: shutting down", strsignal((int)si.ssi_signo));
+	loop_stop();
 }
 
 static int signals_setup(void)
@@ -35,6 +41,7 @@ static int signals_setup(void)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL))
 		return -errno;
 	sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);

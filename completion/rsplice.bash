@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: MIT
+# bash completion for rsplice, rsplice-edge and rsplice-agent.
+#
+# Installed as $(PREFIX)/share/bash-completion/completions/rsplice, with
+# rsplice-edge and rsplice-agent as symlinks to it, so that bash-completion
+# loads it on demand for each of the three commands.  It needs nothing from
+# bash-completion itself: `source` it from ~/.bashrc to use it without.
+#
+# The options of the daemons are read from their --help (which prints and exits
+# before anything else happens), so completion follows new options; the lists
+# below are used when the program cannot be run.  The subcommands of rsplice
+# are read from `rsplice help`; a subcommand is never run to learn its options.
+
+_rsplice_edge_opts_static='-c --config --control --token-file --route --datapath
+ --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
+ --heartbeat -v --verbose -h --help -V --version'
+_rsplice_agent_opts_static='-c --config --edge --token-file --service --name
+ --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --heartbeat
+ -v --verbose -h --help -V --version'
+_rsplice_cmds_static='attach detach status help'
+
+# _rsplice_help_opts PROG: the options that "PROG --help" lists, one per word.
+_rsplice_help_opts()
+{
+	local help
+	help=$(LC_ALL=C "$1" --help 2>/dev/null) || return 1
+	[[ -n $help ]] || return 1
+	# short options as they open a line ("  -c, --config"), long ones anywhere
+	printf '%s\n' "$help" | grep -oE '^ +-[A-Za-z]\b|--[a-z][a-z0-9-]+' |
+		sed 's/^ *//' | sort -u
+}
+
+# _rsplice_words: set the caller's cur and prev; "--opt=value" counts as two words.
+_rsplice_words()
+{
+	cur=${COMP_WORDS[COMP_CWORD]}
+	prev=
+	((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
+	# bash splits "--opt=val" into "--opt" "=" "val" (COMP_WORDBREAKS)
+	if [[ $cur == = ]]; then
+		cur=
+	elif [[ $prev == = ]] && ((COMP_CWORD > 1)); then
+		prev=${COMP_WORDS[COMP_CWORD - 2]}
+	fi
+}
+
+_rsplice_files() { compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -f -- "$1"); }
+_rsplice_dirs() { compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -d -- "$1"); }
+_rsplice_words_of() { mapfile -t COMPREPLY < <(compgen -W "$1" -- "$2"); }
+
+# rsplice-edge and rsplice-agent: one function, options from --help.
+_rsplice_daemon()
+{
+	local cur prev prog=${COMP_WORDS[0]} opts
+	COMPREPLY=()
+	_rsplice_words
+
+	case $prev in
+	-c | --config | --token-file)
+		_rsplice_files "$cur"
+		return 0
+		;;
+	--pin-dir)
+		_rsplice_dirs "$cur"
+		return 0
+		;;
+	--datapath)
+		_rsplice_words_of 'auto sockmap splice' "$cur"
+		return 0
+		;;
+	--control | --route | --edge | --service | --name | --agent-wait | \
+		--connect-timeout | --hello-timeout | --max-pending | --heartbeat | \
+		--backoff-min | --backoff-max)
+		return 0 # a value of the user's own
+		;;
+	esac
+
+	if [[ $cur == -* ]]; then
+		opts=$(_rsplice_help_opts "$prog")
+		if [[ -z $opts ]]; then
+			case ${prog##*/} in
+			rsplice-agent*) opts=$_rsplice_agent_opts_static ;;
+			*) opts=$_rsplice_edge_opts_static ;;
+			esac
+		fi
+		_rsplice_words_of "$opts" "$cur"
+	fi
+	return 0
+}
+
+# rsplice [OPTIONS] COMMAND [COMMAND OPTIONS]
+_rsplice()
+{
+	local cur prev prog=${COMP_WORDS[0]} cmd='' i w cmds usage
+	local global='-j --json -p --pretty --pin-dir -v --verbose -h --help -V --version'
+	COMPREPLY=()
+	_rsplice_words
+
+	case $prev in
+	--pin-dir)
+		_rsplice_dirs "$cur"
+		return 0
+		;;
+	--max-socks)
+		return 0
+		;;
+	esac
+
+	# the first word that is neither an option nor the value of --pin-dir
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		w=${COMP_WORDS[i]}
+		case $w in
+		--pin-dir) [[ ${COMP_WORDS[i + 1]-} == = ]] && ((i++)); ((i++)) ;;
+		-*) ;;
+		*) cmd=$w; break ;;
+		esac
+	done
+
+	if [[ -z $cmd ]]; then
+		if [[ $cur == -* ]]; then
+			_rsplice_words_of "$global" "$cur"
+		else
+			# "Usage: rsplice [ OPTIONS ] { attach | detach | status | help }"
+			usage=$(LC_ALL=C "$prog" help 2>/dev/null | sed -n 's/^Usage:.*{\(.*\)}.*/\1/p' | head -n 1)
+			cmds=${usage//|/ }
+			[[ -n ${cmds// /} ]] || cmds=$_rsplice_cmds_static
+			_rsplice_words_of "$cmds" "$cur"
+		fi
+		return 0
+	fi
+
+	# -j and -p are accepted after the command too
+	case $cmd in
+	a | at | att | atta | attac | attach)
+		_rsplice_words_of '-f --force --max-socks -h --help -j --json -p --pretty' "$cur" ;;
+	*)
+		_rsplice_words_of '-h --help -j --json -p --pretty' "$cur" ;;
+	esac
+	return 0
+}
+
+complete -F _rsplice rsplice
+complete -F _rsplice_daemon rsplice-edge rsplice-agent
