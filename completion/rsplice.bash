@@ -15,8 +15,8 @@ _rsplice_edge_opts_static='-c --config --control --token-file --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
  --heartbeat -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --service --name
- --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --heartbeat
- -v --verbose -h --help -V --version'
+ --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
+ --heartbeat -v --verbose -h --help -V --version'
 _rsplice_cmds_static='attach detach status help'
 
 # _rsplice_help_opts PROG: the options that "PROG --help" lists, one per word.
@@ -70,7 +70,7 @@ _rsplice_daemon()
 		;;
 	--control | --route | --edge | --service | --name | --agent-wait | \
 		--connect-timeout | --hello-timeout | --max-pending | --heartbeat | \
-		--backoff-min | --backoff-max)
+		--backoff-min | --backoff-max | --pool)
 		return 0 # a value of the user's own
 		;;
 	esac

@@ -201,6 +201,14 @@ ensure_tunnel() {
 }
 
 # Local ports of the agent's established connections to the edge's control port.
+# agent_ctl_port: local port of the agent's current control connection (its
+# log says "connected to edge ADDR from IP:PORT"; pooled data connections go
+# to the same edge port, so ss alone cannot tell them apart).
+agent_ctl_port() {
+	grep -o 'connected to edge [^ ]* from [^ ]*' "$LOGS/$DP-agent.log" | tail -n 1 |
+		awk '{ n = split($NF, a, ":"); print a[n] }'
+}
+
 agent_ctl_ports() {
 	in_ns "$NS_AGENT" ss -Htn state established \
 		"( dst $IP_EDGE and dport = :$CTRL_PORT )" 2>/dev/null |
@@ -326,6 +334,21 @@ t_iperf() {
 		'[[ "$rev" != error* ]] && fcmp "${rev#* } > 0"' "$rev"
 }
 
+deftest t_pool "pooled data connections: clients are bound to pre-opened ones, bytes intact"
+t_pool() {
+	local log="$LOGS/$DP-edge.log" before after i bad=""
+	before=$(grep -c "pooled data connection of agent" "$log")
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		tunnel_ping >/dev/null 2>&1 || bad="$bad $i"
+		sleep 0.1 # the agent refills its pool
+	done
+	after=$(grep -c "pooled data connection of agent" "$log")
+	assert "[$DP] 10 echo round trips through pooled connections" '[ -z "$bad" ]' \
+		"failed tries:$bad"
+	assert "[$DP] the edge bound clients to pooled connections (>= 8 of 10)" \
+		'[ $((after - before)) -ge 8 ]' "$((after - before)) of 10 used the pool"
+}
+
 deftest t_concurrent "200 concurrent connections, 1 KiB..2 MiB each, all sha256 correct"
 t_concurrent() {
 	local out t0 t1
@@ -393,12 +416,12 @@ t_agent_restart() {
 
 deftest t_ctl_loss "control connection lost: open connection survives, agent reconnects"
 t_ctl_loss() {
-	local before after p data_ports="" out pid ready=$WORK/sess.ready go=$WORK/sess.go
+	local before after p out pid ready=$WORK/sess.ready go=$WORK/sess.go
 	local t0 t1
 	rm -f "$ready" "$go"
-	before=$(agent_ctl_ports)
-	diag "agent connections to the control port before: $(echo $before)"
-	if [ -z "$before" ]; then
+	before=$(agent_ctl_port)
+	diag "agent control connection: local port $before"
+	if [ -z "$before" ] || ! agent_ctl_ports | grep -qx "$before"; then
 		fail "[$DP] ${DESC[t_ctl_loss]}" "agent has no established control connection"
 		return
 	fi
@@ -412,11 +435,8 @@ t_ctl_loss() {
 		return
 	fi
 	after=$(agent_ctl_ports)
-	for p in $after; do
-		grep -qx "$p" <<<"$before" || data_ports="$data_ports $p"
-	done
-	diag "agent connections after the session opened: $(echo $after) (new:$data_ports)"
-	# Kill only the connections that existed before the session: the control one.
+	diag "agent connections to the edge with the session open: $(echo $after)"
+	# Kill only the control connection.
 	for p in $before; do
 		in_ns "$NS_AGENT" ss -K -tn state established \
 			"( sport = :$p and dport = :$CTRL_PORT )" >/dev/null 2>&1

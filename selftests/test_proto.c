@@ -40,8 +40,9 @@ static void test_hello_rejects_bad_fields(void)
 	bad.version = 2;
 	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "bad version");
 	bad = h;
-	bad.kind = 3;
+	bad.kind = 9;
 	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "bad kind");
+	ASSERT_STRSTR(why, "kind", "reason names the kind");
 	bad = h;
 	bad.reserved = 1;
 	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "reserved bits");
@@ -284,6 +285,60 @@ static void test_random_input_is_safe(void)
 	ASSERT_LT(accepted, 200, "random bytes are almost never a frame");
 }
 
+static void test_pool_hello_and_bind(void)
+{
+	uint8_t key[RS_KEY_LEN], other[RS_KEY_LEN];
+	struct rs_hello h, d;
+	struct rs_bind b, t;
+	const char *why = NULL;
+	char name[64];
+
+	randombytes_buf(key, sizeof(key));
+	memcpy(other, key, sizeof(key));
+	other[5] ^= 1;
+	rs_hello_pool(&h, 7, key);
+	ASSERT_OK(rs_hello_check(&h, &why), "valid pool hello");
+	ASSERT_OK(rs_hello_data_verify(&h, key), "pool hello MAC");
+	ASSERT_EQ(rs_hello_data_verify(&h, other), -EPERM, "pool hello MAC, other key");
+	rs_hello_data(&d, 7, key);
+	ASSERT_EQ(rs_mac_equal(d.blob, h.blob), -EPERM, "MAC binds the kind: data != pool");
+
+	rs_bind_make(&b, 0xabcdef, 7, "web", key);
+	if (ASSERT_OK(rs_bind_check(&b, 7, key, name, &why), "valid bind"))
+		ASSERT_STREQ(name, "web", "service");
+	ASSERT_EQ(rs_bind_check(&b, 8, key, name, &why), -EPROTO, "bind for another pool conn");
+	ASSERT_EQ(rs_bind_check(&b, 7, other, name, &why), -EPERM, "bind, other key");
+	t = b;
+	t.name[0] = 'W';
+	ASSERT_EQ(rs_bind_check(&t, 7, key, name, &why), -EPERM, "tampered name");
+	t = b;
+	t.name[10] = 'x';
+	ASSERT_EQ(rs_bind_check(&t, 7, key, name, &why), -EPROTO, "garbage after the name");
+	t = b;
+	t.name_len = 64;
+	ASSERT_EQ(rs_bind_check(&t, 7, key, name, &why), -EPROTO, "name length past the field");
+	t = b;
+	t.kind = 1;
+	ASSERT_EQ(rs_bind_check(&t, 7, key, name, &why), -EPROTO, "wrong kind");
+}
+
+static void test_replay_window(void)
+{
+	struct rs_replay w = { 0 };
+
+	ASSERT_EQ(rs_replay_check(&w, 0), -EALREADY, "id 0 refused");
+	ASSERT_OK(rs_replay_check(&w, 1), "1");
+	ASSERT_EQ(rs_replay_check(&w, 1), -EALREADY, "1 again");
+	ASSERT_OK(rs_replay_check(&w, 5), "5 (skipping)");
+	ASSERT_OK(rs_replay_check(&w, 3), "3 late but new");
+	ASSERT_EQ(rs_replay_check(&w, 3), -EALREADY, "3 again");
+	ASSERT_OK(rs_replay_check(&w, 200), "jump ahead");
+	ASSERT_EQ(rs_replay_check(&w, 5), -EALREADY, "too old");
+	ASSERT_OK(rs_replay_check(&w, 137), "inside the window");
+	ASSERT_EQ(rs_replay_check(&w, 136), -EALREADY, "just outside the window");
+	ASSERT_EQ(rs_replay_check(&w, 200), -EALREADY, "top again");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct test tests[] = {
@@ -292,6 +347,7 @@ int main(int argc, char **argv)
 		TEST(frame_roundtrip_and_partial), TEST(frame_rejects_malformed),
 		TEST(connect_payload_strict),  TEST(connect_fail_and_auth),
 		TEST(services_payload),        TEST(random_input_is_safe),
+		TEST(pool_hello_and_bind),     TEST(replay_window),
 	};
 
 	if (sodium_init() < 0)

@@ -29,11 +29,34 @@
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
+struct pool_conn;
+
 struct session {
 	struct ctl ctl;
 	bool edge_verified, authed;
 	uint8_t nonce_a[RS_NONCE_LEN], key[RS_KEY_LEN];
 	struct rs_addr edge; /* the address this session reached: data dials go there too */
+	struct pool_conn *pool; /* pre-opened data connections not bound yet */
+	unsigned int n_pool;
+	uint64_t next_pool_id; /* per-session counter: the edge refuses replays */
+	struct timer pool_timer; /* refill after the edge closed idle connections */
+};
+
+enum pool_state { P_DIAL, P_IDLE, P_LAN };
+
+/* A pre-opened data connection: dialed ahead of clients, bound by the edge
+ * with a struct rs_bind, then joined with a fresh LAN connection. */
+struct pool_conn {
+	int fd, lan_fd;
+	enum pool_state state;
+	struct ev_handler ev;
+	struct timer timer;
+	struct session *sess; /* NULL once bound: it no longer depends on it */
+	struct pool_conn *next, *prev;
+	uint64_t pool_id, conn_id;
+	struct rs_bind bind;
+	size_t got;
+	int svc;
 };
 
 enum dial_state { D_LAN, D_EDGE };
@@ -241,6 +264,220 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 	}
 }
 
+/* ---- pooled data connections ---- */
+
+#define POOL_REFILL_DELAY_MS 1000
+
+static void pool_fill(struct session *s);
+
+static void pool_unlink(struct pool_conn *pc)
+{
+	struct session *s = pc->sess;
+
+	if (!s)
+		return;
+	if (pc->prev)
+		pc->prev->next = pc->next;
+	else
+		s->pool = pc->next;
+	if (pc->next)
+		pc->next->prev = pc->prev;
+	s->n_pool--;
+	pc->sess = NULL;
+}
+
+static void pool_close(struct pool_conn *pc)
+{
+	timer_cancel(&pc->timer);
+	loop_del(pc->state == P_LAN ? pc->lan_fd : pc->fd);
+	loop_forget(&pc->ev);
+	pool_unlink(pc);
+	close(pc->fd);
+	if (pc->lan_fd >= 0)
+		close(pc->lan_fd);
+	loop_defer_free(pc);
+}
+
+static void pool_lan_done(struct pool_conn *pc)
+{
+	unsigned int flags;
+	size_t len;
+	void *early;
+	int ret;
+
+	timer_cancel(&pc->timer);
+	loop_del(pc->lan_fd);
+	loop_forget(&pc->ev);
+	net_nodelay(pc->lan_fd);
+	/* the client's first bytes may share an skb with the bind just read */
+	flags = relay_read_queued(pc->fd, &early, &len);
+	pr_debug("conn %016llx: pooled data connection bound to service '%s'",
+		 (unsigned long long)pc->conn_id, cfg.services[pc->svc].name);
+	ret = relay_start_prefixed(pc->lan_fd, pc->fd, early, len, flags, pc->conn_id, relay_done,
+				   (void *)(uintptr_t)pc->conn_id);
+	free(early);
+	if (ret)
+		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)pc->conn_id,
+			strerror(-ret));
+	loop_defer_free(pc);
+}
+
+static void pool_fail(struct pool_conn *pc, const char *what, int err)
+{
+	if (pc->state == P_LAN)
+		pr_warn("conn %016llx: cannot reach %s for service '%s': %s",
+			(unsigned long long)pc->conn_id, cfg.services[pc->svc].addr.text,
+			cfg.services[pc->svc].name, strerror(err));
+	else
+		pr_debug("pooled data connection %llu: %s: %s", (unsigned long long)pc->pool_id,
+			 what, strerror(err));
+	pool_close(pc);
+}
+
+/* The edge bound this connection to a client: read exactly the bind (what
+ * follows is the client's stream), then dial the LAN service. */
+static void pool_read_bind(struct pool_conn *pc)
+{
+	struct session *s = pc->sess;
+	const char *why = NULL;
+	char name[64];
+	bool busy;
+	ssize_t n;
+	int fd;
+
+	n = recv(pc->fd, (char *)&pc->bind + pc->got, sizeof(pc->bind) - pc->got, MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		pool_fail(pc, "closed by the edge", n ? errno : ECONNRESET);
+		/* not at once: an edge that refuses them must not make us spin */
+		if (!timer_armed(&s->pool_timer))
+			timer_arm(&s->pool_timer, POOL_REFILL_DELAY_MS);
+		return;
+	}
+	if (n < 0)
+		return;
+	pc->got += (size_t)n;
+	if (pc->got < sizeof(pc->bind))
+		return;
+	if (rs_bind_check(&pc->bind, pc->pool_id, s->key, name, &why)) {
+		pr_warn("pooled data connection from edge %s closed: %s", s->edge.text, why);
+		pool_close(pc);
+		goto refill;
+	}
+	pc->conn_id = be64toh(pc->bind.conn_id);
+	pool_unlink(pc);
+	pc->svc = find_service(name);
+	if (pc->svc < 0) {
+		pr_warn("conn %016llx: edge asked for unknown service '%s'",
+			(unsigned long long)pc->conn_id, name);
+		pool_close(pc);
+		goto refill;
+	}
+	loop_del(pc->fd); /* the client's bytes wait in the socket meanwhile */
+	pc->state = P_LAN;
+	fd = net_connect((struct sockaddr *)&cfg.services[pc->svc].addr.ss,
+			 cfg.services[pc->svc].addr.len, &busy);
+	if (fd < 0) {
+		pool_fail(pc, "LAN", -fd);
+		goto refill;
+	}
+	pc->lan_fd = fd;
+	if (loop_add(fd, EPOLLOUT, &pc->ev)) {
+		pool_fail(pc, "LAN", ENOMEM);
+		goto refill;
+	}
+	timer_arm(&pc->timer, cfg.connect_timeout_ms);
+	if (!busy)
+		pool_lan_done(pc);
+refill:
+	if (sess == s)
+		pool_fill(s);
+}
+
+static void pool_event(struct ev_handler *h, uint32_t events)
+{
+	struct pool_conn *pc = container_of(h, struct pool_conn, ev);
+	struct session *s = pc->sess;
+	struct rs_hello hello;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	switch (pc->state) {
+	case P_DIAL:
+		getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		rs_hello_pool(&hello, pc->pool_id, s->key);
+		if (!err && send(pc->fd, &hello, sizeof(hello), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+				    (ssize_t)sizeof(hello))
+			err = errno ? errno : EIO;
+		if (err) {
+			pool_fail(pc, "dialing the edge", err);
+			return; /* no refill: the edge is unreachable, control notices */
+		}
+		timer_cancel(&pc->timer);
+		pc->state = P_IDLE;
+		net_keepalive(pc->fd, 30, 10, 3);
+		loop_mod(pc->fd, EPOLLIN | EPOLLRDHUP, &pc->ev);
+		return;
+	case P_IDLE:
+		pool_read_bind(pc);
+		return;
+	case P_LAN:
+		getsockopt(pc->lan_fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err)
+			pool_fail(pc, "LAN", err);
+		else
+			pool_lan_done(pc);
+		return;
+	}
+}
+
+static void pool_timeout(struct timer *t)
+{
+	struct pool_conn *pc = container_of(t, struct pool_conn, timer);
+
+	pool_fail(pc, pc->state == P_LAN ? "LAN" : "dialing the edge", ETIMEDOUT);
+}
+
+static void pool_dial(struct session *s)
+{
+	struct pool_conn *pc = calloc(1, sizeof(*pc));
+	bool busy;
+	int fd;
+
+	if (!pc)
+		return;
+	fd = net_connect((struct sockaddr *)&s->edge.ss, s->edge.len, &busy);
+	if (fd < 0) {
+		free(pc);
+		return;
+	}
+	net_nodelay(fd);
+	*pc = (struct pool_conn){ .fd = fd, .lan_fd = -1, .state = P_DIAL, .ev.fn = pool_event,
+				  .sess = s, .next = s->pool, .pool_id = ++s->next_pool_id };
+	timer_init(&pc->timer, pool_timeout);
+	if (loop_add(fd, EPOLLOUT, &pc->ev)) {
+		close(fd);
+		free(pc);
+		return;
+	}
+	if (s->pool)
+		s->pool->prev = pc;
+	s->pool = pc;
+	s->n_pool++;
+	timer_arm(&pc->timer, cfg.connect_timeout_ms);
+}
+
+/* Keep cfg.pool connections open (or being opened) for this session. */
+static void pool_fill(struct session *s)
+{
+	for (unsigned int i = 0; s->authed && s->n_pool < cfg.pool && i < RS_MAX_POOL; i++)
+		pool_dial(s);
+}
+
+static void pool_refill_timer(struct timer *t)
+{
+	pool_fill(container_of(t, struct session, pool_timer));
+}
+
 /* ---- control connection ---- */
 
 static void send_services(struct session *s)
@@ -306,6 +543,7 @@ static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const cha
 			cfg.name, cfg.n_services);
 		ctl_heartbeat_start(&s->ctl);
 		send_services(s);
+		pool_fill(s);
 		return 0;
 	}
 	if (f->type != RS_F_CONNECT) {
@@ -319,9 +557,15 @@ static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const cha
 static void session_on_connected(struct ctl *ctl)
 {
 	struct session *s = container_of(ctl, struct session, ctl);
+	struct sockaddr_storage local;
+	socklen_t len = sizeof(local);
+	char from[64] = "?";
+
+	if (!getsockname(ctl->fd, (struct sockaddr *)&local, &len))
+		net_ntop(&local, from, sizeof(from));
 	struct rs_hello h;
 
-	pr_info("connected to edge %s", s->edge.text);
+	pr_info("connected to edge %s from %s", s->edge.text, from);
 	net_keepalive(ctl->fd, 30, 10, 3);
 	rs_hello_control(&h, s->nonce_a);
 	ctl_send_raw(ctl, &h, sizeof(h));
@@ -332,6 +576,10 @@ static void session_on_close(struct ctl *ctl, const char *why)
 	struct session *s = container_of(ctl, struct session, ctl);
 
 	pr_warn("control connection to edge %s lost: %s", s->edge.text, why);
+	/* unbound pooled connections belong to this session (its key) */
+	timer_cancel(&s->pool_timer);
+	while (s->pool)
+		pool_close(s->pool);
 	sodium_memzero(s->key, sizeof(s->key));
 	if (sess == s)
 		sess = NULL;
@@ -367,6 +615,7 @@ static void reconnect(struct timer *t)
 		}
 	}
 	randombytes_buf(s->nonce_a, sizeof(s->nonce_a));
+	timer_init(&s->pool_timer, pool_refill_timer);
 	fd = net_connect((struct sockaddr *)&s->edge.ss, s->edge.len, &busy);
 	if (fd < 0) {
 		pr_warn("cannot connect to edge %s: %s", s->edge.text, strerror(-fd));

@@ -460,6 +460,7 @@ enum opt_id {
 	O_NAME,
 	O_BACKOFF_MIN,
 	O_BACKOFF_MAX,
+	O_POOL,
 	O__MAX,
 };
 
@@ -494,6 +495,7 @@ static const struct optdef optdefs[] = {
 	{ "name", required_argument, O_NAME, FOR_AGENT, true, false },
 	{ "backoff-min", required_argument, O_BACKOFF_MIN, FOR_AGENT, true, false },
 	{ "backoff-max", required_argument, O_BACKOFF_MAX, FOR_AGENT, true, false },
+	{ "pool", required_argument, O_POOL, FOR_AGENT, true, false },
 };
 #define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
 
@@ -661,6 +663,8 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		return parse_uint(val, 1, MS_MAX, &x->agent->backoff_min_ms, err);
 	case O_BACKOFF_MAX:
 		return parse_uint(val, 1, MS_MAX, &x->agent->backoff_max_ms, err);
+	case O_POOL:
+		return parse_uint(val, 0, RS_MAX_POOL, &x->agent->pool, err);
 	}
 	return seterr(err, -EINVAL, "internal error: option %d", id);
 }
@@ -964,6 +968,9 @@ static void agent_usage(FILE *f)
 "      --connect-timeout MS   dialing a service or the edge (default 5000)\n"
 "      --backoff-min MS       first reconnect delay (default 500)\n"
 "      --backoff-max MS       largest reconnect delay (default 30000)\n"
+"      --pool N               data connections kept open to the edge ahead of\n"
+"                             clients, so that a new client does not wait for\n"
+"                             a dial (default 8, 0 disables, at most 256)\n"
 "      --heartbeat MS         control connection ping interval (default 5000)\n"
 "  -v, --verbose              debug logging\n"
 "  -h, --help                 show this help and exit\n"
@@ -1218,6 +1225,7 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 	cfg->connect_timeout_ms = 5000;
 	cfg->backoff_min_ms = 500;
 	cfg->backoff_max_ms = 30000;
+	cfg->pool = 8;
 	rc = load(&x, argc, argv);
 	if (rc)
 		return rc;

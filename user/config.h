@@ -14,6 +14,7 @@
 #define RS_NAME_MAX 63      /* service name: 1..63 of [A-Za-z0-9_.-] */
 #define RS_MAX_ROUTES 256
 #define RS_MAX_SERVICES 256
+#define RS_MAX_POOL 256     /* pooled data connections per agent */
 
 struct rs_addr {
 	struct sockaddr_storage ss;
@@ -62,6 +63,7 @@ struct rs_agent_config {
 	unsigned int connect_timeout_ms; /* dialing the LAN service and the edge, default 5000 */
 	unsigned int backoff_min_ms;   /* reconnect backoff, default 500 */
 	unsigned int backoff_max_ms;   /* default 30000 */
+	unsigned int pool;             /* --pool: pre-opened data connections, default 8 */
 };
 
 /* Parse "HOST:PORT", "[V6]:PORT" or (when default_host != NULL) "PORT". */

@@ -12,9 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/sockios.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,9 +27,14 @@
 
 #define PENDING_BUCKETS 4096 /* power of two */
 
+struct pooled;
+
 struct agent {
 	struct ctl ctl;
 	struct agent *next, *prev;
+	struct pooled *pool;       /* idle pre-opened data connections */
+	unsigned int n_pool;
+	struct rs_replay pool_ids; /* pool hellos are accepted once */
 	bool authed;
 	uint8_t nonce_a[RS_NONCE_LEN], nonce_e[RS_NONCE_LEN], key[RS_KEY_LEN];
 	char name[RS_NAME_MAX + 1];
@@ -54,6 +57,15 @@ struct client {
 	struct client *hnext;    /* pending hash chain (C_REQUESTED) */
 	struct client *wnext, *wprev; /* waiting list (C_WAIT_AGENT) */
 	char peer[64];
+};
+
+/* An idle pre-opened data connection of an agent, waiting for a client. */
+struct pooled {
+	int fd;
+	struct ev_handler ev;
+	struct agent *agent;
+	uint64_t pool_id;
+	struct pooled *next, *prev;
 };
 
 /* A connection to the control port that has not completed its hello yet. */
@@ -241,6 +253,109 @@ static void client_request(struct client *c, struct agent *a)
 	ctl_send(&a->ctl, RS_F_CONNECT, payload, len);
 }
 
+static void relay_done(void *ctx, const struct relay_stats *st)
+{
+	uint64_t id = (uint64_t)(uintptr_t)ctx;
+
+	pr_info("conn %016llx: done via %s: %llu bytes client->agent, %llu agent->client (%s)",
+		(unsigned long long)id, st->path, (unsigned long long)st->bytes_ab,
+		(unsigned long long)st->bytes_ba, st->end);
+}
+
+/* ---- pooled data connections ---- */
+
+static void pooled_free(struct pooled *p, bool keep_fd)
+{
+	struct agent *a = p->agent;
+
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		a->pool = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	a->n_pool--;
+	loop_del(p->fd);
+	loop_forget(&p->ev);
+	if (!keep_fd)
+		close(p->fd);
+	loop_defer_free(p);
+}
+
+static void pooled_event(struct ev_handler *h, uint32_t events)
+{
+	struct pooled *p = container_of(h, struct pooled, ev);
+
+	/* An idle pooled connection carries nothing until we bind it: any
+	 * event means the agent closed it (or broke the protocol). */
+	pr_debug("agent %s: pooled connection %llu closed (events 0x%x)", p->agent->name,
+		 (unsigned long long)p->pool_id, events);
+	pooled_free(p, false);
+}
+
+static void pool_hello(struct inbound *in)
+{
+	uint64_t id = rs_hello_conn_id(&in->hello);
+	struct pooled *p;
+	struct agent *a;
+	unsigned long sup;
+
+	for (a = agents; a; a = a->next)
+		if (a->authed && !rs_hello_data_verify(&in->hello, a->key))
+			break;
+	if (!a || rs_replay_check(&a->pool_ids, id) || a->n_pool >= RS_MAX_POOL) {
+		if (ratelimit_ok(&rl_bad_hello, 1000, &sup))
+			pr_warn("pooled connection from %s closed: %s [%lu more suppressed]", in->peer,
+				!a ? "no agent session matches its MAC" :
+				a->n_pool >= RS_MAX_POOL ? "the agent's pool is full" :
+							   "replayed or stale pool id", sup);
+		close(in->fd);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		close(in->fd);
+		return;
+	}
+	*p = (struct pooled){ .fd = in->fd, .ev.fn = pooled_event, .agent = a, .pool_id = id,
+			      .next = a->pool };
+	if (loop_add(p->fd, EPOLLIN | EPOLLRDHUP, &p->ev)) {
+		close(p->fd);
+		free(p);
+		return;
+	}
+	if (a->pool)
+		a->pool->prev = p;
+	a->pool = p;
+	a->n_pool++;
+}
+
+/* Hand the client to an idle pooled connection of a: write the bind, then
+ * splice at once.  false when that could not be done (the caller asks the
+ * agent for a fresh data connection instead). */
+static bool pool_take(struct agent *a, int client_fd, const char *client_peer, int route)
+{
+	struct pooled *p = a->pool;
+	uint64_t id = new_conn_id();
+	struct rs_bind b;
+	ssize_t n;
+	int fd;
+
+	if (!p)
+		return false;
+	rs_bind_make(&b, id, p->pool_id, route_service(route), a->key);
+	/* an idle connection's send buffer always has room for 120 bytes */
+	n = send(p->fd, &b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL);
+	fd = p->fd;
+	pooled_free(p, n == (ssize_t)sizeof(b));
+	if (n != (ssize_t)sizeof(b))
+		return false;
+	pr_info("conn %016llx: client %s paired with a pooled data connection of agent %s "
+		"(service %s)", (unsigned long long)id, client_peer, a->name, route_service(route));
+	relay_start(client_fd, fd, id, relay_done, (void *)(uintptr_t)id);
+	return true;
+}
+
 static void route_accept_one(struct listener *l, int fd)
 {
 	struct client *c;
@@ -254,6 +369,13 @@ static void route_accept_one(struct listener *l, int fd)
 				cfg.routes[l->route].bind.text, n_clients, sup);
 		close(fd);
 		return;
+	}
+	a = agent_pick(route_service(l->route));
+	if (a && a->pool) {
+		char peer[64];
+
+		if (pool_take(a, fd, net_peer(fd, peer, sizeof(peer)), l->route))
+			return;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -273,7 +395,6 @@ static void route_accept_one(struct listener *l, int fd)
 	n_clients++;
 	c->state = C_WAIT_AGENT;
 	waiting_append(c);
-	a = agent_pick(route_service(l->route));
 	if (a) {
 		client_request(c, a);
 		return;
@@ -299,47 +420,14 @@ static void waiting_dispatch(struct agent *a)
 
 /* ---- data connections: relay ---- */
 
-static void relay_done(void *ctx, const struct relay_stats *st)
-{
-	uint64_t id = (uint64_t)(uintptr_t)ctx;
-
-	pr_info("conn %016llx: done via %s: %llu bytes client->agent, %llu agent->client (%s)",
-		(unsigned long long)id, st->path, (unsigned long long)st->bytes_ab,
-		(unsigned long long)st->bytes_ba, st->end);
-}
-
-/* The service's first bytes (a banner, a reply to early data) may share an
- * skb with the hello we just read.  Splicing a partly read skb makes the
- * kernel forward it again from its start, so read everything queued now and
- * let the relay write it to the client first.  Bounded: if the buffer fills,
- * the last read may have split an skb, and the pair must use splice. */
-#define EARLY_MAX (1 << 20)
-
-static unsigned int drain_behind_hello(int fd, struct rs_buf *early)
-{
-	int queued = 0;
-
-	/* the common case: nothing behind the hello yet, nothing to allocate */
-	if (!ioctl(fd, SIOCINQ, &queued) && !queued)
-		return 0;
-	if (rs_buf_init(early, EARLY_MAX))
-		return RELAY_SPLICE_ONLY;
-	while (early->len < early->cap) {
-		ssize_t n = recv(fd, early->data + early->len, early->cap - early->len, MSG_DONTWAIT);
-
-		if (n <= 0)
-			return 0; /* EAGAIN, EOF or error: the relay sees the same */
-		early->len += (size_t)n;
-	}
-	return RELAY_SPLICE_ONLY;
-}
 
 static void data_hello(struct inbound *in)
 {
 	uint64_t id = rs_hello_conn_id(&in->hello);
 	struct client *c = pending_find(id);
-	struct rs_buf early = { 0 };
 	unsigned int flags;
+	size_t early_len;
+	void *early;
 	unsigned long sup;
 	int client_fd, ret;
 
@@ -355,10 +443,13 @@ static void data_hello(struct inbound *in)
 	pr_info("conn %016llx: client %s paired with data connection from %s (service %s)",
 		(unsigned long long)id, c->peer, in->peer, route_service(c->route));
 	client_free(c, true);
-	flags = drain_behind_hello(in->fd, &early);
-	ret = relay_start_prefixed(client_fd, in->fd, early.data, early.len, flags, id, relay_done,
+	/* The service's first bytes (a banner, a reply to early data) may share
+	 * an skb with the hello just read: splicing a partly read skb makes the
+	 * kernel forward it again from its start (bpf/splice.bpf.c). */
+	flags = relay_read_queued(in->fd, &early, &early_len);
+	ret = relay_start_prefixed(client_fd, in->fd, early, early_len, flags, id, relay_done,
 				   (void *)(uintptr_t)id);
-	rs_buf_free(&early);
+	free(early);
 	if (ret)
 		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)id,
 			strerror(-ret));
@@ -380,6 +471,8 @@ static void agent_on_close(struct ctl *ctl, const char *why)
 		agents = a->next;
 	if (a->next)
 		a->next->prev = a->prev;
+	while (a->pool)
+		pooled_free(a->pool, false);
 	free(a->services);
 	sodium_memzero(a->key, sizeof(a->key));
 	/* clients already asked keep waiting for their data connection until their
@@ -579,6 +672,8 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 	inbound_free(in);
 	if (in->hello.kind == RS_HELLO_CONTROL)
 		control_hello(in);
+	else if (in->hello.kind == RS_HELLO_POOL)
+		pool_hello(in);
 	else
 		data_hello(in);
 }

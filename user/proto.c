@@ -112,19 +112,99 @@ void rs_hello_data(struct rs_hello *h, uint64_t conn_id, const uint8_t key[RS_KE
 	data_mac(h, key, h->blob);
 }
 
+void rs_hello_pool(struct rs_hello *h, uint64_t pool_id, const uint8_t key[RS_KEY_LEN])
+{
+	hello_head(h, RS_HELLO_POOL, pool_id);
+	data_mac(h, key, h->blob);
+}
+
+void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const char *service,
+		  const uint8_t key[RS_KEY_LEN])
+{
+	size_t n = strlen(service);
+
+	memset(b, 0, sizeof(*b));
+	b->magic = htobe32(RS_MAGIC);
+	b->version = RS_PROTO_VERSION;
+	b->kind = RS_BIND_KIND;
+	b->name_len = (uint8_t)n;
+	b->conn_id = htobe64(conn_id);
+	b->pool_id = htobe64(pool_id);
+	memcpy(b->name, service, n);
+	mac3(key, RS_KEY_LEN, "rsplice-bind", b, offsetof(struct rs_bind, mac), NULL, 0, NULL, 0,
+	     b->mac);
+}
+
+int rs_bind_check(const struct rs_bind *b, uint64_t pool_id, const uint8_t key[RS_KEY_LEN],
+		  char service[64], const char **why)
+{
+	uint8_t mac[RS_MAC_LEN];
+	int ret;
+
+	if (be32toh(b->magic) != RS_MAGIC || b->version != RS_PROTO_VERSION ||
+	    b->kind != RS_BIND_KIND || b->reserved) {
+		*why = "malformed bind";
+		return -EPROTO;
+	}
+	if (be64toh(b->pool_id) != pool_id) {
+		*why = "bind for another pooled connection";
+		return -EPROTO;
+	}
+	if (!rs_name_ok(b->name, b->name_len)) {
+		*why = "bind with an invalid service name";
+		return -EPROTO;
+	}
+	for (size_t i = b->name_len; i < sizeof(b->name); i++) {
+		if (b->name[i]) {
+			*why = "bind with garbage after the service name";
+			return -EPROTO;
+		}
+	}
+	mac3(key, RS_KEY_LEN, "rsplice-bind", b, offsetof(struct rs_bind, mac), NULL, 0, NULL, 0,
+	     mac);
+	ret = rs_mac_equal(mac, b->mac);
+	sodium_memzero(mac, sizeof(mac));
+	if (ret) {
+		*why = "bind with a bad MAC";
+		return ret;
+	}
+	memcpy(service, b->name, b->name_len);
+	service[b->name_len] = '\0';
+	return 0;
+}
+
+int rs_replay_check(struct rs_replay *w, uint64_t id)
+{
+	if (!id)
+		return -EALREADY;
+	if (id > w->top) {
+		uint64_t shift = id - w->top;
+
+		w->bits = shift >= 64 ? 0 : w->bits << shift;
+		w->bits |= 1;
+		w->top = id;
+		return 0;
+	}
+	if (w->top - id >= 64 || (w->bits >> (w->top - id)) & 1)
+		return -EALREADY;
+	w->bits |= 1ULL << (w->top - id);
+	return 0;
+}
+
 int rs_hello_check(const struct rs_hello *h, const char **why)
 {
 	if (be32toh(h->magic) != RS_MAGIC)
 		*why = "bad magic (not an rsplice peer)";
 	else if (h->version != RS_PROTO_VERSION)
 		*why = "unsupported protocol version";
-	else if (h->kind != RS_HELLO_CONTROL && h->kind != RS_HELLO_DATA)
+	else if (h->kind != RS_HELLO_CONTROL && h->kind != RS_HELLO_DATA &&
+		 h->kind != RS_HELLO_POOL)
 		*why = "unknown hello kind";
 	else if (h->reserved)
 		*why = "reserved bits set";
 	else if (h->kind == RS_HELLO_CONTROL && h->conn_id)
 		*why = "control hello with a connection id";
-	else if (h->kind == RS_HELLO_DATA && !h->conn_id)
+	else if (h->kind != RS_HELLO_CONTROL && !h->conn_id)
 		*why = "data hello without a connection id";
 	else
 		return 0;

@@ -14,7 +14,13 @@
  *   edge  -> agent AUTH_OK
  *   session_key = HMAC(token, "rsplice-session" | nonce_a | nonce_e)
  * A data hello carries conn_id and HMAC(session_key, "rsplice-data" | first 16
- * hello bytes): it is bound to the session and to one request. */
+ * hello bytes): it is bound to the session and to one request.
+ *
+ * Pooled data connections: the agent opens some data connections ahead of
+ * time, each with a POOL hello (same MAC; conn_id is a per-session counter,
+ * so the edge rejects replays).  For a new client the edge takes one and
+ * writes a fixed-size struct rs_bind naming the service, then splices at
+ * once: the client does not wait for a CONNECT round trip and a dial. */
 #ifndef RSPLICE_PROTO_H
 #define RSPLICE_PROTO_H
 
@@ -30,7 +36,7 @@
 #define RS_FRAME_MAX 4096   /* largest frame payload accepted */
 #define RS_MAX_FRAME_SERVICES 256
 
-enum rs_hello_kind { RS_HELLO_CONTROL = 1, RS_HELLO_DATA = 2 };
+enum rs_hello_kind { RS_HELLO_CONTROL = 1, RS_HELLO_DATA = 2, RS_HELLO_POOL = 3 };
 
 struct rs_hello {
 	__be32 magic;
@@ -41,6 +47,21 @@ struct rs_hello {
 	__u8 blob[32];   /* CONTROL: nonce_a; DATA: MAC */
 };
 _Static_assert(sizeof(struct rs_hello) == 48, "hello is fixed-size on the wire");
+
+/* edge -> agent on a pooled data connection; then the tunnelled stream */
+struct rs_bind {
+	__be32 magic;
+	__u8 version;
+	__u8 kind;       /* RS_BIND_KIND */
+	__u8 name_len;   /* 1..63 */
+	__u8 reserved;   /* must be zero */
+	__be64 conn_id;  /* the edge's id of the client connection (for logs) */
+	__be64 pool_id;  /* the pooled connection's hello conn_id */
+	char name[64];   /* service name, zero padded */
+	__u8 mac[32];    /* HMAC(session_key, "rsplice-bind" | all bytes before mac) */
+};
+_Static_assert(sizeof(struct rs_bind) == 120, "bind is fixed-size on the wire");
+#define RS_BIND_KIND 4
 
 struct rs_frame_hdr {
 	__be32 len; /* payload bytes following the header, <= RS_FRAME_MAX */
@@ -68,11 +89,29 @@ const char *rs_frame_name(unsigned int type);
 /* ---- hello ---- */
 void rs_hello_control(struct rs_hello *h, const uint8_t nonce_a[RS_NONCE_LEN]);
 void rs_hello_data(struct rs_hello *h, uint64_t conn_id, const uint8_t key[RS_KEY_LEN]);
+void rs_hello_pool(struct rs_hello *h, uint64_t pool_id, const uint8_t key[RS_KEY_LEN]);
 /* Checks magic, version, kind and reserved bits: 0 or -EPROTO (*why set). */
 int rs_hello_check(const struct rs_hello *h, const char **why);
-/* Constant-time check of a DATA hello's MAC against the session key: 0 or -EPERM. */
+/* Constant-time check of a DATA or POOL hello's MAC against the session key: 0 or -EPERM. */
 int rs_hello_data_verify(const struct rs_hello *h, const uint8_t key[RS_KEY_LEN]);
 uint64_t rs_hello_conn_id(const struct rs_hello *h);
+
+/* ---- bind (pooled connections) ---- */
+void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const char *service,
+		  const uint8_t key[RS_KEY_LEN]);
+/* Checks the fixed fields, the name and the MAC; 0 or -EPROTO/-EPERM (*why set).
+ * service receives the NUL-terminated name. */
+int rs_bind_check(const struct rs_bind *b, uint64_t pool_id, const uint8_t key[RS_KEY_LEN],
+		  char service[64], const char **why);
+
+/* Anti-replay window for per-session counters (as in IPsec): accepts each
+ * id once, and refuses ids more than 64 behind the highest seen. */
+struct rs_replay {
+	uint64_t top;
+	uint64_t bits; /* bit i: top - i was seen */
+};
+/* 0 when id is new (and records it), -EALREADY otherwise. */
+int rs_replay_check(struct rs_replay *w, uint64_t id);
 
 /* ---- authentication ---- */
 void rs_mac_edge(const uint8_t *token, size_t token_len, const uint8_t *nonce_a,

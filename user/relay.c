@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <sys/epoll.h>
@@ -285,6 +287,32 @@ static void rl_prefix_event(struct ev_handler *h, uint32_t events)
 static void rl_prefix_timeout(struct timer *t)
 {
 	rl_prefix_fail(container_of(t, struct rl_prefix, timer), "timeout");
+}
+
+#define RL_QUEUED_MAX (1 << 20)
+
+unsigned int relay_read_queued(int fd, void **buf, size_t *len)
+{
+	int queued = 0;
+	uint8_t *b;
+
+	*buf = NULL;
+	*len = 0;
+	/* the common case: nothing queued, nothing to allocate */
+	if (!ioctl(fd, SIOCINQ, &queued) && !queued)
+		return 0;
+	b = malloc(RL_QUEUED_MAX);
+	if (!b)
+		return RELAY_SPLICE_ONLY;
+	*buf = b;
+	while (*len < RL_QUEUED_MAX) {
+		ssize_t n = recv(fd, b + *len, RL_QUEUED_MAX - *len, MSG_DONTWAIT);
+
+		if (n <= 0)
+			return 0; /* EAGAIN, EOF or error: the relay sees the same */
+		*len += (size_t)n;
+	}
+	return RELAY_SPLICE_ONLY;
 }
 
 int relay_start_prefixed(int fd_a, int fd_b, const void *prefix, size_t len, unsigned int flags,

@@ -43,6 +43,12 @@ int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx);
  * the kernel path: an skb read only partly before splicing is forwarded
  * again from its start (bpf/splice.bpf.c).  prefix is copied. */
 #define RELAY_SPLICE_ONLY 0x1 /* the caller may have left an skb of fd_b partly read */
+
+/* Read what is queued on fd right now (at most 1 MiB) into *buf (malloc'd,
+ * NULL when nothing was queued; the caller frees it).  Returns the flags for
+ * relay_start_prefixed(): RELAY_SPLICE_ONLY when the limit was hit, as the
+ * last read may then have split an skb. */
+unsigned int relay_read_queued(int fd, void **buf, size_t *len);
 int relay_start_prefixed(int fd_a, int fd_b, const void *prefix, size_t len, unsigned int flags,
 			 uint64_t id, relay_done_fn done, void *ctx);
 
