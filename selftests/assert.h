@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct test {
@@ -127,6 +128,23 @@ test__fail(const char *file, int line, const char *fmt, ...)
 	const void *___p = (p);						\
 	!___p ? true : test__fail(__FILE__, __LINE__, "%s: expected NULL, got %p", (name), ___p); \
 })
+
+/* ---- temp files ---- */
+
+/* Writes data to a new private (0600) temp file; returns its path (malloc'd). */
+static inline char *test_write_tmp(const void *data, size_t len)
+{
+	char *path = strdup("/tmp/rsplice-test-XXXXXX");
+	int fd = path ? mkstemp(path) : -1;
+
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+		perror("test_write_tmp");
+		exit(2);
+	}
+	fchmod(fd, 0600);
+	close(fd);
+	return path;
+}
 
 /* ---- stderr capture ---- */
 

@@ -21,22 +21,8 @@ static char errbuf[8192];
 
 /* ---- helpers ---- */
 
-/* Writes data to a new private temp file; returns its path (malloc'd). */
-static char *write_tmp(const char *data, size_t len)
-{
-	char *path = strdup("/tmp/rsplice-test-config-XXXXXX");
-	int fd = mkstemp(path);
 
-	if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
-		perror("write_tmp");
-		exit(2);
-	}
-	fchmod(fd, 0600);
-	close(fd);
-	return path;
-}
-
-static char *write_tmp_str(const char *s) { return write_tmp(s, strlen(s)); }
+static char *write_tmp_str(const char *s) { return test_write_tmp(s, strlen(s)); }
 
 static void drop_tmp(char *path)
 {
@@ -373,7 +359,7 @@ static void test_token_raw(void)
 	}
 	memset(buf64, 'x', 64);
 	buf64[64] = '\0';
-	q = write_tmp(buf64, 64);
+	q = test_write_tmp(buf64, 64);
 	snprintf(c.token_file, sizeof(c.token_file), "%s", q);
 	if (ASSERT_OK(rs_token_load(&c), "64 bytes")) {
 		ASSERT_EQ(c.token_len, 64, "kept raw");
@@ -392,7 +378,7 @@ static void test_token_long_hashed(void)
 
 	memset(data, 'k', sizeof(data));
 	data[sizeof(data) - 1] = '\n';
-	p = write_tmp(data, sizeof(data));
+	p = test_write_tmp(data, sizeof(data));
 	snprintf(c.token_file, sizeof(c.token_file), "%s", p);
 	if (ASSERT_OK(rs_token_load(&c), "199 bytes + newline")) {
 		ASSERT_EQ(c.token_len, 32, "hashed to 32");
@@ -405,7 +391,7 @@ static void test_token_long_hashed(void)
 		char *big = malloc(5000);
 
 		memset(big, 'b', 5000);
-		p = write_tmp(big, 5000);
+		p = test_write_tmp(big, 5000);
 		free(big);
 		snprintf(c.token_file, sizeof(c.token_file), "%s", p);
 		test_capture_stderr_start();

@@ -13,27 +13,14 @@
 
 #define TOKEN "0123456789abcdefghijklmnopqrstuv\n"
 
-static char *write_tmp(const char *data, size_t len)
-{
-	char *path = strdup("/tmp/rsplice-test-regress-XXXXXX");
-	int fd = mkstemp(path);
-
-	if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
-		perror("write_tmp");
-		exit(2);
-	}
-	fchmod(fd, 0600);
-	close(fd);
-	return path;
-}
 
 /* loads INI (len bytes) as the edge (edge=1) or the agent: rc, stderr in err */
 static int load_ini(int edge, const char *ini, size_t len, char *err, size_t errsize)
 {
 	static struct rs_edge_config e;
 	static struct rs_agent_config a;
-	char *tok = write_tmp(TOKEN, strlen(TOKEN));
-	char *path = write_tmp(ini, len);
+	char *tok = test_write_tmp(TOKEN, strlen(TOKEN));
+	char *path = test_write_tmp(ini, len);
 	char *argv[] = { edge ? "rsplice-edge" : "rsplice-agent", "-c", path, "--token-file", tok,
 			 NULL };
 	int rc;
