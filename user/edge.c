@@ -82,7 +82,10 @@ struct listener {
 	int fd;
 	int route; /* -1 for the control port */
 	struct ev_handler ev;
+	struct timer resume; /* accepting paused: out of file descriptors or memory */
 };
+
+#define ACCEPT_PAUSE_MS 100
 
 static struct rs_edge_config cfg;
 static struct listener control_l;
@@ -717,7 +720,13 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
 				if (ratelimit_ok(&rl_refuse, 1000, &sup))
-					pr_warn("accept: %s [%lu more suppressed]", strerror(errno), sup);
+					pr_warn("accept: %s: pausing new connections for %d ms "
+						"[%lu more suppressed]", strerror(errno),
+						ACCEPT_PAUSE_MS, sup);
+				/* the pending connection keeps the listener readable:
+				 * stop polling it for a moment instead of spinning */
+				loop_mod(l->fd, 0, &l->ev);
+				timer_arm(&l->resume, ACCEPT_PAUSE_MS);
 			}
 			return;
 		}
@@ -727,6 +736,13 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 		else
 			route_accept_one(l, fd);
 	}
+}
+
+static void listener_resume(struct timer *t)
+{
+	struct listener *l = container_of(t, struct listener, resume);
+
+	loop_mod(l->fd, EPOLLIN, &l->ev);
 }
 
 static int listener_open(struct listener *l, const struct rs_addr *a, int route)
@@ -740,6 +756,7 @@ static int listener_open(struct listener *l, const struct rs_addr *a, int route)
 	l->fd = fd;
 	l->route = route;
 	l->ev.fn = listener_event;
+	timer_init(&l->resume, listener_resume);
 	return loop_add(fd, EPOLLIN, &l->ev);
 }
 
