@@ -13,10 +13,10 @@
 
 _rsplice_edge_opts_static='-c --config --control --token-file --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
- --heartbeat -v --verbose -h --help -V --version'
+ --heartbeat --drain-timeout -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --service --name
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
- --heartbeat -v --verbose -h --help -V --version'
+ --heartbeat --drain-timeout -v --verbose -h --help -V --version'
 _rsplice_cmds_static='attach detach status help'
 
 # _rsplice_help_opts PROG: the options that "PROG --help" lists, one per word.
@@ -69,7 +69,7 @@ _rsplice_daemon()
 		return 0
 		;;
 	--control | --route | --edge | --service | --name | --agent-wait | \
-		--connect-timeout | --hello-timeout | --max-pending | --heartbeat | \
+		--connect-timeout | --hello-timeout | --max-pending | --heartbeat | --drain-timeout | \
 		--backoff-min | --backoff-max | --pool)
 		return 0 # a value of the user's own
 		;;

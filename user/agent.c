@@ -636,8 +636,12 @@ static void reconnect(struct timer *t)
 		session_on_connected(&s->ctl);
 }
 
+static bool stopping;
+
 static void schedule_reconnect(void)
 {
+	if (stopping)
+		return;
 	uint64_t delay = cfg.backoff_min_ms;
 	uint64_t jitter;
 
@@ -654,6 +658,18 @@ static void schedule_reconnect(void)
 	timer_arm(&reconnect_timer, delay);
 }
 
+/* ---- graceful stop ---- */
+
+/* SIGTERM: no more control connection (so no new requests) and no pool;
+ * relays already running, and dials in progress, may finish. */
+static void agent_stop_accepting(void)
+{
+	stopping = true;
+	timer_cancel(&reconnect_timer);
+	if (sess)
+		ctl_close(&sess->ctl, "the agent is shutting down");
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv)
@@ -664,7 +680,7 @@ int main(int argc, char **argv)
 	ret = rs_agent_config_load(argc, argv, &cfg);
 	if (ret)
 		return ret > 0 ? 0 : 1;
-	if (daemon_init(&cfg.c))
+	if (daemon_init(&cfg.c, agent_stop_accepting))
 		return 1;
 	for (int i = 0; i < cfg.n_services; i++)
 		pr_info("service '%s' -> %s", cfg.services[i].name, cfg.services[i].addr.text);

@@ -455,6 +455,7 @@ enum opt_id {
 	O_HELLO_TIMEOUT,
 	O_MAX_PENDING,
 	O_HEARTBEAT,
+	O_DRAIN_TIMEOUT,
 	O_EDGE,
 	O_SERVICE,
 	O_NAME,
@@ -484,6 +485,7 @@ static const struct optdef optdefs[] = {
 	{ "datapath", required_argument, O_DATAPATH, FOR_BOTH, true, false },
 	{ "pin-dir", required_argument, O_PIN_DIR, FOR_BOTH, true, false },
 	{ "heartbeat", required_argument, O_HEARTBEAT, FOR_BOTH, true, false },
+	{ "drain-timeout", required_argument, O_DRAIN_TIMEOUT, FOR_BOTH, true, false },
 	{ "connect-timeout", required_argument, O_CONNECT_TIMEOUT, FOR_BOTH, true, false },
 	{ "control", required_argument, O_CONTROL, FOR_EDGE, true, false },
 	{ "route", required_argument, O_ROUTE, FOR_EDGE, true, true },
@@ -615,6 +617,8 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		return copy_str(c->pin_dir, sizeof(c->pin_dir), val, "pin directory", err);
 	case O_HEARTBEAT:
 		return parse_uint(val, 100, MS_MAX, &c->heartbeat_ms, err);
+	case O_DRAIN_TIMEOUT:
+		return parse_uint(val, 0, MS_MAX, &c->drain_timeout_ms, err);
 	case O_CONNECT_TIMEOUT:
 		return parse_uint(val, 1, MS_MAX,
 				  x->edge ? &x->edge->connect_timeout_ms : &x->agent->connect_timeout_ms,
@@ -917,6 +921,8 @@ static void edge_usage(FILE *f)
 "                             (default 5000)\n"
 "      --max-pending N        clients waiting for a data connection (default 1024)\n"
 "      --heartbeat MS         control connection ping interval (default 5000)\n"
+"      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
+"                             before the daemon exits (default 10000)\n"
 "  -v, --verbose              debug logging\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
@@ -972,6 +978,8 @@ static void agent_usage(FILE *f)
 "                             clients, so that a new client does not wait for\n"
 "                             a dial (default 8, 0 disables, at most 256)\n"
 "      --heartbeat MS         control connection ping interval (default 5000)\n"
+"      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
+"                             before the daemon exits (default 10000)\n"
 "  -v, --verbose              debug logging\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
@@ -1118,6 +1126,7 @@ static void common_defaults(struct rs_common *c)
 {
 	c->datapath = DP_AUTO;
 	c->heartbeat_ms = 5000;
+	c->drain_timeout_ms = 10000;
 }
 
 static bool is_any(const struct sockaddr_storage *ss)

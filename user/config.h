@@ -40,6 +40,7 @@ struct rs_common {
 	char pin_dir[256];         /* empty = RS_PIN_DIR_DEFAULT */
 	int verbose;               /* 0 info, 1 debug */
 	unsigned int heartbeat_ms; /* control-connection ping interval, default 5000 */
+	unsigned int drain_timeout_ms; /* SIGTERM: open connections may finish this long, default 10000 */
 };
 
 struct rs_edge_config {

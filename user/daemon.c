@@ -2,6 +2,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <sodium.h>
 #include <string.h>
@@ -13,8 +14,41 @@
 #include "loop.h"
 #include "relay.h"
 
+#define DRAIN_POLL_MS 100
+
 static struct ev_handler sig_ev;
 static int sig_fd = -1;
+static void (*stop_accepting_fn)(void);
+static struct timer drain_timer;
+static uint64_t drain_deadline;
+static unsigned int drain_timeout_ms;
+static bool draining;
+
+static void drain_check(struct timer *t)
+{
+	unsigned int left = relay_count(NULL);
+
+	if (!left) {
+		pr_info("every connection finished: exiting");
+		loop_stop();
+	} else if (now_ms() >= drain_deadline) {
+		pr_warn("drain timeout: closing %u connection(s) still open", left);
+		loop_stop();
+	} else {
+		timer_arm(t, DRAIN_POLL_MS);
+	}
+}
+
+static void graceful_stop(void)
+{
+	draining = true;
+	if (stop_accepting_fn)
+		stop_accepting_fn();
+	pr_info("SIGTERM: no new connections; %u open connection(s) may finish within %u ms "
+		"(SIGTERM again or SIGINT to exit now)", relay_count(NULL), drain_timeout_ms);
+	drain_deadline = now_ms() + drain_timeout_ms;
+	drain_check(&drain_timer);
+}
 
 static void signal_event(struct ev_handler *h, uint32_t events)
 {
@@ -26,6 +60,10 @@ static void signal_event(struct ev_handler *h, uint32_t events)
 		/* systemd and operators send it to reload: not supported yet,
 		 * but it must not kill a daemon carrying live connections */
 		pr_warn("SIGHUP: reloading the configuration is not supported yet; ignored");
+		return;
+	}
+	if (si.ssi_signo == SIGTERM && !draining) {
+		graceful_stop();
 		return;
 	}
 	pr_info("signal %s: shutting down", strsignal((int)si.ssi_signo));
@@ -51,10 +89,13 @@ static int signals_setup(void)
 	return loop_add(sig_fd, EPOLLIN, &sig_ev);
 }
 
-int daemon_init(const struct rs_common *c)
+int daemon_init(const struct rs_common *c, void (*stop_accepting)(void))
 {
 	int ret;
 
+	stop_accepting_fn = stop_accepting;
+	drain_timeout_ms = c->drain_timeout_ms;
+	timer_init(&drain_timer, drain_check);
 	if (c->verbose)
 		log_set_level(LOG_LEVEL_DEBUG);
 	log_quiet_libbpf();

@@ -760,6 +760,29 @@ static int listener_open(struct listener *l, const struct rs_addr *a, int route)
 	return loop_add(fd, EPOLLIN, &l->ev);
 }
 
+/* ---- graceful stop ---- */
+
+/* SIGTERM: take no new connection; relays already running may finish. */
+static void edge_stop_accepting(void)
+{
+	loop_del(control_l.fd);
+	close(control_l.fd);
+	timer_cancel(&control_l.resume);
+	for (int i = 0; i < cfg.n_routes; i++) {
+		loop_del(route_l[i].fd);
+		close(route_l[i].fd);
+		timer_cancel(&route_l[i].resume);
+	}
+	while (waiting_head)
+		client_drop(waiting_head, "the edge is shutting down");
+	for (unsigned int b = 0; b < PENDING_BUCKETS; b++)
+		while (pending[b])
+			client_drop(pending[b], "the edge is shutting down");
+	for (struct agent *a = agents; a; a = a->next)
+		while (a->pool)
+			pooled_free(a->pool, false);
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv)
@@ -770,7 +793,7 @@ int main(int argc, char **argv)
 	ret = rs_edge_config_load(argc, argv, &cfg);
 	if (ret)
 		return ret > 0 ? 0 : 1;
-	if (daemon_init(&cfg.c))
+	if (daemon_init(&cfg.c, edge_stop_accepting))
 		return 1;
 	if (listener_open(&control_l, &cfg.control, -1))
 		return 1;
