@@ -785,6 +785,69 @@ static void test_help_version(void)
 	ASSERT_EQ(errbuf[0], '\0', "nothing on stderr");
 }
 
+static struct sockaddr_storage sa_of(const char *ip)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1)
+		s4->sin_family = AF_INET;
+	else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1)
+		s6->sin6_family = AF_INET6;
+	return ss;
+}
+
+static void test_route_allow_list(void)
+{
+	struct rs_route r;
+	struct sockaddr_storage c;
+
+	if (ASSERT_OK(rs_route_parse("10.0.0.0/8,192.168.1.5,2001:db8::/32@127.0.0.1:8080=web", &r),
+		      "three sources")) {
+		ASSERT_EQ(r.n_allow, 3, "n_allow");
+		ASSERT_STREQ(r.service, "web", "service");
+		c = sa_of("10.200.3.4");
+		ASSERT_TRUE(rs_route_allows(&r, &c), "10.200.3.4 in 10.0.0.0/8");
+		c = sa_of("11.0.0.1");
+		ASSERT_FALSE(rs_route_allows(&r, &c), "11.0.0.1 refused");
+		c = sa_of("192.168.1.5");
+		ASSERT_TRUE(rs_route_allows(&r, &c), "exact host");
+		c = sa_of("192.168.1.6");
+		ASSERT_FALSE(rs_route_allows(&r, &c), "neighbour refused");
+		c = sa_of("2001:db8:1::7");
+		ASSERT_TRUE(rs_route_allows(&r, &c), "IPv6 in 2001:db8::/32");
+		c = sa_of("2001:db9::1");
+		ASSERT_FALSE(rs_route_allows(&r, &c), "IPv6 outside");
+		c = sa_of("::ffff:10.1.1.1");
+		ASSERT_TRUE(rs_route_allows(&r, &c), "v4-mapped client matches the IPv4 rule");
+	}
+	if (ASSERT_OK(rs_route_parse("8080=web", &r), "no allow-list")) {
+		c = sa_of("203.0.113.9");
+		ASSERT_TRUE(rs_route_allows(&r, &c), "everyone allowed");
+	}
+	if (ASSERT_OK(rs_route_parse("0.0.0.0/0@8080=web", &r), "/0")) {
+		c = sa_of("203.0.113.9");
+		ASSERT_TRUE(rs_route_allows(&r, &c), "/0 allows every IPv4 client");
+		c = sa_of("2001:db8::1");
+		ASSERT_FALSE(rs_route_allows(&r, &c), "... but no IPv6 one");
+	}
+	if (ASSERT_OK(rs_route_parse("172.16.0.0/12@8080=web", &r), "/12")) {
+		c = sa_of("172.31.255.255");
+		ASSERT_TRUE(rs_route_allows(&r, &c), "last address of /12");
+		c = sa_of("172.32.0.0");
+		ASSERT_FALSE(rs_route_allows(&r, &c), "first address after /12");
+	}
+	test_capture_stderr_start();
+	ASSERT_ERR(rs_route_parse("10.1.2.3/8@8080=web", &r), "host bits set");
+	ASSERT_ERR(rs_route_parse("10.0.0.0/33@8080=web", &r), "prefix too long");
+	ASSERT_ERR(rs_route_parse("@8080=web", &r), "empty source list");
+	ASSERT_ERR(rs_route_parse("10.0.0.0/8,@8080=web", &r), "empty source in the list");
+	ASSERT_ERR(rs_route_parse("example.com@8080=web", &r), "host names are not sources");
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	ASSERT_STRSTR(errbuf, "host bits set", "message names the mistake");
+}
+
 static const struct test tests[] = {
 	TEST(route_port_only),
 	TEST(route_addr_port),
@@ -808,6 +871,7 @@ static const struct test tests[] = {
 	TEST(flags_override_file),
 	TEST(flags_edge),
 	TEST(flags_agent),
+	TEST(route_allow_list),
 	TEST(help_version),
 };
 

@@ -31,7 +31,7 @@ HELPERS=$HERE/helpers
 DATAPATHS=${E2E_DATAPATHS:-splice sockmap}
 
 CTRL_PORT=7000
-P_HTTP=8080 P_ECHO=8081 P_IPERF=8082 P_DOWN=8083 P_GEN=8084 P_BANNER=8085
+P_HTTP=8080 P_ECHO=8081 P_IPERF=8082 P_DOWN=8083 P_GEN=8084 P_BANNER=8085 P_DENY=8086
 S_HTTP=8000 S_ECHO=9000 S_IPERF=5201 S_DOWN=9999 S_GEN=9100 S_BANNER=9200
 AGENT_WAIT_MS=1500
 HELLO_TIMEOUT_S=5       # the edge's default --hello-timeout
@@ -148,7 +148,8 @@ start_edge() {
 	spawn edge "$NS_EDGE" "$LOGS/$DP-edge.log" "$EDGE_BIN" \
 		--control "$IP_EDGE:$CTRL_PORT" --token-file "$TOKEN" \
 		--route "$IP_EDGE_PUB:$P_HTTP=http" \
-		--route "$IP_EDGE_PUB:$P_ECHO=echo" \
+		--route "10.201.1.0/24,192.0.2.7@$IP_EDGE_PUB:$P_ECHO=echo" \
+		--route "192.0.2.0/24@$IP_EDGE_PUB:$P_DENY=echo" \
 		--route "$IP_EDGE_PUB:$P_IPERF=iperf" \
 		--route "$IP_EDGE_PUB:$P_DOWN=down" \
 		--route "$IP_EDGE_PUB:$P_GEN=gen" \
@@ -347,6 +348,28 @@ t_pool() {
 		"failed tries:$bad"
 	assert "[$DP] the edge bound clients to pooled connections (>= 8 of 10)" \
 		'[ $((after - before)) -ge 8 ]' "$((after - before)) of 10 used the pool"
+}
+
+deftest t_allow "allow-list: a client outside a route's sources is closed at accept"
+t_allow() {
+	# the echo route allows the client's subnet (every echo test passes
+	# through it); this route allows only 192.0.2.0/24
+	local out
+	out=$(run_in "$NS_CLIENT" 10 python3 -c 'import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+t = time.monotonic()
+try:
+    c.sendall(b"hello")
+    b = c.recv(100)
+except OSError as e:
+    b = b""
+dt = time.monotonic() - t
+print("closed %.2fs data=%r" % (dt, b))
+sys.exit(0 if b == b"" and dt < 2 else 1)' "$IP_EDGE_PUB" "$P_DENY" 2>&1)
+	assert "[$DP] refused client: closed within 2 s, no data" '[[ "$out" == closed* ]]' "$out"
+	assert "[$DP] the edge logs the refusal" \
+		'grep -q "not in the route.s allow-list" "$LOGS/$DP-edge.log"' "no log line"
+	assert "[$DP] an allowed client on the allow-listed echo route is served" tunnel_ping "ping failed"
 }
 
 deftest t_concurrent "200 concurrent connections, 1 KiB..2 MiB each, all sha256 correct"

@@ -273,19 +273,129 @@ static int addr_parse(const char *s, const char *default_host, struct rs_addr *o
 	return 0;
 }
 
+static int cidr_parse(const char *s, size_t len, struct rs_cidr *out, char *err)
+{
+	char buf[INET6_ADDRSTRLEN + 5], *slash;
+	unsigned int max, prefix;
+
+	if (!len || len >= sizeof(buf))
+		return seterr(err, -EINVAL, "invalid source '%.*s'", (int)len, s);
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buf, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		return seterr(err, -EINVAL, "invalid source address '%s' (expected IP or IP/PREFIX)",
+			      buf);
+	}
+	prefix = max;
+	if (slash) {
+		char *end;
+
+		errno = 0;
+		prefix = (unsigned int)strtoul(slash + 1, &end, 10);
+		if (errno || end == slash + 1 || *end || prefix > max)
+			return seterr(err, -EINVAL, "invalid prefix length '/%s' (0..%u)", slash + 1,
+				      max);
+	}
+	out->prefix = (uint8_t)prefix;
+	/* host bits must be zero: 10.1.2.3/8 is almost surely a typo */
+	for (unsigned int bit = prefix; bit < max; bit++)
+		if (out->addr[bit / 8] & (0x80 >> (bit % 8)))
+			return seterr(err, -EINVAL, "'%.*s' has host bits set beyond /%u", (int)len, s,
+				      prefix);
+	return 0;
+}
+
+int rs_allow_parse(const char *s, struct rs_route *r, const char **rest, char *err)
+{
+	const char *at = strchr(s, '@'), *p = s;
+	int rc;
+
+	*rest = s;
+	r->n_allow = 0;
+	if (!at)
+		return 0;
+	if (p == at)
+		return seterr(err, -EINVAL, "empty source list before '@'");
+	for (;;) { /* every element, empty ones included, is checked */
+		const char *comma = memchr(p, ',', at - p);
+		const char *end = comma ? comma : at;
+
+		if (r->n_allow >= RS_MAX_ALLOW)
+			return seterr(err, -E2BIG, "too many sources (max %d per route)", RS_MAX_ALLOW);
+		rc = cidr_parse(p, end - p, &r->allow[r->n_allow], err);
+		if (rc)
+			return rc;
+		r->n_allow++;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	*rest = at + 1;
+	return 0;
+}
+
+static bool cidr_match(const struct rs_cidr *c, const uint8_t *addr)
+{
+	unsigned int full = c->prefix / 8, rem = c->prefix % 8;
+
+	if (memcmp(c->addr, addr, full))
+		return false;
+	return !rem || !((c->addr[full] ^ addr[full]) & (uint8_t)(0xff << (8 - rem)));
+}
+
+int rs_route_allows(const struct rs_route *r, const struct sockaddr_storage *client)
+{
+	const uint8_t *a4 = NULL, *a6 = NULL;
+
+	if (!r->n_allow)
+		return 1;
+	if (client->ss_family == AF_INET) {
+		a4 = (const uint8_t *)&((const struct sockaddr_in *)client)->sin_addr;
+	} else if (client->ss_family == AF_INET6) {
+		const struct in6_addr *in6 = &((const struct sockaddr_in6 *)client)->sin6_addr;
+
+		a6 = in6->s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(in6))
+			a4 = in6->s6_addr + 12; /* IPv4 client on a dual-stack listener */
+	}
+	for (int i = 0; i < r->n_allow; i++) {
+		const struct rs_cidr *c = &r->allow[i];
+
+		if ((c->family == AF_INET && a4 && cidr_match(c, a4)) ||
+		    (c->family == AF_INET6 && a6 && cidr_match(c, a6)))
+			return 1;
+	}
+	return 0;
+}
+
 static int route_parse(const char *s, struct rs_route *out, char *err)
 {
-	const char *eq = strchr(s, '=');
+	const char *eq;
 	char left[sizeof(out->bind.text)];
 	size_t n;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	rc = rs_allow_parse(s, out, &s, err);
+	if (rc)
+		return rc;
+	eq = strchr(s, '=');
 	if (!eq)
-		return seterr(err, -EINVAL, "missing '=' (expected [BIND_ADDR:]PORT=SERVICE)");
+		return seterr(err, -EINVAL, "missing '=' (expected [SRC@][BIND_ADDR:]PORT=SERVICE)");
 	n = eq - s;
 	if (!n)
-		return seterr(err, -EINVAL, "missing port before '=' (expected [BIND_ADDR:]PORT=SERVICE)");
+		return seterr(err, -EINVAL,
+			      "missing port before '=' (expected [SRC@][BIND_ADDR:]PORT=SERVICE)");
 	if (n >= sizeof(left))
 		return seterr(err, -ENAMETOOLONG, "bind address is too long");
 	memcpy(left, s, n);
@@ -750,8 +860,11 @@ static int on_ini_key(void *user, const char *section, const char *key, const ch
 			return 1; /* --route/--service replace the file's list */
 		if (x->who == FOR_EDGE && !strcmp(key, "bind")) {
 			struct rs_route r = { 0 };
+			const char *rest;
 
-			rc = addr_parse(value, "0.0.0.0", &r.bind, msg);
+			rc = rs_allow_parse(value, &r, &rest, msg);
+			if (!rc)
+				rc = addr_parse(rest, "0.0.0.0", &r.bind, msg);
 			if (!rc) {
 				strcpy(r.service, name);
 				rc = add_route(x, &r, msg);
@@ -907,10 +1020,12 @@ static void edge_usage(FILE *f)
 "                             flags given here override it\n"
 "      --control ADDR:PORT    where agents connect (default 0.0.0.0:7000)\n"
 "      --token-file FILE      shared secret, required; same file as the agent's\n"
-"      --route [BIND_ADDR:]PORT=SERVICE\n"
+"      --route [SRC[,SRC...]@][BIND_ADDR:]PORT=SERVICE\n"
 "                             publish SERVICE on PORT; repeatable; BIND_ADDR\n"
-"                             defaults to 0.0.0.0, IPv6 as [::]:PORT; routes on\n"
-"                             the command line replace the file's routes\n"
+"                             defaults to 0.0.0.0, IPv6 as [::]:PORT; SRC (an\n"
+"                             IP or IP/PREFIX, at most 16) limits the clients:\n"
+"                             others are closed at accept; routes on the\n"
+"                             command line replace the file's routes\n"
 "      --datapath MODE        auto, sockmap or splice (default auto)\n"
 "      --pin-dir DIR          BPF pin directory (default $RSPLICE_PIN_DIR or\n"
 "                             " RS_PIN_DIR_DEFAULT ")\n"
@@ -1198,7 +1313,7 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 		return rc;
 	if (!cfg->n_routes)
 		pr_warn("no routes configured: agents can connect but no port is published "
-			"(add --route [BIND_ADDR:]PORT=SERVICE)");
+			"(add --route [SRC@][BIND_ADDR:]PORT=SERVICE)");
 	return 0;
 }
 

@@ -22,9 +22,19 @@ struct rs_addr {
 	char text[128]; /* as the user wrote it (host:port), for logs */
 };
 
+#define RS_MAX_ALLOW 16      /* source networks per route */
+
+struct rs_cidr {               /* an IPv4 or IPv6 network: 10.0.0.0/8, 2001:db8::/32, 1.2.3.4 */
+	sa_family_t family;
+	uint8_t prefix;            /* bits */
+	uint8_t addr[16];          /* network byte order */
+};
+
 struct rs_route {              /* edge: public bind address -> service name */
 	struct rs_addr bind;
 	char service[RS_NAME_MAX + 1];
+	struct rs_cidr allow[RS_MAX_ALLOW]; /* SRC@...: only these clients; none = everyone */
+	int n_allow;
 };
 
 struct rs_service {            /* agent: service name -> LAN address */
@@ -69,8 +79,13 @@ struct rs_agent_config {
 
 /* Parse "HOST:PORT", "[V6]:PORT" or (when default_host != NULL) "PORT". */
 int rs_addr_parse(const char *s, const char *default_host, struct rs_addr *out);
-/* "[BIND_ADDR:]PORT=SERVICE" */
+/* "[SRC[,SRC...]@][BIND_ADDR:]PORT=SERVICE", SRC an IP or CIDR */
 int rs_route_parse(const char *s, struct rs_route *out);
+/* "[SRC[,SRC...]@]" prefix of s into r->allow; *rest set past the '@'.
+ * 0 or -EINVAL with err (>= 128 bytes) set. */
+int rs_allow_parse(const char *s, struct rs_route *r, const char **rest, char *err);
+/* 1 when the client address may use the route (no allow-list: always). */
+int rs_route_allows(const struct rs_route *r, const struct sockaddr_storage *client);
 /* "NAME=HOST:PORT" */
 int rs_service_parse(const char *s, struct rs_service *out);
 int rs_name_valid(const char *name);

@@ -361,10 +361,27 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer, i
 
 static void route_accept_one(struct listener *l, int fd)
 {
+	const struct rs_route *route = &cfg.routes[l->route];
 	struct client *c;
 	struct agent *a;
 	unsigned long sup;
 
+	if (route->n_allow) {
+		struct sockaddr_storage ss = { 0 };
+		socklen_t sl = sizeof(ss);
+
+		/* refused at accept: the agent never hears of it */
+		if (getpeername(fd, (struct sockaddr *)&ss, &sl) || !rs_route_allows(route, &ss)) {
+			char peer[64];
+
+			if (ratelimit_ok(&rl_refuse, 1000, &sup))
+				pr_warn("port %s: refusing client %s: not in the route's allow-list "
+					"[%lu more suppressed]", route->bind.text,
+					net_ntop(&ss, peer, sizeof(peer)), sup);
+			close(fd);
+			return;
+		}
+	}
 	if (n_clients >= cfg.max_pending) {
 		if (ratelimit_ok(&rl_pending_full, 1000, &sup))
 			pr_warn("port %s: refusing client: %u connections already wait for a tunnel "
@@ -805,7 +822,8 @@ int main(int argc, char **argv)
 			return 1;
 	pr_info("listening for agents on %s; %d route(s)", cfg.control.text, cfg.n_routes);
 	for (int i = 0; i < cfg.n_routes; i++)
-		pr_info("route %s -> service '%s'", cfg.routes[i].bind.text, cfg.routes[i].service);
+		pr_info("route %s -> service '%s'%s", cfg.routes[i].bind.text, cfg.routes[i].service,
+			cfg.routes[i].n_allow ? " (allow-list)" : "");
 	ret = loop_run();
 	if (ret)
 		pr_warn("event loop failed: %s", strerror(-ret));
