@@ -302,7 +302,7 @@ static void test_token_missing_flag(void)
 	ASSERT_EQ(EDGE("--route", "8080=web"), -EINVAL, "no --token-file");
 	ASSERT_STREQ(errbuf,
 		     "Error: a token is required (--token-file FILE); generate one with: "
-		     "head -c 32 /dev/urandom | base64 > FILE\n",
+		     "(umask 077; head -c 32 /dev/urandom | base64 > FILE)\n",
 		     "message");
 }
 
@@ -798,6 +798,28 @@ static struct sockaddr_storage sa_of(const char *ip)
 	return ss;
 }
 
+static void test_token_permissions(void)
+{
+	char *p = write_tmp_str(TOKEN "\n");
+	struct rs_common c = { 0 };
+
+	snprintf(c.token_file, sizeof(c.token_file), "%s", p);
+	ASSERT_OK(rs_token_load(&c), "0600 accepted");
+	chmod(p, 0640);
+	test_capture_stderr_start();
+	ASSERT_EQ(rs_token_load(&c), -EACCES, "group-readable refused");
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	ASSERT_STRSTR(errbuf, "chmod 600", "the error says how to fix it");
+	chmod(p, 0604);
+	test_capture_stderr_start();
+	ASSERT_EQ(rs_token_load(&c), -EACCES, "world-readable refused");
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	chmod(p, 0400);
+	ASSERT_OK(rs_token_load(&c), "0400 accepted");
+	unlink(p);
+	free(p);
+}
+
 static void test_route_allow_list(void)
 {
 	struct rs_route r;
@@ -872,6 +894,7 @@ static const struct test tests[] = {
 	TEST(flags_edge),
 	TEST(flags_agent),
 	TEST(route_allow_list),
+	TEST(token_permissions),
 	TEST(help_version),
 };
 

@@ -40,7 +40,7 @@
 #define TOKEN_HASHED 32
 #define MS_MAX 3600000UL /* one hour: larger timeouts are surely a typo */
 
-#define GEN_TOKEN_HINT "head -c 32 /dev/urandom | base64 > FILE"
+#define GEN_TOKEN_HINT "(umask 077; head -c 32 /dev/urandom | base64 > FILE)"
 
 static int seterr(char *err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int seterr(char *err, int rc, const char *fmt, ...)
@@ -518,9 +518,15 @@ static int token_load(struct rs_common *c, char *err)
 			    c->token_file, n, TOKEN_MIN);
 		goto out;
 	}
-	if (st.st_mode & S_IROTH)
-		pr_warn("token file '%s' is readable by every user (mode %04o); consider chmod 600",
-			c->token_file, (unsigned int)(st.st_mode & 07777));
+	/* like ssh with private keys: a secret others can read (or replace) is
+	 * no secret; refuse rather than run with it */
+	if (st.st_mode & 077) {
+		rc = seterr(err, -EACCES,
+			    "token file '%s' is accessible by group or others (mode %04o): "
+			    "chmod 600 '%s'", c->token_file, (unsigned int)(st.st_mode & 07777),
+			    c->token_file);
+		goto out;
+	}
 	if (n <= TOKEN_RAW_MAX) {
 		memcpy(c->token, buf, n);
 		c->token_len = n;
