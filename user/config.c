@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proto.h"
 #include "rsplice_bpf.h"
 
 #define ERRLEN 512
@@ -106,24 +107,18 @@ static int parse_bool(const char *s, int *out, char *err)
 
 static int name_check(const char *name, const char *what, char *err)
 {
-	size_t n = strlen(name), i;
+	size_t n = strlen(name);
 
 	if (!n)
 		return seterr(err, -EINVAL, "empty %s", what);
 	if (n > RS_NAME_MAX)
 		return seterr(err, -EINVAL, "%s '%.*s...' is longer than %d characters", what, 20,
 			      name, RS_NAME_MAX);
-	for (i = 0; i < n; i++) {
-		unsigned char ch = name[i];
-
-		if (!isalnum(ch) || ch > 0x7f) {
-			if (ch == '_' || ch == '.' || ch == '-')
-				continue;
-			return seterr(err, -EINVAL,
-				      "invalid %s '%s' (1..%d characters of A-Z a-z 0-9 _ . -)",
-				      what, name, RS_NAME_MAX);
-		}
-	}
+	/* the wire protocol's rule: a name valid here is valid in a frame */
+	if (!rs_name_ok(name, n))
+		return seterr(err, -EINVAL,
+			      "invalid %s '%s' (1..%d characters of A-Z a-z 0-9 _ . -)", what, name,
+			      RS_NAME_MAX);
 	return 0;
 }
 

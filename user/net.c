@@ -98,14 +98,6 @@ void net_keepalive(int fd, int idle_s, int intvl_s, int cnt)
 	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
 }
 
-void net_reset_close(int fd)
-{
-	struct linger l = { .l_onoff = 1, .l_linger = 0 };
-
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-	close(fd);
-}
-
 bool ratelimit_ok(struct ratelimit *rl, unsigned int interval_ms, unsigned long *suppressed)
 {
 	unsigned long long now = now_ms();

@@ -18,8 +18,6 @@ const char *net_peer(int fd, char *buf, size_t len);
 void net_nodelay(int fd);
 /* TCP keepalive: idle/interval seconds, count probes; plus TCP_USER_TIMEOUT. */
 void net_keepalive(int fd, int idle_s, int intvl_s, int cnt);
-/* Close with an RST instead of a FIN (SO_LINGER 0). */
-void net_reset_close(int fd);
 
 /* Rate limiting for log lines that an attacker could trigger at will:
  * true at most once per interval_ms; *suppressed counts the others. */
