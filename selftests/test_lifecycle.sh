@@ -3,33 +3,7 @@
 # Daemon lifecycle on loopback: SIGTERM stops taking connections but lets
 # open ones finish (then exit 0); a connection that outlives --drain-timeout
 # is closed; SIGHUP is ignored.  Every process is killed by the trap.
-set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) B=$BUILD ;; *) B=$HERE/../$BUILD ;; esac
-EDGE=$B/rsplice-edge AGENT=$B/rsplice-agent
-WORK=$(mktemp -d /tmp/rsplice-test-lifecycle.XXXXXX)
-N=0 FAILED=0 PIDS=()
-
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	[ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-check() { # check NAME CMD...
-	local name=$1
-	shift
-	N=$((N + 1))
-	if "$@"; then
-		echo "ok $N - $name"
-	else
-		echo "not ok $N - $name"
-		FAILED=$((FAILED + 1))
-	fi
-}
+. "$(dirname "$0")/daemon_test.sh" lifecycle
 
 base=$((30000 + ($$ % 4000) * 4))
 CTRL=$base PUB=$((base + 1)) SVC=$((base + 2))
@@ -149,5 +123,4 @@ check "the edge logs how many connections it closed" test $? = 0
 wait "$SPID" 2>/dev/null
 check "the open connection was closed by the drain timeout" grep -q "^FAIL closed by the tunnel" "$WORK/s2.out"
 kill -TERM "$APID" 2>/dev/null
-echo "1..$N"
-[ "$FAILED" = 0 ] || { echo "# $FAILED of $N failed"; tail -n 8 "$WORK/edge.log" | sed 's/^/#   /'; exit 1; }
+finish "$WORK/edge.log"

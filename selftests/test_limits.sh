@@ -3,33 +3,7 @@
 # rsplice-edge out of file descriptors: it must pause accepting (not spin on
 # a listener that stays readable) and serve again once descriptors are free.
 # Loopback only; every process is killed by the trap.
-set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${BUILD:-build}
-EDGE=${RSPLICE_EDGE:-$HERE/../$BUILD/rsplice-edge}
-[ "${BUILD#/}" != "$BUILD" ] && EDGE=${RSPLICE_EDGE:-$BUILD/rsplice-edge}
-WORK=$(mktemp -d /tmp/rsplice-test-limits.XXXXXX)
-N=0 FAILED=0 PIDS=()
-
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	[ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-check() { # check NAME CMD...
-	local name=$1
-	shift
-	N=$((N + 1))
-	if "$@"; then
-		echo "ok $N - $name"
-	else
-		echo "not ok $N - $name"
-		FAILED=$((FAILED + 1))
-	fi
-}
+. "$(dirname "$0")/daemon_test.sh" limits
 
 base=$((20000 + ($$ % 5000) * 2))
 CTRL=$base PUB=$((base + 1))
@@ -82,5 +56,4 @@ s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); time.sleep(0.5)' 
 }
 check "edge accepts again once descriptors are free" accepted_again
 check "edge still running" kill -0 "$EPID"
-echo "1..$N"
-[ "$FAILED" = 0 ] || { echo "# $FAILED of $N failed"; tail -n 5 "$WORK/edge.log" | sed 's/^/#   /'; exit 1; }
+finish "$WORK/edge.log"
