@@ -10,35 +10,49 @@
 static const uint8_t token[] = "0123456789abcdef-test-token";
 #define TOKLEN (sizeof(token) - 1)
 
+/* Both ends of one handshake: agent keys ka, edge keys ke. */
+static int handshake(struct rs_keys *ka, struct rs_keys *ke, struct rs_hello *h)
+{
+	uint8_t apk[RS_PK_LEN], ask[RS_KEY_LEN], epk[RS_PK_LEN], esk[RS_KEY_LEN];
+
+	crypto_kx_keypair(apk, ask);
+	crypto_kx_keypair(epk, esk);
+	rs_hello_control(h, apk);
+	if (rs_keys_derive(ke, false, epk, esk, rs_hello_epk(h), h))
+		return -1;
+	return rs_keys_derive(ka, true, apk, ask, epk, h);
+}
+
 static void test_hello_control_roundtrip(void)
 {
-	uint8_t nonce[RS_NONCE_LEN];
+	uint8_t epk[RS_PK_LEN];
 	struct rs_hello h;
 	const char *why = NULL;
 
-	randombytes_buf(nonce, sizeof(nonce));
-	rs_hello_control(&h, nonce);
+	randombytes_buf(epk, sizeof(epk));
+	rs_hello_control(&h, epk);
 	if (!ASSERT_OK(rs_hello_check(&h, &why), "valid control hello"))
 		return;
 	ASSERT_EQ(h.kind, RS_HELLO_CONTROL, "kind");
-	ASSERT_MEMEQ(h.blob, nonce, RS_NONCE_LEN, "nonce carried");
-	ASSERT_EQ(rs_hello_conn_id(&h), 0, "no conn id");
+	ASSERT_EQ(h.version, 2, "version 2");
+	ASSERT_MEMEQ(rs_hello_epk(&h), epk, RS_PK_LEN, "ephemeral key carried");
 }
 
 static void test_hello_rejects_bad_fields(void)
 {
-	uint8_t nonce[RS_NONCE_LEN] = { 1 };
+	uint8_t epk[RS_PK_LEN] = { 1 };
 	struct rs_hello h, bad;
 	const char *why = NULL;
 
-	rs_hello_control(&h, nonce);
+	rs_hello_control(&h, epk);
 	bad = h;
 	bad.magic ^= 1;
 	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "bad magic");
 	ASSERT_STRSTR(why, "magic", "reason names magic");
 	bad = h;
-	bad.version = 2;
-	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "bad version");
+	bad.version = 1;
+	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "version 1");
+	ASSERT_STRSTR(why, "unsupported protocol version", "clear version error");
 	bad = h;
 	bad.kind = 9;
 	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "bad kind");
@@ -47,55 +61,150 @@ static void test_hello_rejects_bad_fields(void)
 	bad.reserved = 1;
 	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "reserved bits");
 	bad = h;
-	bad.conn_id = htobe64(5);
-	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "control hello with id");
-	bad = h;
-	bad.kind = RS_HELLO_DATA;
-	bad.conn_id = 0;
-	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "data hello without id");
+	bad.blob[3] = 1;
+	ASSERT_EQ(rs_hello_check(&bad, &why), -EPROTO, "control hello reserved bytes");
 }
 
-static void test_data_hello_mac(void)
+static void test_handshake_keys(void)
+{
+	struct rs_keys ka, ke, kx;
+	struct rs_hello h, h2;
+	uint8_t zero[RS_PK_LEN] = { 0 }, sk[RS_KEY_LEN];
+
+	if (!ASSERT_OK(handshake(&ka, &ke, &h), "handshake"))
+		return;
+	ASSERT_MEMEQ(ka.th, ke.th, 32, "same transcript hash");
+	ASSERT_MEMEQ(ka.ctl_tx, ke.ctl_rx, RS_KEY_LEN, "agent->edge key");
+	ASSERT_MEMEQ(ka.ctl_rx, ke.ctl_tx, RS_KEY_LEN, "edge->agent key");
+	ASSERT_MEMEQ(ka.hello, ke.hello, RS_KEY_LEN, "hello key");
+	ASSERT_MEMEQ(ka.bind, ke.bind, RS_KEY_LEN, "bind key");
+	ASSERT_EQ(rs_mac_equal(ka.ctl_tx, ka.ctl_rx), -EPERM, "directions differ");
+	ASSERT_EQ(rs_mac_equal(ka.hello, ka.bind), -EPERM, "hello and bind keys differ");
+	ASSERT_OK(handshake(&kx, &ke, &h2), "second handshake");
+	ASSERT_EQ(rs_mac_equal(kx.hello, ka.hello), -EPERM, "fresh keys per session");
+	randombytes_buf(sk, sizeof(sk));
+	ASSERT_EQ(rs_keys_derive(&kx, true, zero, sk, zero, &h), -EPERM, "all-zero peer key refused");
+}
+
+static void test_proofs(void)
+{
+	uint8_t th[32], th2[32], m1[RS_MAC_LEN], m2[RS_MAC_LEN];
+	uint8_t pk[32], sk[64], pk2[32], sk2[64], sig[RS_SIG_LEN];
+	static const uint8_t wrong[] = "0123456789abcdef-test-tokeN";
+
+	randombytes_buf(th, sizeof(th));
+	memcpy(th2, th, sizeof(th));
+	th2[0] ^= 1;
+	rs_proof_mac(token, TOKLEN, RS_LABEL_EDGE, th, NULL, m1);
+	rs_proof_mac(token, TOKLEN, RS_LABEL_AGENT, th, NULL, m2);
+	ASSERT_EQ(rs_mac_equal(m1, m2), -EPERM, "edge and agent proofs differ (no reflection)");
+	rs_proof_mac(wrong, TOKLEN, RS_LABEL_EDGE, th, NULL, m2);
+	ASSERT_EQ(rs_mac_equal(m1, m2), -EPERM, "another token gives another proof");
+	rs_proof_mac(token, TOKLEN, RS_LABEL_EDGE, th2, NULL, m2);
+	ASSERT_EQ(rs_mac_equal(m1, m2), -EPERM, "proof bound to the transcript");
+	rs_proof_mac(token, TOKLEN, RS_LABEL_AGENT, th, "lan1", m1);
+	rs_proof_mac(token, TOKLEN, RS_LABEL_AGENT, th, "lan2", m2);
+	ASSERT_EQ(rs_mac_equal(m1, m2), -EPERM, "agent proof binds its name");
+
+	crypto_sign_keypair(pk, sk);
+	crypto_sign_keypair(pk2, sk2);
+	rs_proof_sign(sk, RS_LABEL_AGENT, th, "lan1", sig);
+	ASSERT_OK(rs_proof_verify(pk, RS_LABEL_AGENT, th, "lan1", sig), "signature verifies");
+	ASSERT_ERR(rs_proof_verify(pk2, RS_LABEL_AGENT, th, "lan1", sig), "other key");
+	ASSERT_ERR(rs_proof_verify(pk, RS_LABEL_AGENT, th2, "lan1", sig), "other transcript");
+	ASSERT_ERR(rs_proof_verify(pk, RS_LABEL_AGENT, th, "lan2", sig), "other name");
+	ASSERT_ERR(rs_proof_verify(pk, RS_LABEL_EDGE, th, "lan1", sig), "other label");
+}
+
+static void test_records(void)
+{
+	struct rs_keys ka, ke;
+	struct rs_hello h;
+	struct rs_chan tx = { 0 }, rx = { 0 }, rx2;
+	uint8_t frame[8 + 32], wire[4 + 8 + 32 + RS_TAG_LEN], w2[sizeof(wire)];
+	uint8_t plain[8 + RS_FRAME_MAX];
+	size_t n, plen, used;
+	const char *why = NULL;
+
+	if (!ASSERT_OK(handshake(&ka, &ke, &h), "handshake"))
+		return;
+	memcpy(tx.key, ka.ctl_tx, RS_KEY_LEN);
+	memcpy(rx.key, ke.ctl_rx, RS_KEY_LEN);
+	memset(frame, 0, sizeof(frame));
+	frame[3] = 32;
+	frame[4] = RS_F_SERVICES;
+	memcpy(frame + 8, "service names are not in clear!!", 32);
+	n = rs_record_seal(&tx, frame, sizeof(frame), wire);
+	ASSERT_EQ(n, sizeof(wire), "record length");
+	ASSERT_FALSE(memmem(wire, n, "service", 7), "no plaintext on the wire");
+	for (size_t cut = 0; cut < n; cut++)
+		if (!ASSERT_EQ(rs_record_open(&rx, wire, cut, plain, &plen, &used, &why), 0,
+			       "prefix needs more"))
+			break;
+	rx2 = rx;
+	if (ASSERT_EQ(rs_record_open(&rx, wire, n, plain, &plen, &used, &why), 1, "opens")) {
+		ASSERT_EQ(plen, sizeof(frame), "plain length");
+		ASSERT_MEMEQ(plain, frame, sizeof(frame), "plain bytes");
+		ASSERT_EQ(used, n, "used");
+	}
+	ASSERT_EQ(rs_record_open(&rx, wire, n, plain, &plen, &used, &why), -EBADMSG,
+		  "replayed record refused (counter)");
+	for (size_t i = 4; i < n; i++) {
+		struct rs_chan r = rx2;
+
+		memcpy(w2, wire, n);
+		w2[i] ^= 0x20;
+		if (!ASSERT_EQ(rs_record_open(&r, w2, n, plain, &plen, &used, &why), -EBADMSG,
+			       "flipped bit refused"))
+			break;
+	}
+	memcpy(w2, wire, n);
+	w2[0] = 0x7f;
+	ASSERT_EQ(rs_record_open(&rx2, w2, n, plain, &plen, &used, &why), -EMSGSIZE, "huge length");
+	memcpy(w2, wire, n);
+	w2[3] = 8;
+	ASSERT_EQ(rs_record_open(&rx2, w2, n, plain, &plen, &used, &why), -EMSGSIZE, "tiny length");
+	memcpy(rx2.key, ke.ctl_tx, RS_KEY_LEN); /* the other direction's key */
+	ASSERT_EQ(rs_record_open(&rx2, wire, n, plain, &plen, &used, &why), -EBADMSG,
+		  "reflected record refused");
+}
+
+static void test_data_hello(void)
 {
 	uint8_t key[RS_KEY_LEN], other[RS_KEY_LEN];
-	struct rs_hello h, t;
+	struct rs_hello h, h2, t;
 	const char *why = NULL;
+	uint64_t id = 0;
+	uint32_t ms = 0;
+	uint64_t ticket = 0x1122334455667788ULL;
 
 	randombytes_buf(key, sizeof(key));
 	memcpy(other, key, sizeof(key));
 	other[0] ^= 0x80;
-	rs_hello_data(&h, 0x1122334455667788ULL, key);
+	rs_hello_data(&h, RS_HELLO_DATA, ticket, 1234, key);
 	ASSERT_OK(rs_hello_check(&h, &why), "valid data hello");
-	ASSERT_EQ(rs_hello_conn_id(&h), 0x1122334455667788ULL, "conn id");
-	ASSERT_OK(rs_hello_data_verify(&h, key), "MAC verifies with the session key");
-	ASSERT_EQ(rs_hello_data_verify(&h, other), -EPERM, "MAC fails with another key");
+	ASSERT_FALSE(memmem(&h, sizeof(h), "\x11\x22\x33\x44", 4), "ticket not in clear");
+	if (ASSERT_OK(rs_hello_open(&h, key, &id, &ms), "opens with the session key")) {
+		ASSERT_EQ(id, ticket, "ticket");
+		ASSERT_EQ(ms, 1234, "time");
+	}
+	ASSERT_EQ(rs_hello_open(&h, other, &id, &ms), -EPERM, "another session's key");
+	rs_hello_data(&h2, RS_HELLO_DATA, ticket, 1234, key);
+	ASSERT_NEQ(memcmp(&h, &h2, sizeof(h)), 0, "one-time: same inputs, new hello");
 	t = h;
-	t.conn_id ^= htobe64(1);
-	ASSERT_EQ(rs_hello_data_verify(&t, key), -EPERM, "MAC bound to the conn id");
-	t = h;
-	t.blob[31] ^= 1;
-	ASSERT_EQ(rs_hello_data_verify(&t, key), -EPERM, "tampered MAC fails");
-}
-
-static void test_auth_macs_are_distinct(void)
-{
-	uint8_t na[RS_NONCE_LEN], ne[RS_NONCE_LEN], m1[RS_MAC_LEN], m2[RS_MAC_LEN], k[RS_KEY_LEN];
-	static const uint8_t wrong[] = "0123456789abcdef-test-tokeN";
-
-	randombytes_buf(na, sizeof(na));
-	randombytes_buf(ne, sizeof(ne));
-	rs_mac_edge(token, TOKLEN, na, ne, m1);
-	rs_mac_agent(token, TOKLEN, na, ne, "lan1", m2);
-	ASSERT_EQ(rs_mac_equal(m1, m2), -EPERM, "edge and agent proofs differ (no reflection)");
-	rs_session_key(token, TOKLEN, na, ne, k);
-	ASSERT_EQ(rs_mac_equal(m1, k), -EPERM, "session key is not a proof");
-	rs_mac_edge(wrong, TOKLEN, na, ne, m2);
-	ASSERT_EQ(rs_mac_equal(m1, m2), -EPERM, "another token gives another proof");
-	rs_mac_edge(token, TOKLEN, na, ne, m2);
-	ASSERT_OK(rs_mac_equal(m1, m2), "same inputs, same proof");
-	rs_mac_agent(token, TOKLEN, na, ne, "lan2", m1);
-	rs_mac_agent(token, TOKLEN, na, ne, "lan1", m2);
-	ASSERT_EQ(rs_mac_equal(m1, m2), -EPERM, "agent proof binds its name");
+	t.kind = RS_HELLO_POOL;
+	ASSERT_EQ(rs_hello_open(&t, key, &id, &ms), -EPERM, "kind is authenticated");
+	for (size_t i = 0; i < sizeof(h); i++) {
+		t = h;
+		((uint8_t *)&t)[i] ^= 4;
+		if (!ASSERT_EQ(rs_hello_open(&t, key, &id, &ms), -EPERM, "flipped bit"))
+			break;
+	}
+	ASSERT_OK(rs_hello_fresh(1000, 1000), "fresh");
+	ASSERT_OK(rs_hello_fresh(1000, 1000 + RS_HELLO_TTL_MS), "at the TTL");
+	ASSERT_EQ(rs_hello_fresh(1000, 1001 + RS_HELLO_TTL_MS), -ETIME, "expired");
+	ASSERT_OK(rs_hello_fresh(1000 + RS_HELLO_SKEW_MS, 1000), "slightly ahead");
+	ASSERT_EQ(rs_hello_fresh(1001 + RS_HELLO_SKEW_MS, 1000), -ETIME, "far in the future");
 }
 
 static void test_frame_roundtrip_and_partial(void)
@@ -200,11 +309,12 @@ static void test_connect_payload_strict(void)
 
 static void test_connect_fail_and_auth(void)
 {
-	uint8_t p[128], mac[RS_MAC_LEN], got[RS_MAC_LEN];
+	uint8_t p[256];
 	struct rs_frame f;
+	struct rs_auth a = { .mode = RS_AUTH_TOKEN }, got;
+	struct rs_edge_auth ea = { 0 }, eg;
 	uint64_t id;
 	int err;
-	char name[64];
 	size_t len;
 
 	len = rs_enc_connect_fail(p, 99, -ECONNREFUSED);
@@ -217,15 +327,51 @@ static void test_connect_fail_and_auth(void)
 	f = frame_of(p, len);
 	ASSERT_EQ(rs_dec_connect_fail(&f, &id, &err), -EPROTO, "absurd errno");
 
-	randombytes_buf(mac, sizeof(mac));
-	len = rs_enc_auth(p, mac, "lan-1");
+	strcpy(a.name, "lan-1");
+	randombytes_buf(a.mac, sizeof(a.mac));
+	len = rs_enc_auth(p, &a);
 	f = frame_of(p, len);
-	if (ASSERT_OK(rs_dec_auth(&f, got, name), "auth")) {
-		ASSERT_MEMEQ(got, mac, RS_MAC_LEN, "mac");
-		ASSERT_STREQ(name, "lan-1", "name");
+	if (ASSERT_OK(rs_dec_auth(&f, &got), "token auth")) {
+		ASSERT_MEMEQ(got.mac, a.mac, RS_MAC_LEN, "mac");
+		ASSERT_STREQ(got.name, "lan-1", "name");
 	}
-	f = frame_of(p, RS_MAC_LEN);
-	ASSERT_EQ(rs_dec_auth(&f, got, name), -EPROTO, "auth without name");
+	f = frame_of(p, len - 1);
+	ASSERT_EQ(rs_dec_auth(&f, &got), -EPROTO, "truncated token auth");
+	p[0] = RS_AUTH_KEY;
+	f = frame_of(p, len);
+	ASSERT_EQ(rs_dec_auth(&f, &got), -EPROTO, "token-sized key auth");
+	a.mode = RS_AUTH_KEY;
+	randombytes_buf(a.pk, sizeof(a.pk));
+	randombytes_buf(a.sig, sizeof(a.sig));
+	len = rs_enc_auth(p, &a);
+	f = frame_of(p, len);
+	if (ASSERT_OK(rs_dec_auth(&f, &got), "key auth")) {
+		ASSERT_MEMEQ(got.pk, a.pk, RS_PK_LEN, "pk");
+		ASSERT_MEMEQ(got.sig, a.sig, RS_SIG_LEN, "sig");
+	}
+	p[0] = 3;
+	ASSERT_EQ(rs_dec_auth(&f, &got), -EPROTO, "unknown mode");
+
+	ea.has_sig = true;
+	randombytes_buf(ea.sig, sizeof(ea.sig));
+	ea.n_macs = 2;
+	randombytes_buf(ea.macs, 2 * RS_MAC_LEN);
+	len = rs_enc_edge_auth(p, &ea);
+	f = frame_of(p, len);
+	if (ASSERT_OK(rs_dec_edge_auth(&f, &eg), "edge auth")) {
+		ASSERT_EQ(eg.n_macs, 2, "two macs");
+		ASSERT_MEMEQ(eg.macs[1], ea.macs[1], RS_MAC_LEN, "mac 2");
+		ASSERT_MEMEQ(eg.sig, ea.sig, RS_SIG_LEN, "sig");
+	}
+	f = frame_of(p, len - 1);
+	ASSERT_EQ(rs_dec_edge_auth(&f, &eg), -EPROTO, "truncated edge auth");
+	p[0] = 2;
+	f = frame_of(p, len);
+	ASSERT_EQ(rs_dec_edge_auth(&f, &eg), -EPROTO, "bad has_sig");
+	p[0] = 0;
+	p[1] = 0;
+	f = frame_of(p, 2);
+	ASSERT_EQ(rs_dec_edge_auth(&f, &eg), -EPROTO, "no proof at all");
 }
 
 static int count_cb(void *ctx, const char *name)
@@ -268,7 +414,8 @@ static void test_random_input_is_safe(void)
 	uint64_t id;
 	int err, n = 0, accepted = 0;
 	char name[64];
-	uint8_t mac[RS_MAC_LEN];
+	struct rs_auth au;
+	struct rs_edge_auth ea;
 
 	for (int i = 0; i < 20000; i++) {
 		randombytes_buf(buf, sizeof(buf));
@@ -277,7 +424,8 @@ static void test_random_input_is_safe(void)
 			accepted++;
 			rs_dec_connect(&f, &id, name);
 			rs_dec_connect_fail(&f, &id, &err);
-			rs_dec_auth(&f, mac, name);
+			rs_dec_auth(&f, &au);
+			rs_dec_edge_auth(&f, &ea);
 			rs_dec_services(&f, count_cb, &n);
 		}
 	}
@@ -288,38 +436,42 @@ static void test_random_input_is_safe(void)
 static void test_pool_hello_and_bind(void)
 {
 	uint8_t key[RS_KEY_LEN], other[RS_KEY_LEN];
-	struct rs_hello h, d;
+	struct rs_hello h;
 	struct rs_bind b, t;
 	const char *why = NULL;
 	char name[64];
+	uint64_t id = 0, conn = 0;
+	uint32_t ms;
 
 	randombytes_buf(key, sizeof(key));
 	memcpy(other, key, sizeof(key));
 	other[5] ^= 1;
-	rs_hello_pool(&h, 7, key);
+	rs_hello_data(&h, RS_HELLO_POOL, 7, 10, key);
 	ASSERT_OK(rs_hello_check(&h, &why), "valid pool hello");
-	ASSERT_OK(rs_hello_data_verify(&h, key), "pool hello MAC");
-	ASSERT_EQ(rs_hello_data_verify(&h, other), -EPERM, "pool hello MAC, other key");
-	rs_hello_data(&d, 7, key);
-	ASSERT_EQ(rs_mac_equal(d.blob, h.blob), -EPERM, "MAC binds the kind: data != pool");
+	if (ASSERT_OK(rs_hello_open(&h, key, &id, &ms), "pool hello opens"))
+		ASSERT_EQ(id, 7, "pool id");
+	ASSERT_EQ(rs_hello_open(&h, other, &id, &ms), -EPERM, "pool hello, other key");
 
 	rs_bind_make(&b, 0xabcdef, 7, "web", key);
-	if (ASSERT_OK(rs_bind_check(&b, 7, key, name, &why), "valid bind"))
+	ASSERT_FALSE(memmem(&b, sizeof(b), "web", 3), "service name not in clear");
+	if (ASSERT_OK(rs_bind_check(&b, 7, key, &conn, name, &why), "valid bind")) {
 		ASSERT_STREQ(name, "web", "service");
-	ASSERT_EQ(rs_bind_check(&b, 8, key, name, &why), -EPROTO, "bind for another pool conn");
-	ASSERT_EQ(rs_bind_check(&b, 7, other, name, &why), -EPERM, "bind, other key");
+		ASSERT_EQ(conn, 0xabcdef, "conn id");
+	}
+	ASSERT_EQ(rs_bind_check(&b, 8, key, &conn, name, &why), -EPROTO, "bind for another pool conn");
+	ASSERT_EQ(rs_bind_check(&b, 7, other, &conn, name, &why), -EPERM, "bind, other key");
+	for (size_t i = 0; i < sizeof(b); i++) {
+		t = b;
+		((uint8_t *)&t)[i] ^= 1;
+		if (!ASSERT_ERR(rs_bind_check(&t, 7, key, &conn, name, &why), "flipped bit"))
+			break;
+	}
 	t = b;
-	t.name[0] = 'W';
-	ASSERT_EQ(rs_bind_check(&t, 7, key, name, &why), -EPERM, "tampered name");
-	t = b;
-	t.name[10] = 'x';
-	ASSERT_EQ(rs_bind_check(&t, 7, key, name, &why), -EPROTO, "garbage after the name");
-	t = b;
-	t.name_len = 64;
-	ASSERT_EQ(rs_bind_check(&t, 7, key, name, &why), -EPROTO, "name length past the field");
-	t = b;
-	t.kind = 1;
-	ASSERT_EQ(rs_bind_check(&t, 7, key, name, &why), -EPROTO, "wrong kind");
+	t.version = 1;
+	ASSERT_EQ(rs_bind_check(&t, 7, key, &conn, name, &why), -EPROTO, "version 1 bind");
+	ASSERT_STRSTR(why, "unsupported protocol version", "clear version error");
+	rs_bind_make(&t, 0xabcdef, 7, "web", key);
+	ASSERT_NEQ(memcmp(t.nonce, b.nonce, sizeof(b.nonce)), 0, "fresh nonce per bind");
 }
 
 static void test_replay_window(void)
@@ -343,7 +495,8 @@ int main(int argc, char **argv)
 {
 	static const struct test tests[] = {
 		TEST(hello_control_roundtrip), TEST(hello_rejects_bad_fields),
-		TEST(data_hello_mac),          TEST(auth_macs_are_distinct),
+		TEST(handshake_keys),          TEST(proofs),
+		TEST(records),                 TEST(data_hello),
 		TEST(frame_roundtrip_and_partial), TEST(frame_rejects_malformed),
 		TEST(connect_payload_strict),  TEST(connect_fail_and_auth),
 		TEST(services_payload),        TEST(random_input_is_safe),

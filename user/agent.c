@@ -33,8 +33,10 @@ struct pool_conn;
 
 struct session {
 	struct ctl ctl;
-	bool edge_verified, authed;
-	uint8_t nonce_a[RS_NONCE_LEN], key[RS_KEY_LEN];
+	bool keyed, edge_verified, authed; /* SERVER_HELLO, EDGE_AUTH, AUTH_OK seen */
+	uint8_t epk[RS_PK_LEN], esk[RS_KEY_LEN]; /* ephemeral, wiped once keyed */
+	struct rs_hello hello;     /* our control hello: part of the transcript */
+	uint8_t th[32], hello_key[RS_KEY_LEN], bind_key[RS_KEY_LEN];
 	struct rs_addr edge; /* the address this session reached: data dials go there too */
 	struct pool_conn *pool; /* pre-opened data connections not bound yet */
 	unsigned int n_pool;
@@ -69,7 +71,8 @@ struct dial {
 	enum dial_state state;
 	struct ev_handler ev;
 	struct timer timer;
-	uint8_t key[RS_KEY_LEN];
+	uint8_t key[RS_KEY_LEN];   /* the session's hello key: it may go away meanwhile */
+	uint64_t t0_ms, t0_at;     /* session time at the CONNECT, and when that was */
 	struct rs_addr edge;
 };
 
@@ -133,7 +136,8 @@ static void dial_edge_done(struct dial *d)
 	ssize_t n;
 	int ret;
 
-	rs_hello_data(&h, d->conn_id, d->key);
+	rs_hello_data(&h, RS_HELLO_DATA, d->conn_id, (uint32_t)(d->t0_ms + now_ms() - d->t0_at),
+		      d->key);
 	/* a fresh socket's send buffer always has room for 48 bytes */
 	n = send(d->edge_fd, &h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n != (ssize_t)sizeof(h)) {
@@ -246,7 +250,9 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 	d->edge_fd = -1;
 	d->state = D_LAN;
 	d->ev.fn = dial_event;
-	memcpy(d->key, sess->key, RS_KEY_LEN);
+	memcpy(d->key, sess->hello_key, RS_KEY_LEN);
+	d->t0_ms = ctl_session_ms(&sess->ctl, true);
+	d->t0_at = now_ms();
 	d->edge = sess->edge;
 	timer_init(&d->timer, dial_timeout);
 	n_dials++;
@@ -358,12 +364,11 @@ static void pool_read_bind(struct pool_conn *pc)
 	pc->got += (size_t)n;
 	if (pc->got < sizeof(pc->bind))
 		return;
-	if (rs_bind_check(&pc->bind, pc->pool_id, s->key, name, &why)) {
+	if (rs_bind_check(&pc->bind, pc->pool_id, s->bind_key, &pc->conn_id, name, &why)) {
 		pr_warn("pooled data connection from edge %s closed: %s", s->edge.text, why);
 		pool_close(pc);
 		goto refill;
 	}
-	pc->conn_id = be64toh(pc->bind.conn_id);
 	pool_unlink(pc);
 	pc->svc = find_service(name);
 	if (pc->svc < 0) {
@@ -404,7 +409,8 @@ static void pool_event(struct ev_handler *h, uint32_t events)
 	switch (pc->state) {
 	case P_DIAL:
 		getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		rs_hello_pool(&hello, pc->pool_id, s->key);
+		rs_hello_data(&hello, RS_HELLO_POOL, pc->pool_id,
+			      (uint32_t)ctl_session_ms(&s->ctl, true), s->hello_key);
 		if (!err && send(pc->fd, &hello, sizeof(hello), MSG_DONTWAIT | MSG_NOSIGNAL) !=
 				    (ssize_t)sizeof(hello))
 			err = errno ? errno : EIO;
@@ -498,24 +504,71 @@ static void send_services(struct session *s)
 
 static int on_server_hello(struct session *s, const struct rs_frame *f, const char **why)
 {
-	uint8_t want[RS_MAC_LEN], payload[RS_MAC_LEN + 1 + RS_NAME_MAX], mac[RS_MAC_LEN];
-	const uint8_t *nonce_e = f->payload;
-	size_t len;
+	struct rs_keys k;
+	int ret;
 
-	if (f->type != RS_F_SERVER_HELLO || f->len != RS_NONCE_LEN + RS_MAC_LEN) {
-		*why = f->type == RS_F_ERROR ? "edge refused the connection" : "expected SERVER_HELLO";
+	if (f->type != RS_F_SERVER_HELLO || f->len != RS_PK_LEN) {
+		*why = "expected SERVER_HELLO";
 		return -EPROTO;
 	}
-	rs_mac_edge(cfg.c.token, cfg.c.token_len, s->nonce_a, nonce_e, want);
-	if (rs_mac_equal(want, f->payload + RS_NONCE_LEN)) {
-		*why = "the edge does not know our token (wrong token, or not an rsplice edge)";
-		return -EPERM;
+	ret = rs_keys_derive(&k, true, s->epk, s->esk, f->payload, &s->hello);
+	sodium_memzero(s->esk, sizeof(s->esk));
+	if (ret) {
+		*why = "the edge sent an unusable ephemeral key";
+		return ret;
+	}
+	memcpy(s->th, k.th, sizeof(s->th));
+	memcpy(s->hello_key, k.hello, RS_KEY_LEN);
+	memcpy(s->bind_key, k.bind, RS_KEY_LEN);
+	ctl_encrypt(&s->ctl, k.ctl_tx, k.ctl_rx);
+	sodium_memzero(&k, sizeof(k));
+	s->keyed = true;
+	return 0;
+}
+
+/* The edge must prove it is ours before we say anything: a MITM that could
+ * authenticate as the edge could make us dial LAN services. */
+static int on_edge_auth(struct session *s, const struct rs_frame *f, const char **why)
+{
+	static struct rs_edge_auth ea;
+	uint8_t want[RS_MAC_LEN], payload[2 + RS_NAME_MAX + RS_PK_LEN + RS_SIG_LEN];
+	struct rs_auth au = { 0 };
+	bool ok = false;
+
+	if (f->type != RS_F_EDGE_AUTH || rs_dec_edge_auth(f, &ea)) {
+		*why = "expected EDGE_AUTH";
+		return -EPROTO;
+	}
+	if (cfg.has_edge_pubkey) {
+		ok = ea.has_sig && !rs_proof_verify(cfg.edge_pubkey, RS_LABEL_EDGE, s->th, NULL, ea.sig);
+		if (!ok) {
+			*why = ea.has_sig ? "the edge is not the one pinned with --edge-pubkey (bad "
+					    "signature): refusing it" :
+					    "the edge has no key but --edge-pubkey pins one: refusing it";
+			return -EPERM;
+		}
+	} else {
+		rs_proof_mac(cfg.c.token, cfg.c.token_len, RS_LABEL_EDGE, s->th, NULL, want);
+		for (unsigned int i = 0; i < ea.n_macs; i++)
+			ok |= !rs_mac_equal(want, ea.macs[i]);
+		sodium_memzero(want, sizeof(want));
+		if (!ok) {
+			*why = "the edge does not know our token (wrong token, or not our edge)";
+			return -EPERM;
+		}
 	}
 	s->edge_verified = true;
-	rs_session_key(cfg.c.token, cfg.c.token_len, s->nonce_a, nonce_e, s->key);
-	rs_mac_agent(cfg.c.token, cfg.c.token_len, s->nonce_a, nonce_e, cfg.name, mac);
-	len = rs_enc_auth(payload, mac, cfg.name);
-	ctl_send(&s->ctl, RS_F_AUTH, payload, len);
+	snprintf(au.name, sizeof(au.name), "%s", cfg.name);
+	if (cfg.c.has_key) {
+		au.mode = RS_AUTH_KEY;
+		memcpy(au.pk, cfg.c.pk, RS_PK_LEN);
+		rs_proof_sign(cfg.c.sk, RS_LABEL_AGENT, s->th, cfg.name, au.sig);
+	} else {
+		au.mode = RS_AUTH_TOKEN;
+		rs_proof_mac(cfg.c.token, cfg.c.token_len, RS_LABEL_AGENT, s->th, cfg.name, au.mac);
+	}
+	ctl_send(&s->ctl, RS_F_AUTH, payload, rs_enc_auth(payload, &au));
+	sodium_memzero(&au, sizeof(au));
 	return 0;
 }
 
@@ -525,13 +578,16 @@ static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const cha
 	int ret = 0;
 
 	if (f->type == RS_F_ERROR) {
-		pr_warn("edge %s reports: %.*s", s->edge.text, (int)(f->len > 255 ? 255 : f->len),
-			f->payload);
+		pr_warn("edge %s reports%s: %.*s", s->edge.text,
+			s->edge_verified ? "" : " (not authenticated yet)",
+			(int)(f->len > 255 ? 255 : f->len), f->payload);
 		*why = "edge closed the session";
 		return -ECONNABORTED;
 	}
-	if (!s->edge_verified)
+	if (!s->keyed)
 		return on_server_hello(s, f, why);
+	if (!s->edge_verified)
+		return on_edge_auth(s, f, why);
 	if (!s->authed) {
 		if (f->type != RS_F_AUTH_OK || f->len) {
 			*why = "expected AUTH_OK";
@@ -539,8 +595,9 @@ static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const cha
 		}
 		s->authed = true;
 		attempt = 0;
-		pr_info("authenticated to edge %s as '%s'; offering %d service(s)", s->edge.text,
-			cfg.name, cfg.n_services);
+		pr_info("authenticated to edge %s as '%s' (%s); offering %d service(s)", s->edge.text,
+			cfg.name, cfg.c.has_key ? "key" : "token", cfg.n_services);
+		ctl_clock_start(&s->ctl);
 		ctl_heartbeat_start(&s->ctl);
 		send_services(s);
 		pool_fill(s);
@@ -563,12 +620,11 @@ static void session_on_connected(struct ctl *ctl)
 
 	if (!getsockname(ctl->fd, (struct sockaddr *)&local, &len))
 		net_ntop(&local, from, sizeof(from));
-	struct rs_hello h;
 
 	pr_info("connected to edge %s from %s", s->edge.text, from);
 	net_keepalive(ctl->fd, 30, 10, 3);
-	rs_hello_control(&h, s->nonce_a);
-	ctl_send_raw(ctl, &h, sizeof(h));
+	rs_hello_control(&s->hello, s->epk);
+	ctl_send_raw(ctl, &s->hello, sizeof(s->hello));
 }
 
 static void session_on_close(struct ctl *ctl, const char *why)
@@ -580,7 +636,10 @@ static void session_on_close(struct ctl *ctl, const char *why)
 	timer_cancel(&s->pool_timer);
 	while (s->pool)
 		pool_close(s->pool);
-	sodium_memzero(s->key, sizeof(s->key));
+	sodium_memzero(s->esk, sizeof(s->esk));
+	sodium_memzero(s->hello_key, sizeof(s->hello_key));
+	sodium_memzero(s->bind_key, sizeof(s->bind_key));
+	sodium_memzero(s->th, sizeof(s->th));
 	if (sess == s)
 		sess = NULL;
 	loop_defer_free(s);
@@ -614,7 +673,7 @@ static void reconnect(struct timer *t)
 			return;
 		}
 	}
-	randombytes_buf(s->nonce_a, sizeof(s->nonce_a));
+	crypto_kx_keypair(s->epk, s->esk);
 	timer_init(&s->pool_timer, pool_refill_timer);
 	fd = net_connect((struct sockaddr *)&s->edge.ss, s->edge.len, &busy);
 	if (fd < 0) {

@@ -458,7 +458,7 @@ int rs_service_parse(const char *s, struct rs_service *out)
 
 /* -------------------------------------------------------------------- token */
 
-static int token_load(struct rs_common *c, char *err)
+static int token_read(const char *file, uint8_t token[64], size_t *len, char *err)
 {
 	uint8_t buf[TOKEN_FILE_MAX + 1];
 	size_t n = 0;
@@ -466,20 +466,17 @@ static int token_load(struct rs_common *c, char *err)
 	ssize_t r;
 	int fd, rc = 0;
 
-	if (!c->token_file[0])
-		return seterr(err, -EINVAL,
-			      "a token is required (--token-file FILE); generate one with: " GEN_TOKEN_HINT);
-	fd = open(c->token_file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
-		return seterr(err, -errno, "cannot open token file '%s': %s", c->token_file,
+		return seterr(err, -errno, "cannot open token file '%s': %s", file,
 			      strerror(errno));
 	if (fstat(fd, &st)) {
-		rc = seterr(err, -errno, "cannot stat token file '%s': %s", c->token_file,
+		rc = seterr(err, -errno, "cannot stat token file '%s': %s", file,
 			    strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		rc = seterr(err, -EINVAL, "token file '%s' is not a regular file", c->token_file);
+		rc = seterr(err, -EINVAL, "token file '%s' is not a regular file", file);
 		goto out;
 	}
 	while (n < sizeof(buf)) {
@@ -487,7 +484,7 @@ static int token_load(struct rs_common *c, char *err)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			rc = seterr(err, -errno, "cannot read token file '%s': %s", c->token_file,
+			rc = seterr(err, -errno, "cannot read token file '%s': %s", file,
 				    strerror(errno));
 			goto out;
 		}
@@ -496,7 +493,7 @@ static int token_load(struct rs_common *c, char *err)
 		n += r;
 	}
 	if (n > TOKEN_FILE_MAX) {
-		rc = seterr(err, -EFBIG, "token file '%s' is larger than %d bytes", c->token_file,
+		rc = seterr(err, -EFBIG, "token file '%s' is larger than %d bytes", file,
 			    TOKEN_FILE_MAX);
 		goto out;
 	}
@@ -504,13 +501,13 @@ static int token_load(struct rs_common *c, char *err)
 		n--;
 	if (!n) {
 		rc = seterr(err, -EINVAL, "token file '%s' is empty; generate one with: " GEN_TOKEN_HINT,
-			    c->token_file);
+			    file);
 		goto out;
 	}
 	if (n < TOKEN_MIN) {
 		rc = seterr(err, -EINVAL,
 			    "token in '%s' is too short (%zu bytes, need at least %d); generate one with: " GEN_TOKEN_HINT,
-			    c->token_file, n, TOKEN_MIN);
+			    file, n, TOKEN_MIN);
 		goto out;
 	}
 	/* like ssh with private keys: a secret others can read (or replace) is
@@ -518,25 +515,38 @@ static int token_load(struct rs_common *c, char *err)
 	if (st.st_mode & 077) {
 		rc = seterr(err, -EACCES,
 			    "token file '%s' is accessible by group or others (mode %04o): "
-			    "chmod 600 '%s'", c->token_file, (unsigned int)(st.st_mode & 07777),
-			    c->token_file);
+			    "chmod 600 '%s'", file, (unsigned int)(st.st_mode & 07777),
+			    file);
 		goto out;
 	}
 	if (n <= TOKEN_RAW_MAX) {
-		memcpy(c->token, buf, n);
-		c->token_len = n;
+		memcpy(token, buf, n);
+		*len = n;
 	} else {
 		if (sodium_init() < 0 ||
-		    crypto_generichash(c->token, TOKEN_HASHED, buf, n, NULL, 0)) {
+		    crypto_generichash(token, TOKEN_HASHED, buf, n, NULL, 0)) {
 			rc = seterr(err, -EIO, "cannot hash the token (libsodium failed)");
 			goto out;
 		}
-		c->token_len = TOKEN_HASHED;
+		*len = TOKEN_HASHED;
 	}
 out:
 	sodium_memzero(buf, sizeof(buf));
 	close(fd);
 	return rc;
+}
+
+static int token_load(struct rs_common *c, char *err)
+{
+	if (!c->token_file[0])
+		return seterr(err, -EINVAL,
+			      "a token is required (--token-file FILE); generate one with: " GEN_TOKEN_HINT);
+	return token_read(c->token_file, c->token, &c->token_len, err);
+}
+
+int rs_token_read(const char *file, uint8_t token[64], size_t *len, char *err)
+{
+	return token_read(file, token, len, err);
 }
 
 int rs_token_load(struct rs_common *c)
@@ -573,6 +583,10 @@ enum opt_id {
 	O_BACKOFF_MIN,
 	O_BACKOFF_MAX,
 	O_POOL,
+	O_KEY,
+	O_AUTHORIZED_KEYS,
+	O_SERVICE_TOKEN,
+	O_EDGE_PUBKEY,
 	O__MAX,
 };
 
@@ -609,6 +623,10 @@ static const struct optdef optdefs[] = {
 	{ "backoff-min", required_argument, O_BACKOFF_MIN, FOR_AGENT, true, false },
 	{ "backoff-max", required_argument, O_BACKOFF_MAX, FOR_AGENT, true, false },
 	{ "pool", required_argument, O_POOL, FOR_AGENT, true, false },
+	{ "key", required_argument, O_KEY, FOR_BOTH, true, false },
+	{ "authorized-keys", required_argument, O_AUTHORIZED_KEYS, FOR_EDGE, true, false },
+	{ "service-token", required_argument, O_SERVICE_TOKEN, FOR_EDGE, true, true },
+	{ "edge-pubkey", required_argument, O_EDGE_PUBKEY, FOR_AGENT, true, false },
 };
 #define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
 
@@ -639,6 +657,7 @@ struct ctx {
 	struct rs_agent_config *agent;
 	struct rs_common *c;
 	bool flag_routes;   /* a --route/--service flag replaced the file's list */
+	bool flag_stokens;  /* a --service-token flag replaced the file's list */
 	bool flag_given[O__MAX]; /* file settings that a flag overrides are skipped */
 	/* INI state */
 	const char *path;
@@ -695,6 +714,34 @@ static int add_service(struct ctx *x, const struct rs_service *s, char *err)
 	if (a->n_services >= RS_MAX_SERVICES)
 		return seterr(err, -E2BIG, "too many services (max %d)", RS_MAX_SERVICES);
 	a->services[a->n_services++] = *s;
+	return 0;
+}
+
+/* "SERVICE[,SERVICE...]=FILE": the token in FILE may serve only these. */
+static int service_token_parse(struct ctx *x, const char *val, bool from_flag, char *err)
+{
+	struct rs_edge_config *e = x->edge;
+	struct rs_service_token *t;
+	const char *eq = strchr(val, '=');
+	int rc;
+
+	if (from_flag && !x->flag_stokens) {
+		e->n_stokens = 0; /* flags replace the file's list, as --route does */
+		x->flag_stokens = true;
+	}
+	if (!eq || eq == val || !eq[1])
+		return seterr(err, -EINVAL, "expected SERVICE[,SERVICE...]=FILE");
+	if (e->n_stokens >= RS_MAX_SERVICE_TOKENS)
+		return seterr(err, -E2BIG, "too many service tokens (max %d)", RS_MAX_SERVICE_TOKENS);
+	t = &e->stokens[e->n_stokens];
+	memset(t, 0, sizeof(*t));
+	rc = rs_svc_set_parse(val, (size_t)(eq - val), &t->set, err);
+	if (rc)
+		return rc;
+	rc = copy_str(t->file, sizeof(t->file), eq + 1, "token file path", err);
+	if (rc)
+		return rc;
+	e->n_stokens++;
 	return 0;
 }
 
@@ -780,6 +827,18 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		return parse_uint(val, 1, MS_MAX, &x->agent->backoff_max_ms, err);
 	case O_POOL:
 		return parse_uint(val, 0, RS_MAX_POOL, &x->agent->pool, err);
+	case O_KEY:
+		return copy_str(c->key_file, sizeof(c->key_file), val, "key file path", err);
+	case O_AUTHORIZED_KEYS:
+		return copy_str(x->edge->authorized_keys, sizeof(x->edge->authorized_keys), val,
+				"authorized-keys path", err);
+	case O_SERVICE_TOKEN:
+		return service_token_parse(x, val, from_flag, err);
+	case O_EDGE_PUBKEY:
+		rc = rs_pubkey_arg(val, x->agent->edge_pubkey, err);
+		if (!rc)
+			x->agent->has_edge_pubkey = true;
+		return rc;
 	}
 	return seterr(err, -EINVAL, "internal error: option %d", id);
 }
@@ -1271,6 +1330,63 @@ static bool addr_clash(const struct rs_addr *a, const struct rs_addr *b)
 	return a->len == b->len && !memcmp(&a->ss, &b->ss, a->len);
 }
 
+static int key_load(struct rs_common *c)
+{
+	char err[RS_KEY_ERRLEN];
+	int rc;
+
+	if (!c->key_file[0])
+		return 0;
+	rc = rs_key_load(c->key_file, c->sk, c->pk, err);
+	if (rc) {
+		fprintf(stderr, "Error: %s\n", err);
+		return rc;
+	}
+	c->has_key = true;
+	return 0;
+}
+
+/* Tokens, per-service tokens, the edge's key and the authorized keys. */
+static int edge_auth_load(struct rs_edge_config *cfg)
+{
+	char err[RS_KEY_ERRLEN];
+	int rc, n_keys = 0;
+
+	if (cfg->c.token_file[0] || (!cfg->n_stokens && !cfg->authorized_keys[0])) {
+		rc = rs_token_load(&cfg->c);
+		if (rc)
+			return rc;
+	}
+	for (int i = 0; i < cfg->n_stokens; i++) {
+		struct rs_service_token *t = &cfg->stokens[i];
+
+		rc = rs_token_read(t->file, t->token, &t->token_len, err);
+		if (rc) {
+			fprintf(stderr, "Error: --service-token: %s\n", err);
+			return rc;
+		}
+	}
+	rc = key_load(&cfg->c);
+	if (rc)
+		return rc;
+	if (cfg->authorized_keys[0]) {
+		rc = rs_authkeys_check(cfg->authorized_keys, &n_keys, err);
+		if (rc) {
+			fprintf(stderr, "Error: %s\n", err);
+			return rc;
+		}
+		if (!n_keys)
+			pr_warn("authorized-keys file '%s' lists no key yet", cfg->authorized_keys);
+	}
+	if (!cfg->c.token_len && !cfg->n_stokens && !cfg->c.has_key) {
+		fprintf(stderr, "Error: agents cannot authenticate this edge: give it a key "
+				"(--key FILE, created with 'rsplice keygen FILE'; agents pin its "
+				".pub with --edge-pubkey) or a token (--token-file)\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 {
 	struct ctx x = { .who = FOR_EDGE, .edge = cfg, .c = &cfg->c };
@@ -1309,7 +1425,7 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 			}
 		}
 	}
-	rc = rs_token_load(&cfg->c);
+	rc = edge_auth_load(cfg);
 	if (rc)
 		return rc;
 	if (!cfg->n_routes)
@@ -1371,5 +1487,16 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 	}
 	if (!cfg->name[0])
 		default_name(cfg->name);
-	return rs_token_load(&cfg->c);
+	if (cfg->c.key_file[0] && !cfg->has_edge_pubkey && !cfg->c.token_file[0]) {
+		fprintf(stderr, "Error: with --key alone the agent cannot tell the real edge from an "
+				"impostor: pin the edge's key (--edge-pubkey KEY|FILE) or give "
+				"--token-file\n");
+		return -EINVAL;
+	}
+	if (cfg->c.token_file[0] || !cfg->c.key_file[0]) {
+		rc = rs_token_load(&cfg->c);
+		if (rc)
+			return rc;
+	}
+	return key_load(&cfg->c);
 }

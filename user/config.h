@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "keys.h"
 #include "relay.h"
 
 #define RS_NAME_MAX 63      /* service name: 1..63 of [A-Za-z0-9_.-] */
@@ -42,7 +43,19 @@ struct rs_service {            /* agent: service name -> LAN address */
 	struct rs_addr addr;
 };
 
+#define RS_MAX_SERVICE_TOKENS 32
+
+struct rs_service_token {      /* edge --service-token SERVICE[,SERVICE...]=FILE */
+	char file[256];
+	struct rs_svc_set set;
+	uint8_t token[64];
+	size_t token_len;
+};
+
 struct rs_common {
+	char key_file[256];        /* --key: this end's Ed25519 private key */
+	bool has_key;
+	uint8_t sk[64], pk[32];
 	char token_file[256];
 	uint8_t token[64];         /* raw bytes of the token file, trailing newline stripped */
 	size_t token_len;          /* at least 16 */
@@ -62,6 +75,9 @@ struct rs_edge_config {
 	unsigned int connect_timeout_ms; /* --connect-timeout: request -> data hello, default 10000 */
 	unsigned int hello_timeout_ms; /* --hello-timeout: accept -> complete hello, default 5000 */
 	unsigned int max_pending;      /* --max-pending: clients waiting for a data connection, default 1024 */
+	char authorized_keys[256];     /* --authorized-keys FILE, re-read on every AUTH */
+	struct rs_service_token stokens[RS_MAX_SERVICE_TOKENS];
+	int n_stokens;
 };
 
 struct rs_agent_config {
@@ -75,6 +91,8 @@ struct rs_agent_config {
 	unsigned int backoff_min_ms;   /* reconnect backoff, default 500 */
 	unsigned int backoff_max_ms;   /* default 30000 */
 	unsigned int pool;             /* --pool: pre-opened data connections, default 8 */
+	bool has_edge_pubkey;          /* --edge-pubkey: the edge must sign with this key */
+	uint8_t edge_pubkey[32];
 };
 
 /* Parse "HOST:PORT", "[V6]:PORT" or (when default_host != NULL) "PORT". */
@@ -91,6 +109,8 @@ int rs_service_parse(const char *s, struct rs_service *out);
 int rs_name_valid(const char *name);
 /* Reads the token; refuses empty or shorter than 16 bytes. */
 int rs_token_load(struct rs_common *c);
+/* The same rules for any token file (edge --service-token); err >= 512 bytes. */
+int rs_token_read(const char *file, uint8_t token[64], size_t *len, char *err);
 
 /* Full parse of argv (including -c FILE).  Returns 0 to run, 1 when --help or
  * --version was printed (exit 0), -errno on error (message already printed). */

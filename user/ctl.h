@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* One framed control connection (either end): bounded input and output
  * buffers, heartbeat (PING every heartbeat_ms, dead after 3 silent intervals),
- * strict frame validation.  Used by the edge for each agent and by the agent
- * for its connection to the edge. */
+ * strict frame validation, and once keys are set every frame is an encrypted
+ * record (proto.h).  Used by the edge for each agent and by the agent for its
+ * connection to the edge. */
 #ifndef RSPLICE_CTL_H
 #define RSPLICE_CTL_H
 
@@ -25,7 +26,13 @@ struct ctl_ops {
 struct ctl {
 	int fd;
 	struct ev_handler ev;
-	struct rs_buf in, out;
+	struct rs_buf in, out;   /* bytes as on the wire */
+	uint8_t *plain;          /* the frame opened from the head record */
+	struct rs_chan tx, rx;   /* record keys and counters */
+	bool tx_on, rx_on;       /* records instead of clear frames */
+	uint64_t epoch_ms;       /* session clock: now_ms() at authentication */
+	uint64_t peer_ms, peer_ms_at; /* the peer's session clock from its last PING */
+	bool have_peer_ms;
 	struct timer dead, ping;
 	unsigned int heartbeat_ms;
 	bool connecting; /* waiting for a non-blocking connect() */
@@ -44,6 +51,14 @@ void ctl_heartbeat_start(struct ctl *c);
  * output buffer is full.  0 or -errno (the connection is closed on error). */
 int ctl_send_raw(struct ctl *c, const void *buf, size_t len);
 int ctl_send(struct ctl *c, unsigned int type, const void *payload, size_t len);
+/* From now on, frames are sent and expected as encrypted records.  The keys
+ * are copied; the caller wipes its own copies. */
+void ctl_encrypt(struct ctl *c, const uint8_t tx_key[32], const uint8_t rx_key[32]);
+/* Start the session clock (authentication done). */
+void ctl_clock_start(struct ctl *c);
+/* Session time in ms: this end's own, or (follow_peer) the peer's clock as last
+ * reported in its PING, advanced by the local time since. */
+uint64_t ctl_session_ms(const struct ctl *c, bool follow_peer);
 /* Arm the dead timer explicitly (e.g. as a handshake deadline). */
 void ctl_deadline(struct ctl *c, unsigned int ms);
 void ctl_close(struct ctl *c, const char *why);

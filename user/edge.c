@@ -7,6 +7,7 @@
  * data connection, which arrives on the same control port with a data hello.
  * The pair (client, data connection) is then handed to the relay, which
  * splices it in the kernel when it can.  The edge never learns LAN addresses. */
+#include <endian.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -36,9 +37,13 @@ struct agent {
 	unsigned int n_pool;
 	struct rs_replay pool_ids; /* pool hellos are accepted once */
 	bool authed;
-	uint8_t nonce_a[RS_NONCE_LEN], nonce_e[RS_NONCE_LEN], key[RS_KEY_LEN];
+	uint64_t serial;           /* this session, for tickets */
+	uint8_t th[32];            /* handshake transcript hash */
+	uint8_t hello_key[RS_KEY_LEN], bind_key[RS_KEY_LEN];
+	struct rs_svc_set allowed; /* what its token or key may serve */
 	char name[RS_NAME_MAX + 1];
 	char peer[64];
+	char auth_desc[160];       /* "a token", "key ... (file:line)" */
 	char (*services)[RS_NAME_MAX + 1];
 	int n_services;
 };
@@ -53,8 +58,12 @@ struct client {
 	enum client_state state;
 	uint64_t conn_id;
 	int route;
-	uint8_t key[RS_KEY_LEN]; /* session key of the agent asked: it may go away */
+	/* the session asked (it may go away while its data connection is on the way) */
+	uint8_t key[RS_KEY_LEN];
+	uint64_t serial, epoch_ms;
 	struct client *hnext;    /* pending hash chain (C_REQUESTED) */
+	struct client *onext, *oprev; /* orphans: requested from a session now closed */
+	bool orphan;
 	struct client *wnext, *wprev; /* waiting list (C_WAIT_AGENT) */
 	char peer[64];
 };
@@ -95,6 +104,8 @@ static struct client *waiting_head, *waiting_tail;
 static struct client *pending[PENDING_BUCKETS];
 static unsigned int n_clients; /* waiting + requested */
 static unsigned int rr_next;   /* round robin over agents */
+static struct client *orphans;
+static uint64_t next_serial;
 static struct ratelimit rl_refuse, rl_bad_hello, rl_pending_full;
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
@@ -151,12 +162,26 @@ static void waiting_append(struct client *c)
 }
 
 /* Unlink c from every index; keep_fd: the fd lives on (handed to the relay). */
+static void orphan_remove(struct client *c)
+{
+	if (!c->orphan)
+		return;
+	if (c->oprev)
+		c->oprev->onext = c->onext;
+	else
+		orphans = c->onext;
+	if (c->onext)
+		c->onext->oprev = c->oprev;
+	c->orphan = false;
+}
+
 static void client_free(struct client *c, bool keep_fd)
 {
 	if (c->state == C_WAIT_AGENT)
 		waiting_remove(c);
 	else
 		pending_remove(c);
+	orphan_remove(c);
 	timer_cancel(&c->timer);
 	loop_del(c->fd);
 	loop_forget(&c->ev);
@@ -244,8 +269,10 @@ static void client_request(struct client *c, struct agent *a)
 	if (c->state == C_WAIT_AGENT)
 		waiting_remove(c);
 	c->state = C_REQUESTED;
-	c->conn_id = new_conn_id();
-	memcpy(c->key, a->key, RS_KEY_LEN);
+	c->conn_id = new_conn_id(); /* the random ticket, sent encrypted */
+	memcpy(c->key, a->hello_key, RS_KEY_LEN);
+	c->serial = a->serial;
+	c->epoch_ms = a->ctl.epoch_ms;
 	c->hnext = *pending_slot(c->conn_id);
 	*pending_slot(c->conn_id) = c;
 	timer_arm(&c->timer, cfg.connect_timeout_ms);
@@ -296,23 +323,42 @@ static void pooled_event(struct ev_handler *h, uint32_t events)
 	pooled_free(p, false);
 }
 
-static void pool_hello(struct inbound *in)
+static void bad_hello(struct inbound *in, const char *what, const char *why)
 {
-	uint64_t id = rs_hello_conn_id(&in->hello);
-	struct pooled *p;
-	struct agent *a;
 	unsigned long sup;
 
-	for (a = agents; a; a = a->next)
-		if (a->authed && !rs_hello_data_verify(&in->hello, a->key))
-			break;
-	if (!a || rs_replay_check(&a->pool_ids, id) || a->n_pool >= RS_MAX_POOL) {
-		if (ratelimit_ok(&rl_bad_hello, 1000, &sup))
-			pr_warn("pooled connection from %s closed: %s [%lu more suppressed]", in->peer,
-				!a ? "no agent session matches its MAC" :
-				a->n_pool >= RS_MAX_POOL ? "the agent's pool is full" :
-							   "replayed or stale pool id", sup);
-		close(in->fd);
+	if (ratelimit_ok(&rl_bad_hello, 1000, &sup))
+		pr_warn("%s from %s closed: %s [%lu more suppressed]", what, in->peer, why, sup);
+	close(in->fd);
+}
+
+/* The live session whose hello key opens h: its agent, with *id and *t_ms. */
+static struct agent *hello_session(const struct rs_hello *h, uint64_t *id, uint32_t *t_ms)
+{
+	for (struct agent *a = agents; a; a = a->next)
+		if (a->authed && !rs_hello_open(h, a->hello_key, id, t_ms))
+			return a;
+	return NULL;
+}
+
+static void pool_hello(struct inbound *in)
+{
+	uint64_t id;
+	uint32_t t_ms;
+	struct pooled *p;
+	struct agent *a = hello_session(&in->hello, &id, &t_ms);
+
+	if (!a) {
+		bad_hello(in, "pooled connection", "no agent session opens its hello");
+		return;
+	}
+	if (rs_hello_fresh(t_ms, ctl_session_ms(&a->ctl, false))) {
+		bad_hello(in, "pooled connection", "expired hello (or clocks far apart)");
+		return;
+	}
+	if (rs_replay_check(&a->pool_ids, id) || a->n_pool >= RS_MAX_POOL) {
+		bad_hello(in, "pooled connection", a->n_pool >= RS_MAX_POOL ?
+			  "the agent's pool is full" : "replayed or stale pool id");
 		return;
 	}
 	p = calloc(1, sizeof(*p));
@@ -346,8 +392,8 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer, i
 
 	if (!p)
 		return false;
-	rs_bind_make(&b, id, p->pool_id, route_service(route), a->key);
-	/* an idle connection's send buffer always has room for 120 bytes */
+	rs_bind_make(&b, id, p->pool_id, route_service(route), a->bind_key);
+	/* an idle connection's send buffer always has room for 128 bytes */
 	n = send(p->fd, &b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL);
 	fd = p->fd;
 	pooled_free(p, n == (ssize_t)sizeof(b));
@@ -443,20 +489,44 @@ static void waiting_dispatch(struct agent *a)
 
 static void data_hello(struct inbound *in)
 {
-	uint64_t id = rs_hello_conn_id(&in->hello);
-	struct client *c = pending_find(id);
+	struct client *c = NULL;
+	uint64_t id = 0, serial = 0, epoch = 0;
+	uint32_t t_ms = 0;
 	unsigned int flags;
 	size_t early_len;
 	void *early;
-	unsigned long sup;
+	struct agent *a;
 	int client_fd, ret;
 
-	if (!c || rs_hello_data_verify(&in->hello, c->key)) {
-		if (ratelimit_ok(&rl_bad_hello, 1000, &sup))
-			pr_warn("data connection from %s closed: %s [%lu more suppressed]", in->peer,
-				c ? "bad MAC for the connection id" :
-				    "unknown connection id (late, replayed or forged hello)", sup);
-		close(in->fd);
+	a = hello_session(&in->hello, &id, &t_ms);
+	if (a) {
+		serial = a->serial;
+		epoch = a->ctl.epoch_ms;
+	} else {
+		/* the session may have closed after its CONNECT */
+		for (struct client *o = orphans; o; o = o->onext) {
+			if (!rs_hello_open(&in->hello, o->key, &id, &t_ms)) {
+				serial = o->serial;
+				epoch = o->epoch_ms;
+				break;
+			}
+		}
+		if (!serial) {
+			bad_hello(in, "data connection", "no agent session opens its hello");
+			return;
+		}
+	}
+	if (rs_hello_fresh(t_ms, now_ms() - epoch)) {
+		bad_hello(in, "data connection", "expired hello (or clocks far apart)");
+		return;
+	}
+	c = pending_find(id);
+	if (!c) {
+		bad_hello(in, "data connection", "unknown ticket (late, replayed or already used)");
+		return;
+	}
+	if (c->serial != serial) {
+		bad_hello(in, "data connection", "ticket of another agent session");
 		return;
 	}
 	client_fd = c->fd;
@@ -494,33 +564,113 @@ static void agent_on_close(struct ctl *ctl, const char *why)
 	while (a->pool)
 		pooled_free(a->pool, false);
 	free(a->services);
-	sodium_memzero(a->key, sizeof(a->key));
+	if (a->authed) {
+		for (unsigned int b = 0; b < PENDING_BUCKETS; b++) {
+			for (struct client *c = pending[b]; c; c = c->hnext) {
+				if (c->serial != a->serial || c->orphan)
+					continue;
+				c->orphan = true;
+				c->oprev = NULL;
+				c->onext = orphans;
+				if (orphans)
+					orphans->oprev = c;
+				orphans = c;
+			}
+		}
+	}
+	sodium_memzero(a->hello_key, sizeof(a->hello_key));
+	sodium_memzero(a->bind_key, sizeof(a->bind_key));
+	sodium_memzero(a->th, sizeof(a->th));
 	/* clients already asked keep waiting for their data connection until their
 	 * timer: the agent may still be alive and dial in while control reconnects */
 	loop_defer_free(a);
 }
 
+/* Refuse the agent: tell it why (encrypted), and close with why for the log. */
+static int auth_refuse(struct agent *a, const char *msg, const char *log, const char **why)
+{
+	ctl_send(&a->ctl, RS_F_ERROR, msg, strlen(msg));
+	*why = log;
+	return -EPERM;
+}
+
+static int agent_auth_token(struct agent *a, const struct rs_auth *au, const char **why)
+{
+	uint8_t want[RS_MAC_LEN];
+	bool ok = false;
+
+	if (cfg.c.token_len) {
+		rs_proof_mac(cfg.c.token, cfg.c.token_len, RS_LABEL_AGENT, a->th, au->name, want);
+		if (!rs_mac_equal(want, au->mac)) {
+			ok = true;
+			a->allowed.all = true;
+		}
+	}
+	for (int i = 0; !ok && i < cfg.n_stokens; i++) {
+		const struct rs_service_token *t = &cfg.stokens[i];
+
+		rs_proof_mac(t->token, t->token_len, RS_LABEL_AGENT, a->th, au->name, want);
+		if (!rs_mac_equal(want, au->mac)) {
+			ok = true;
+			a->allowed = t->set;
+		}
+	}
+	sodium_memzero(want, sizeof(want));
+	if (!ok)
+		return auth_refuse(a, "authentication failed",
+				   "authentication failed (wrong token?)", why);
+	snprintf(a->auth_desc, sizeof(a->auth_desc), "a token");
+	return 0;
+}
+
+static int agent_auth_key(struct agent *a, const struct rs_auth *au, const char **why)
+{
+	static char log[RS_KEY_ERRLEN + 64];
+	char err[RS_KEY_ERRLEN], b64[64];
+	int ret, line = 0;
+
+	rs_pubkey_b64(au->pk, b64, sizeof(b64));
+	if (!cfg.authorized_keys[0])
+		return auth_refuse(a, "authentication failed: this edge accepts no keys",
+				   "key authentication, but no --authorized-keys", why);
+	/* read afresh, like sshd: a line removed revokes the key for new sessions */
+	ret = rs_authkeys_find(cfg.authorized_keys, au->pk, &a->allowed, &line, err);
+	if (ret == -ENOENT) {
+		snprintf(log, sizeof(log), "key %s is not in %s (unknown or revoked)", b64,
+			 cfg.authorized_keys);
+		return auth_refuse(a, "authentication failed: key not authorized", log, why);
+	}
+	if (ret) {
+		snprintf(log, sizeof(log), "cannot check the agent's key: %s", err);
+		return auth_refuse(a, "authentication failed: the edge cannot read its key list",
+				   log, why);
+	}
+	if (rs_proof_verify(au->pk, RS_LABEL_AGENT, a->th, au->name, au->sig))
+		return auth_refuse(a, "authentication failed: bad signature",
+				   "authentication failed (bad signature for its key)", why);
+	snprintf(a->auth_desc, sizeof(a->auth_desc), "key %s (%.80s:%d)", b64, cfg.authorized_keys,
+		 line);
+	return 0;
+}
+
 static int agent_auth(struct agent *a, const struct rs_frame *f, const char **why)
 {
-	uint8_t mac[RS_MAC_LEN], want[RS_MAC_LEN];
-	char name[64];
+	struct rs_auth au;
+	int ret;
 
-	if (rs_dec_auth(f, mac, name)) {
+	if (rs_dec_auth(f, &au)) {
 		*why = "malformed AUTH frame";
 		return -EPROTO;
 	}
-	rs_mac_agent(cfg.c.token, cfg.c.token_len, a->nonce_a, a->nonce_e, name, want);
-	if (rs_mac_equal(mac, want)) {
-		static const char msg[] = "authentication failed";
-
-		ctl_send(&a->ctl, RS_F_ERROR, msg, sizeof(msg) - 1);
-		*why = "authentication failed (wrong token?)";
-		return -EPERM;
-	}
+	memset(&a->allowed, 0, sizeof(a->allowed));
+	ret = au.mode == RS_AUTH_KEY ? agent_auth_key(a, &au, why) : agent_auth_token(a, &au, why);
+	if (ret)
+		return ret;
 	a->authed = true;
-	snprintf(a->name, sizeof(a->name), "%s", name);
-	rs_session_key(cfg.c.token, cfg.c.token_len, a->nonce_a, a->nonce_e, a->key);
-	pr_info("agent %s authenticated from %s", a->name, a->peer);
+	a->serial = ++next_serial;
+	snprintf(a->name, sizeof(a->name), "%s", au.name);
+	pr_info("agent %s authenticated from %s with %s", a->name, a->peer, a->auth_desc);
+	ctl_clock_start(&a->ctl);
 	if (ctl_send(&a->ctl, RS_F_AUTH_OK, NULL, 0))
 		return 0;
 	ctl_heartbeat_start(&a->ctl);
@@ -549,6 +699,19 @@ static int agent_services(struct agent *a, const struct rs_frame *f, const char 
 	if (rs_dec_services(f, services_cb, a)) {
 		*why = "malformed SERVICES frame";
 		return -EPROTO;
+	}
+	for (int i = 0; i < a->n_services; i++) {
+		static char log[512];
+		char msg[128];
+
+		if (rs_svc_set_has(&a->allowed, a->services[i]))
+			continue;
+		snprintf(msg, sizeof(msg), "service '%s' is not allowed for this agent",
+			 a->services[i]);
+		snprintf(log, sizeof(log), "refused: it claims service '%s', which its %.160s may not "
+			 "serve", a->services[i], a->auth_desc);
+		a->n_services = 0;
+		return auth_refuse(a, msg, log, why);
 	}
 	for (int i = 0; i < a->n_services; i++) {
 		bool routed = false;
@@ -614,20 +777,52 @@ static const struct ctl_ops agent_ops = {
 	.on_close = agent_on_close,
 };
 
+/* EDGE_AUTH: the edge proves itself first, with its key and every token */
+static void send_edge_auth(struct agent *a)
+{
+	static struct rs_edge_auth ea;
+	uint8_t payload[1 + RS_SIG_LEN + 1 + RS_MAX_EDGE_MACS * RS_MAC_LEN];
+
+	memset(&ea, 0, sizeof(ea));
+	if (cfg.c.has_key) {
+		ea.has_sig = true;
+		rs_proof_sign(cfg.c.sk, RS_LABEL_EDGE, a->th, NULL, ea.sig);
+	}
+	if (cfg.c.token_len)
+		rs_proof_mac(cfg.c.token, cfg.c.token_len, RS_LABEL_EDGE, a->th, NULL,
+			     ea.macs[ea.n_macs++]);
+	for (int i = 0; i < cfg.n_stokens && ea.n_macs < RS_MAX_EDGE_MACS; i++)
+		rs_proof_mac(cfg.stokens[i].token, cfg.stokens[i].token_len, RS_LABEL_EDGE, a->th,
+			     NULL, ea.macs[ea.n_macs++]);
+	ctl_send(&a->ctl, RS_F_EDGE_AUTH, payload, rs_enc_edge_auth(payload, &ea));
+}
+
 static void control_hello(struct inbound *in)
 {
-	uint8_t payload[RS_NONCE_LEN + RS_MAC_LEN];
+	uint8_t epk[crypto_kx_PUBLICKEYBYTES], esk[crypto_kx_SECRETKEYBYTES];
+	struct rs_keys k;
 	struct agent *a = calloc(1, sizeof(*a));
+	int ret;
 
 	if (!a) {
 		close(in->fd);
 		return;
 	}
+	crypto_kx_keypair(epk, esk);
+	ret = rs_keys_derive(&k, false, epk, esk, rs_hello_epk(&in->hello), &in->hello);
+	sodium_memzero(esk, sizeof(esk));
+	if (ret) {
+		bad_hello(in, "control connection", "unusable ephemeral key");
+		free(a);
+		return;
+	}
 	snprintf(a->peer, sizeof(a->peer), "%s", in->peer);
 	snprintf(a->name, sizeof(a->name), "?");
-	memcpy(a->nonce_a, in->hello.blob, RS_NONCE_LEN);
-	randombytes_buf(a->nonce_e, RS_NONCE_LEN);
+	memcpy(a->th, k.th, sizeof(a->th));
+	memcpy(a->hello_key, k.hello, RS_KEY_LEN);
+	memcpy(a->bind_key, k.bind, RS_KEY_LEN);
 	if (ctl_start(&a->ctl, in->fd, false, cfg.c.heartbeat_ms, &agent_ops, a->peer)) {
+		sodium_memzero(&k, sizeof(k));
 		close(in->fd);
 		free(a);
 		return;
@@ -638,9 +833,11 @@ static void control_hello(struct inbound *in)
 		agents->prev = a;
 	agents = a;
 	ctl_deadline(&a->ctl, cfg.hello_timeout_ms);
-	memcpy(payload, a->nonce_e, RS_NONCE_LEN);
-	rs_mac_edge(cfg.c.token, cfg.c.token_len, a->nonce_a, a->nonce_e, payload + RS_NONCE_LEN);
-	ctl_send(&a->ctl, RS_F_SERVER_HELLO, payload, sizeof(payload));
+	if (!ctl_send(&a->ctl, RS_F_SERVER_HELLO, epk, sizeof(epk))) {
+		ctl_encrypt(&a->ctl, k.ctl_tx, k.ctl_rx);
+		send_edge_auth(a);
+	}
+	sodium_memzero(&k, sizeof(k));
 }
 
 /* ---- connections to the control port before their hello ---- */
@@ -686,6 +883,17 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 	if (in->got < sizeof(in->hello))
 		return;
 	if (rs_hello_check(&in->hello, &why)) {
+		if (be32toh(in->hello.magic) == RS_MAGIC && in->hello.version != RS_PROTO_VERSION &&
+		    in->hello.kind == RS_HELLO_CONTROL) {
+			/* an agent of another version: tell it in a frame it can read */
+			uint8_t f[8 + 64];
+			int n = snprintf((char *)f + 8, 64, "unsupported protocol version %u (edge "
+					 "speaks %u)", in->hello.version, RS_PROTO_VERSION);
+			struct rs_frame_hdr hd = { .len = htobe32(n), .type = RS_F_ERROR };
+
+			memcpy(f, &hd, 8);
+			(void)!send(in->fd, f, 8 + n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		}
 		inbound_reject(in, why);
 		return;
 	}

@@ -15,7 +15,7 @@ static const char *const frame_names[RS_F_MAX] = {
 	[RS_F_AUTH_OK] = "AUTH_OK",           [RS_F_SERVICES] = "SERVICES",
 	[RS_F_PING] = "PING",                 [RS_F_PONG] = "PONG",
 	[RS_F_CONNECT] = "CONNECT",           [RS_F_CONNECT_FAIL] = "CONNECT_FAIL",
-	[RS_F_ERROR] = "ERROR",
+	[RS_F_ERROR] = "ERROR",               [RS_F_EDGE_AUTH] = "EDGE_AUTH",
 };
 
 const char *rs_frame_name(unsigned int type)
@@ -37,7 +37,7 @@ int rs_name_ok(const char *s, size_t len)
 	return 1;
 }
 
-/* HMAC-SHA256 over a label and up to three parts */
+/* HMAC-SHA256 over a label (with its NUL) and up to three parts */
 static void mac3(const uint8_t *key, size_t key_len, const char *label, const void *a,
 		 size_t alen, const void *b, size_t blen, const void *c, size_t clen,
 		 uint8_t out[RS_MAC_LEN])
@@ -56,121 +56,291 @@ static void mac3(const uint8_t *key, size_t key_len, const char *label, const vo
 	sodium_memzero(&st, sizeof(st));
 }
 
-void rs_mac_edge(const uint8_t *token, size_t token_len, const uint8_t *nonce_a,
-		 const uint8_t *nonce_e, uint8_t out[RS_MAC_LEN])
-{
-	mac3(token, token_len, "rsplice-edge", nonce_a, RS_NONCE_LEN, nonce_e, RS_NONCE_LEN,
-	     NULL, 0, out);
-}
-
-void rs_mac_agent(const uint8_t *token, size_t token_len, const uint8_t *nonce_a,
-		  const uint8_t *nonce_e, const char *name, uint8_t out[RS_MAC_LEN])
-{
-	mac3(token, token_len, "rsplice-agent", nonce_a, RS_NONCE_LEN, nonce_e, RS_NONCE_LEN,
-	     name, strlen(name), out);
-}
-
-void rs_session_key(const uint8_t *token, size_t token_len, const uint8_t *nonce_a,
-		    const uint8_t *nonce_e, uint8_t out[RS_KEY_LEN])
-{
-	mac3(token, token_len, "rsplice-session", nonce_a, RS_NONCE_LEN, nonce_e, RS_NONCE_LEN,
-	     NULL, 0, out);
-}
-
 int rs_mac_equal(const uint8_t *a, const uint8_t *b)
 {
 	return sodium_memcmp(a, b, RS_MAC_LEN) == 0 ? 0 : -EPERM;
 }
 
-/* ---- hello ---- */
+/* ---- handshake ---- */
 
-static void hello_head(struct rs_hello *h, unsigned int kind, uint64_t conn_id)
+static void hello_head(struct rs_hello *h, unsigned int kind)
 {
 	memset(h, 0, sizeof(*h));
 	h->magic = htobe32(RS_MAGIC);
 	h->version = RS_PROTO_VERSION;
 	h->kind = kind;
-	h->conn_id = htobe64(conn_id);
 }
 
-static void data_mac(const struct rs_hello *h, const uint8_t key[RS_KEY_LEN],
-		     uint8_t out[RS_MAC_LEN])
+void rs_hello_control(struct rs_hello *h, const uint8_t epk_a[RS_PK_LEN])
 {
-	mac3(key, RS_KEY_LEN, "rsplice-data", h, offsetof(struct rs_hello, blob), NULL, 0,
-	     NULL, 0, out);
+	hello_head(h, RS_HELLO_CONTROL);
+	memcpy(h->blob + 8, epk_a, RS_PK_LEN);
 }
 
-void rs_hello_control(struct rs_hello *h, const uint8_t nonce_a[RS_NONCE_LEN])
+const uint8_t *rs_hello_epk(const struct rs_hello *h) { return h->blob + 8; }
+
+int rs_keys_derive(struct rs_keys *k, bool is_agent, const uint8_t my_pk[RS_PK_LEN],
+		   const uint8_t my_sk[RS_KEY_LEN], const uint8_t peer_pk[RS_PK_LEN],
+		   const struct rs_hello *control_hello)
 {
-	hello_head(h, RS_HELLO_CONTROL, 0);
-	memcpy(h->blob, nonce_a, RS_NONCE_LEN);
+	static const char tlabel[] = "rsplice-v2 transcript", klabel[] = "rsplice-v2 keys";
+	uint8_t rx[crypto_kx_SESSIONKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
+	uint8_t both[2 * crypto_kx_SESSIONKEYBYTES], master[crypto_kdf_KEYBYTES];
+	uint8_t a2e[RS_KEY_LEN], e2a[RS_KEY_LEN];
+	crypto_generichash_state st;
+	int ret;
+
+	memset(k, 0, sizeof(*k));
+	crypto_generichash_init(&st, NULL, 0, sizeof(k->th));
+	crypto_generichash_update(&st, (const uint8_t *)tlabel, sizeof(tlabel));
+	crypto_generichash_update(&st, (const uint8_t *)control_hello, sizeof(*control_hello));
+	crypto_generichash_update(&st, is_agent ? peer_pk : my_pk, RS_PK_LEN);
+	crypto_generichash_final(&st, k->th, sizeof(k->th));
+	if (is_agent)
+		ret = crypto_kx_client_session_keys(rx, tx, my_pk, my_sk, peer_pk);
+	else
+		ret = crypto_kx_server_session_keys(rx, tx, my_pk, my_sk, peer_pk);
+	if (ret) {
+		memset(k, 0, sizeof(*k));
+		return -EPERM;
+	}
+	/* order by direction, not by end: both ends derive the same master */
+	memcpy(both, is_agent ? tx : rx, RS_KEY_LEN);
+	memcpy(both + RS_KEY_LEN, is_agent ? rx : tx, RS_KEY_LEN);
+	crypto_generichash_init(&st, both, sizeof(both), sizeof(master));
+	crypto_generichash_update(&st, (const uint8_t *)klabel, sizeof(klabel));
+	crypto_generichash_update(&st, k->th, sizeof(k->th));
+	crypto_generichash_final(&st, master, sizeof(master));
+	crypto_kdf_derive_from_key(a2e, RS_KEY_LEN, 1, "rsplice2", master);
+	crypto_kdf_derive_from_key(e2a, RS_KEY_LEN, 2, "rsplice2", master);
+	crypto_kdf_derive_from_key(k->hello, RS_KEY_LEN, 3, "rsplice2", master);
+	crypto_kdf_derive_from_key(k->bind, RS_KEY_LEN, 4, "rsplice2", master);
+	memcpy(k->ctl_tx, is_agent ? a2e : e2a, RS_KEY_LEN);
+	memcpy(k->ctl_rx, is_agent ? e2a : a2e, RS_KEY_LEN);
+	sodium_memzero(rx, sizeof(rx));
+	sodium_memzero(tx, sizeof(tx));
+	sodium_memzero(both, sizeof(both));
+	sodium_memzero(master, sizeof(master));
+	sodium_memzero(a2e, sizeof(a2e));
+	sodium_memzero(e2a, sizeof(e2a));
+	sodium_memzero(&st, sizeof(st));
+	return 0;
 }
 
-void rs_hello_data(struct rs_hello *h, uint64_t conn_id, const uint8_t key[RS_KEY_LEN])
+void rs_proof_mac(const uint8_t *secret, size_t len, const char *label, const uint8_t th[32],
+		  const char *name, uint8_t out[RS_MAC_LEN])
 {
-	hello_head(h, RS_HELLO_DATA, conn_id);
-	data_mac(h, key, h->blob);
+	mac3(secret, len, label, th, 32, name, name ? strlen(name) : 0, NULL, 0, out);
 }
 
-void rs_hello_pool(struct rs_hello *h, uint64_t pool_id, const uint8_t key[RS_KEY_LEN])
+/* label (with its NUL) | th | name */
+static size_t proof_msg(uint8_t *m, const char *label, const uint8_t th[32], const char *name)
 {
-	hello_head(h, RS_HELLO_POOL, pool_id);
-	data_mac(h, key, h->blob);
+	size_t l = strlen(label) + 1, n = name ? strnlen(name, 63) : 0;
+
+	memcpy(m, label, l);
+	memcpy(m + l, th, 32);
+	if (n)
+		memcpy(m + l + 32, name, n);
+	return l + 32 + n;
+}
+
+void rs_proof_sign(const uint8_t sk[64], const char *label, const uint8_t th[32],
+		   const char *name, uint8_t sig[RS_SIG_LEN])
+{
+	uint8_t m[256];
+	size_t n = proof_msg(m, label, th, name);
+
+	crypto_sign_detached(sig, NULL, m, n, sk);
+}
+
+int rs_proof_verify(const uint8_t pk[RS_PK_LEN], const char *label, const uint8_t th[32],
+		    const char *name, const uint8_t sig[RS_SIG_LEN])
+{
+	uint8_t m[256];
+	size_t n = proof_msg(m, label, th, name);
+
+	return crypto_sign_verify_detached(sig, m, n, pk) ? -EPERM : 0;
+}
+
+/* ---- encrypted records ---- */
+
+static void ctr_nonce(uint8_t n[crypto_aead_chacha20poly1305_IETF_NPUBBYTES], uint64_t ctr)
+{
+	uint64_t be = htobe64(ctr);
+
+	memset(n, 0, 4);
+	memcpy(n + 4, &be, 8);
+}
+
+size_t rs_record_seal(struct rs_chan *c, const uint8_t *frame, size_t len, uint8_t *out)
+{
+	uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
+	uint32_t n = htobe32((uint32_t)(len + RS_TAG_LEN));
+	unsigned long long clen;
+
+	ctr_nonce(nonce, c->ctr++);
+	memcpy(out, &n, 4);
+	crypto_aead_chacha20poly1305_ietf_encrypt(out + 4, &clen, frame, len, out, 4, NULL, nonce,
+						  c->key);
+	return 4 + (size_t)clen;
+}
+
+int rs_record_open(struct rs_chan *c, const uint8_t *in, size_t avail, uint8_t *plain,
+		   size_t *plain_len, size_t *used, const char **why)
+{
+	uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
+	unsigned long long plen;
+	uint32_t n;
+
+	if (avail < 4)
+		return 0;
+	memcpy(&n, in, 4);
+	n = be32toh(n);
+	if (n < sizeof(struct rs_frame_hdr) + RS_TAG_LEN ||
+	    n > sizeof(struct rs_frame_hdr) + RS_FRAME_MAX + RS_TAG_LEN) {
+		*why = "encrypted record of an impossible length";
+		return -EMSGSIZE;
+	}
+	if (avail < 4 + (size_t)n)
+		return 0;
+	ctr_nonce(nonce, c->ctr);
+	if (crypto_aead_chacha20poly1305_ietf_decrypt(plain, &plen, NULL, in + 4, n, in, 4, nonce,
+						      c->key)) {
+		*why = "control record fails authentication (forged, replayed or wrong key)";
+		return -EBADMSG;
+	}
+	c->ctr++;
+	*plain_len = (size_t)plen;
+	*used = 4 + (size_t)n;
+	return 1;
+}
+
+/* ---- data hellos ---- */
+
+#define HELLO_NONCE 12
+#define HELLO_PLAIN 12
+
+void rs_hello_data(struct rs_hello *h, unsigned int kind, uint64_t id, uint32_t t_ms,
+		   const uint8_t key[RS_KEY_LEN])
+{
+	uint8_t p[HELLO_PLAIN];
+	uint64_t be = htobe64(id);
+	uint32_t t = htobe32(t_ms);
+	unsigned long long clen;
+
+	hello_head(h, kind);
+	memcpy(p, &be, 8);
+	memcpy(p + 8, &t, 4);
+	randombytes_buf(h->blob, HELLO_NONCE);
+	crypto_aead_chacha20poly1305_ietf_encrypt(h->blob + HELLO_NONCE, &clen, p, sizeof(p),
+						  (const uint8_t *)h, 8, NULL, h->blob, key);
+	sodium_memzero(p, sizeof(p));
+}
+
+int rs_hello_open(const struct rs_hello *h, const uint8_t key[RS_KEY_LEN], uint64_t *id,
+		  uint32_t *t_ms)
+{
+	uint8_t p[HELLO_PLAIN];
+	unsigned long long plen;
+	uint64_t be;
+	uint32_t t;
+
+	if (crypto_aead_chacha20poly1305_ietf_decrypt(p, &plen, NULL, h->blob + HELLO_NONCE,
+						      sizeof(h->blob) - HELLO_NONCE,
+						      (const uint8_t *)h, 8, h->blob, key) ||
+	    plen != HELLO_PLAIN)
+		return -EPERM;
+	memcpy(&be, p, 8);
+	memcpy(&t, p + 8, 4);
+	*id = be64toh(be);
+	*t_ms = be32toh(t);
+	return 0;
+}
+
+int rs_hello_fresh(uint32_t t_ms, uint64_t now_ms)
+{
+	if ((uint64_t)t_ms > now_ms + RS_HELLO_SKEW_MS)
+		return -ETIME;
+	if (now_ms > (uint64_t)t_ms + RS_HELLO_TTL_MS)
+		return -ETIME;
+	return 0;
+}
+
+/* ---- bind ---- */
+
+#define BIND_PLAIN 80
+
+static void bind_head(struct rs_bind *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->magic = htobe32(RS_MAGIC);
+	b->version = RS_PROTO_VERSION;
+	b->kind = RS_BIND_KIND;
 }
 
 void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const char *service,
 		  const uint8_t key[RS_KEY_LEN])
 {
-	size_t n = strlen(service);
+	uint8_t p[BIND_PLAIN] = { 0 };
+	uint64_t c = htobe64(conn_id), q = htobe64(pool_id);
+	size_t n = strnlen(service, 63);
+	unsigned long long clen;
 
-	memset(b, 0, sizeof(*b));
-	b->magic = htobe32(RS_MAGIC);
-	b->version = RS_PROTO_VERSION;
-	b->kind = RS_BIND_KIND;
-	b->name_len = (uint8_t)n;
-	b->conn_id = htobe64(conn_id);
-	b->pool_id = htobe64(pool_id);
-	memcpy(b->name, service, n);
-	mac3(key, RS_KEY_LEN, "rsplice-bind", b, offsetof(struct rs_bind, mac), NULL, 0, NULL, 0,
-	     b->mac);
+	bind_head(b);
+	memcpy(p, &c, 8);
+	memcpy(p + 8, &q, 8);
+	p[16] = (uint8_t)n;
+	memcpy(p + 17, service, n);
+	randombytes_buf(b->nonce, sizeof(b->nonce));
+	crypto_aead_xchacha20poly1305_ietf_encrypt(b->sealed, &clen, p, sizeof(p),
+						   (const uint8_t *)b, 8, NULL, b->nonce, key);
+	sodium_memzero(p, sizeof(p));
 }
 
 int rs_bind_check(const struct rs_bind *b, uint64_t pool_id, const uint8_t key[RS_KEY_LEN],
-		  char service[64], const char **why)
+		  uint64_t *conn_id, char service[64], const char **why)
 {
-	uint8_t mac[RS_MAC_LEN];
-	int ret;
+	uint8_t p[BIND_PLAIN];
+	unsigned long long plen;
+	uint64_t be;
+	int ret = -EPROTO;
 
 	if (be32toh(b->magic) != RS_MAGIC || b->version != RS_PROTO_VERSION ||
 	    b->kind != RS_BIND_KIND || b->reserved) {
-		*why = "malformed bind";
+		*why = b->version != RS_PROTO_VERSION && be32toh(b->magic) == RS_MAGIC ?
+			       "bind of an unsupported protocol version" : "malformed bind";
 		return -EPROTO;
 	}
-	if (be64toh(b->pool_id) != pool_id) {
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(p, &plen, NULL, b->sealed,
+						       sizeof(b->sealed), (const uint8_t *)b, 8,
+						       b->nonce, key) || plen != BIND_PLAIN) {
+		*why = "bind fails authentication (forged or for another session)";
+		return -EPERM;
+	}
+	memcpy(&be, p + 8, 8);
+	if (be64toh(be) != pool_id) {
 		*why = "bind for another pooled connection";
-		return -EPROTO;
+		goto out;
 	}
-	if (!rs_name_ok(b->name, b->name_len)) {
+	if (!rs_name_ok((const char *)p + 17, p[16])) {
 		*why = "bind with an invalid service name";
-		return -EPROTO;
+		goto out;
 	}
-	for (size_t i = b->name_len; i < sizeof(b->name); i++) {
-		if (b->name[i]) {
+	for (size_t i = 17 + p[16]; i < BIND_PLAIN; i++) {
+		if (p[i]) {
 			*why = "bind with garbage after the service name";
-			return -EPROTO;
+			goto out;
 		}
 	}
-	mac3(key, RS_KEY_LEN, "rsplice-bind", b, offsetof(struct rs_bind, mac), NULL, 0, NULL, 0,
-	     mac);
-	ret = rs_mac_equal(mac, b->mac);
-	sodium_memzero(mac, sizeof(mac));
-	if (ret) {
-		*why = "bind with a bad MAC";
-		return ret;
-	}
-	memcpy(service, b->name, b->name_len);
-	service[b->name_len] = '\0';
-	return 0;
+	memcpy(&be, p, 8);
+	*conn_id = be64toh(be);
+	memcpy(service, p + 17, p[16]);
+	service[p[16]] = '\0';
+	ret = 0;
+out:
+	sodium_memzero(p, sizeof(p));
+	return ret;
 }
 
 int rs_replay_check(struct rs_replay *w, uint64_t id)
@@ -193,36 +363,23 @@ int rs_replay_check(struct rs_replay *w, uint64_t id)
 
 int rs_hello_check(const struct rs_hello *h, const char **why)
 {
+	static const uint8_t zero[8];
+
 	if (be32toh(h->magic) != RS_MAGIC)
 		*why = "bad magic (not an rsplice peer)";
 	else if (h->version != RS_PROTO_VERSION)
-		*why = "unsupported protocol version";
+		*why = "unsupported protocol version (this edge speaks version 2: upgrade the agent)";
 	else if (h->kind != RS_HELLO_CONTROL && h->kind != RS_HELLO_DATA &&
 		 h->kind != RS_HELLO_POOL)
 		*why = "unknown hello kind";
 	else if (h->reserved)
 		*why = "reserved bits set";
-	else if (h->kind == RS_HELLO_CONTROL && h->conn_id)
-		*why = "control hello with a connection id";
-	else if (h->kind != RS_HELLO_CONTROL && !h->conn_id)
-		*why = "data hello without a connection id";
+	else if (h->kind == RS_HELLO_CONTROL && memcmp(h->blob, zero, 8))
+		*why = "control hello with reserved bytes set";
 	else
 		return 0;
 	return -EPROTO;
 }
-
-int rs_hello_data_verify(const struct rs_hello *h, const uint8_t key[RS_KEY_LEN])
-{
-	uint8_t mac[RS_MAC_LEN];
-	int ret;
-
-	data_mac(h, key, mac);
-	ret = rs_mac_equal(mac, h->blob);
-	sodium_memzero(mac, sizeof(mac));
-	return ret;
-}
-
-uint64_t rs_hello_conn_id(const struct rs_hello *h) { return be64toh(h->conn_id); }
 
 /* ---- buffers and frames ---- */
 
@@ -362,27 +519,80 @@ int rs_dec_connect_fail(const struct rs_frame *f, uint64_t *conn_id, int *err)
 	return 0;
 }
 
-size_t rs_enc_auth(uint8_t *out, const uint8_t mac[RS_MAC_LEN], const char *name)
+size_t rs_enc_edge_auth(uint8_t *out, const struct rs_edge_auth *ea)
 {
-	size_t n = strlen(name);
+	size_t off = 0;
 
-	memcpy(out, mac, RS_MAC_LEN);
-	out[RS_MAC_LEN] = (uint8_t)n;
-	memcpy(out + RS_MAC_LEN + 1, name, n);
-	return RS_MAC_LEN + 1 + n;
+	out[off++] = ea->has_sig;
+	if (ea->has_sig) {
+		memcpy(out + off, ea->sig, RS_SIG_LEN);
+		off += RS_SIG_LEN;
+	}
+	out[off++] = (uint8_t)ea->n_macs;
+	memcpy(out + off, ea->macs, (size_t)ea->n_macs * RS_MAC_LEN);
+	return off + (size_t)ea->n_macs * RS_MAC_LEN;
 }
 
-int rs_dec_auth(const struct rs_frame *f, uint8_t mac[RS_MAC_LEN], char name[64])
+int rs_dec_edge_auth(const struct rs_frame *f, struct rs_edge_auth *ea)
+{
+	const uint8_t *p = f->payload;
+	size_t off = 0;
+
+	memset(ea, 0, sizeof(*ea));
+	if (f->len < 2 || p[0] > 1)
+		return -EPROTO;
+	ea->has_sig = p[off++];
+	if (ea->has_sig) {
+		if (f->len < off + RS_SIG_LEN + 1)
+			return -EPROTO;
+		memcpy(ea->sig, p + off, RS_SIG_LEN);
+		off += RS_SIG_LEN;
+	}
+	ea->n_macs = p[off++];
+	if (ea->n_macs > RS_MAX_EDGE_MACS || (!ea->has_sig && !ea->n_macs) ||
+	    f->len != off + (size_t)ea->n_macs * RS_MAC_LEN)
+		return -EPROTO;
+	memcpy(ea->macs, p + off, (size_t)ea->n_macs * RS_MAC_LEN);
+	return 0;
+}
+
+size_t rs_enc_auth(uint8_t *out, const struct rs_auth *a)
+{
+	size_t n = strlen(a->name), off = 2 + n;
+
+	out[0] = (uint8_t)a->mode;
+	out[1] = (uint8_t)n;
+	memcpy(out + 2, a->name, n);
+	if (a->mode == RS_AUTH_TOKEN) {
+		memcpy(out + off, a->mac, RS_MAC_LEN);
+		return off + RS_MAC_LEN;
+	}
+	memcpy(out + off, a->pk, RS_PK_LEN);
+	memcpy(out + off + RS_PK_LEN, a->sig, RS_SIG_LEN);
+	return off + RS_PK_LEN + RS_SIG_LEN;
+}
+
+int rs_dec_auth(const struct rs_frame *f, struct rs_auth *a)
 {
 	int n;
 
-	if (f->len < RS_MAC_LEN + 1)
+	memset(a, 0, sizeof(*a));
+	if (f->len < 2)
 		return -EPROTO;
-	memcpy(mac, f->payload, RS_MAC_LEN);
-	n = dec_name(f->payload + RS_MAC_LEN, f->len - RS_MAC_LEN, name);
-	if (n < 0 || RS_MAC_LEN + (size_t)n != f->len)
+	a->mode = f->payload[0];
+	n = dec_name(f->payload + 1, f->len - 1, a->name);
+	if (n < 0)
 		return -EPROTO;
-	return 0;
+	if (a->mode == RS_AUTH_TOKEN && f->len == 1 + (size_t)n + RS_MAC_LEN) {
+		memcpy(a->mac, f->payload + 1 + n, RS_MAC_LEN);
+		return 0;
+	}
+	if (a->mode == RS_AUTH_KEY && f->len == 1 + (size_t)n + RS_PK_LEN + RS_SIG_LEN) {
+		memcpy(a->pk, f->payload + 1 + n, RS_PK_LEN);
+		memcpy(a->sig, f->payload + 1 + n + RS_PK_LEN, RS_SIG_LEN);
+		return 0;
+	}
+	return -EPROTO;
 }
 
 int rs_enc_services(uint8_t *out, size_t cap, const char *const *names, int n)

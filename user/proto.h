@@ -1,40 +1,79 @@
 /* SPDX-License-Identifier: MIT */
-/* rsplice wire protocol, version 1.
+/* rsplice wire protocol, version 2.  All cryptography is libsodium's.
  *
  * Every connection to the edge's control port starts with a fixed 48-byte
- * struct rs_hello.  A control connection (kind CONTROL) then carries
- * length-prefixed frames; a data connection (kind DATA) carries nothing else
- * from us: the bytes after its hello belong to the tunnelled stream, which is
- * why the hello has a fixed length and is read with its exact length.
+ * struct rs_hello.  A control connection (kind CONTROL) then carries frames;
+ * a data connection (kind DATA or POOL) carries nothing else from us: the
+ * bytes after its hello belong to the tunnelled stream, which is why the hello
+ * has a fixed length and is read with its exact length.
  *
- * Authentication (mutual, over a pre-shared token, HMAC-SHA256):
- *   agent -> edge  hello{CONTROL, nonce_a}
- *   edge  -> agent SERVER_HELLO{nonce_e, HMAC(token, "rsplice-edge" | nonce_a | nonce_e)}
- *   agent -> edge  AUTH{HMAC(token, "rsplice-agent" | nonce_a | nonce_e | name), name}
- *   edge  -> agent AUTH_OK
- *   session_key = HMAC(token, "rsplice-session" | nonce_a | nonce_e)
- * A data hello carries conn_id and HMAC(session_key, "rsplice-data" | first 16
- * hello bytes): it is bound to the session and to one request.
+ * Control handshake (A = agent, E = edge):
+ *   A -> E  hello{CONTROL, conn 0, epk_a}         X25519 ephemeral (crypto_kx)
+ *   E -> A  SERVER_HELLO{epk_e}                   the only frame in clear
+ *   th = BLAKE2b-256("rsplice-v2 transcript" | hello[48] | epk_e)
+ *   master = BLAKE2b-256(key = kx_a2e | kx_e2a, "rsplice-v2 keys" | th)
+ *   subkeys (crypto_kdf, context "rsplice2"): 1 control A->E, 2 control E->A,
+ *   3 data hellos (A->E), 4 binds (E->A).  Both ephemeral secrets are wiped.
+ *   From here every frame is a record (both directions):
+ *     be32 n | ChaCha20-Poly1305-IETF(key of the direction,
+ *              nonce = 4 zero bytes | be64 record counter, ad = be32 n,
+ *              plaintext = frame header(8) | payload)      n = 8 + len + 16
+ *   E -> A  EDGE_AUTH{has_sig(1) [sig(64)] n_macs(1) mac(32)*n}
+ *           sig = Ed25519(edge --key, "rsplice-v2 edge" | th)
+ *           mac = HMAC-SHA256(token, "rsplice-v2 edge" | th) for each token
+ *           the edge holds (global and per-service).  The agent requires the
+ *           signature of its pinned --edge-pubkey, or else a MAC with its own
+ *           token: it never talks to an unauthenticated edge.
+ *   A -> E  AUTH{mode(1) name_len(1) name proof}
+ *           mode 1 (token): proof = HMAC-SHA256(token, "rsplice-v2 agent" | th | name)
+ *           mode 2 (key):   proof = pubkey(32) Ed25519(key, "rsplice-v2 agent" | th | name)(64)
+ *   E -> A  AUTH_OK{} or ERROR{reason}.  Then SERVICES (each checked against
+ *           what the token or the authorized key may serve), CONNECT, ...
+ *   A session's clock: ms since AUTH_OK (edge: sent, agent: received).  Every
+ *   edge PING carries the edge's session time; the agent follows it, so the
+ *   two clocks never drift apart by more than one heartbeat.
  *
- * Pooled data connections: the agent opens some data connections ahead of
- * time, each with a POOL hello (same MAC; conn_id is a per-session counter,
- * so the edge rejects replays).  For a new client the edge takes one and
- * writes a fixed-size struct rs_bind naming the service, then splices at
- * once: the client does not wait for a CONNECT round trip and a dial. */
+ * Data hellos (DATA: for a CONNECT, POOL: opened ahead), 48 bytes:
+ *   magic(4) version(1) kind(1) reserved(2) nonce(12)
+ *   ChaCha20-Poly1305-IETF(hello key, nonce, ad = the first 8 bytes,
+ *                          {be64 ticket or pool id, be32 session ms}) (12+16)
+ *   The nonce is random (96 bits, per session key).  The ticket is the random
+ *   64-bit id the edge sent inside the encrypted CONNECT; the edge accepts a
+ *   ticket once, and only from the session it was sent on.  Pool ids are a
+ *   per-session counter behind an anti-replay window.  A hello whose session
+ *   time is more than RS_HELLO_TTL_MS old (or RS_HELLO_SKEW_MS in the future)
+ *   is refused.  The edge finds the session by trying each session's key.
+ *
+ * Bind (edge -> agent on a pooled connection, then the client's stream), 128
+ * bytes: magic(4) version(1) kind(1) reserved(2) nonce(24)
+ *   XChaCha20-Poly1305-IETF(bind key, nonce, ad = first 8 bytes,
+ *     {be64 conn_id, be64 pool_id, u8 name_len, name[63] zero padded}) (80+16)
+ *   The nonce is random (192 bits, never reused in practice).
+ *
+ * Bulk data after a hello or bind is NOT encrypted: it is the raw TCP stream
+ * the kernel splices.  Nothing secret (service names, tickets, keys) travels
+ * in clear; the ephemeral public keys and nonces do. */
 #ifndef RSPLICE_PROTO_H
 #define RSPLICE_PROTO_H
 
 #include <linux/types.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define RS_MAGIC 0x5253504cU /* "RSPL" */
-#define RS_PROTO_VERSION 1
+#define RS_PROTO_VERSION 2
 #define RS_KEY_LEN 32
-#define RS_NONCE_LEN 32
+#define RS_PK_LEN 32   /* X25519 and Ed25519 public keys */
+#define RS_SIG_LEN 64
 #define RS_MAC_LEN 32
+#define RS_TAG_LEN 16
 #define RS_FRAME_MAX 4096   /* largest frame payload accepted */
+#define RS_RECORD_MAX (4 + 8 + RS_FRAME_MAX + RS_TAG_LEN)
 #define RS_MAX_FRAME_SERVICES 256
+#define RS_MAX_EDGE_MACS 64 /* tokens an edge can prove itself with */
+#define RS_HELLO_TTL_MS 5000
+#define RS_HELLO_SKEW_MS 2000
 
 enum rs_hello_kind { RS_HELLO_CONTROL = 1, RS_HELLO_DATA = 2, RS_HELLO_POOL = 3 };
 
@@ -43,8 +82,7 @@ struct rs_hello {
 	__u8 version;
 	__u8 kind;
 	__be16 reserved; /* must be zero */
-	__be64 conn_id;  /* DATA: id from the CONNECT request; CONTROL: zero */
-	__u8 blob[32];   /* CONTROL: nonce_a; DATA: MAC */
+	__u8 blob[40];   /* CONTROL: be64 0 | epk_a[32]; DATA/POOL: nonce | sealed */
 };
 _Static_assert(sizeof(struct rs_hello) == 48, "hello is fixed-size on the wire");
 
@@ -53,14 +91,11 @@ struct rs_bind {
 	__be32 magic;
 	__u8 version;
 	__u8 kind;       /* RS_BIND_KIND */
-	__u8 name_len;   /* 1..63 */
-	__u8 reserved;   /* must be zero */
-	__be64 conn_id;  /* the edge's id of the client connection (for logs) */
-	__be64 pool_id;  /* the pooled connection's hello conn_id */
-	char name[64];   /* service name, zero padded */
-	__u8 mac[32];    /* HMAC(session_key, "rsplice-bind" | all bytes before mac) */
+	__be16 reserved; /* must be zero */
+	__u8 nonce[24];
+	__u8 sealed[80 + RS_TAG_LEN];
 };
-_Static_assert(sizeof(struct rs_bind) == 120, "bind is fixed-size on the wire");
+_Static_assert(sizeof(struct rs_bind) == 128, "bind is fixed-size on the wire");
 #define RS_BIND_KIND 4
 
 struct rs_frame_hdr {
@@ -72,37 +107,83 @@ struct rs_frame_hdr {
 _Static_assert(sizeof(struct rs_frame_hdr) == 8, "frame header is fixed-size on the wire");
 
 enum rs_frame_type {
-	RS_F_SERVER_HELLO = 1, /* edge->agent: nonce_e[32] mac_e[32] */
-	RS_F_AUTH = 2,         /* agent->edge: mac_a[32] name_len(1) name */
+	RS_F_SERVER_HELLO = 1, /* edge->agent, in clear: epk_e[32] */
+	RS_F_AUTH = 2,         /* agent->edge: see above */
 	RS_F_AUTH_OK = 3,      /* edge->agent: empty */
 	RS_F_SERVICES = 4,     /* agent->edge: count(2) {len(1) name}* */
-	RS_F_PING = 5,         /* either: token(8) */
+	RS_F_PING = 5,         /* either: token(8); edge: be64 session ms */
 	RS_F_PONG = 6,         /* either: token(8) echoed */
-	RS_F_CONNECT = 7,      /* edge->agent: conn_id(8) len(1) service */
-	RS_F_CONNECT_FAIL = 8, /* agent->edge: conn_id(8) errno(4) */
+	RS_F_CONNECT = 7,      /* edge->agent: ticket(8) len(1) service */
+	RS_F_CONNECT_FAIL = 8, /* agent->edge: ticket(8) errno(4) */
 	RS_F_ERROR = 9,        /* either: reason text (<= 255 bytes), then close */
+	RS_F_EDGE_AUTH = 10,   /* edge->agent: see above */
 	RS_F_MAX
 };
 
+enum rs_auth_mode { RS_AUTH_TOKEN = 1, RS_AUTH_KEY = 2 };
+
 const char *rs_frame_name(unsigned int type);
 
-/* ---- hello ---- */
-void rs_hello_control(struct rs_hello *h, const uint8_t nonce_a[RS_NONCE_LEN]);
-void rs_hello_data(struct rs_hello *h, uint64_t conn_id, const uint8_t key[RS_KEY_LEN]);
-void rs_hello_pool(struct rs_hello *h, uint64_t pool_id, const uint8_t key[RS_KEY_LEN]);
+/* ---- handshake ---- */
+struct rs_keys {
+	uint8_t ctl_tx[RS_KEY_LEN], ctl_rx[RS_KEY_LEN]; /* this end's directions */
+	uint8_t hello[RS_KEY_LEN]; /* data hellos, agent -> edge */
+	uint8_t bind[RS_KEY_LEN];  /* binds, edge -> agent */
+	uint8_t th[32];            /* transcript hash */
+};
+
+/* A control hello carrying this end's ephemeral public key. */
+void rs_hello_control(struct rs_hello *h, const uint8_t epk_a[RS_PK_LEN]);
+const uint8_t *rs_hello_epk(const struct rs_hello *h);
 /* Checks magic, version, kind and reserved bits: 0 or -EPROTO (*why set). */
 int rs_hello_check(const struct rs_hello *h, const char **why);
-/* Constant-time check of a DATA or POOL hello's MAC against the session key: 0 or -EPERM. */
-int rs_hello_data_verify(const struct rs_hello *h, const uint8_t key[RS_KEY_LEN]);
-uint64_t rs_hello_conn_id(const struct rs_hello *h);
+/* Session keys of one end (agent: is_agent) from its ephemeral key pair, the
+ * peer's ephemeral public key and the control hello.  0 or -EPERM (bad peer key). */
+int rs_keys_derive(struct rs_keys *k, bool is_agent, const uint8_t my_pk[RS_PK_LEN],
+		   const uint8_t my_sk[RS_KEY_LEN], const uint8_t peer_pk[RS_PK_LEN],
+		   const struct rs_hello *control_hello);
+
+/* HMAC-SHA256(secret, label | th | name) */
+void rs_proof_mac(const uint8_t *secret, size_t len, const char *label, const uint8_t th[32],
+		  const char *name, uint8_t out[RS_MAC_LEN]);
+/* Ed25519 over label | th | name */
+void rs_proof_sign(const uint8_t sk[64], const char *label, const uint8_t th[32],
+		   const char *name, uint8_t sig[RS_SIG_LEN]);
+int rs_proof_verify(const uint8_t pk[RS_PK_LEN], const char *label, const uint8_t th[32],
+		    const char *name, const uint8_t sig[RS_SIG_LEN]);
+#define RS_LABEL_EDGE "rsplice-v2 edge"
+#define RS_LABEL_AGENT "rsplice-v2 agent"
+
+/* ---- encrypted records ---- */
+struct rs_chan {
+	uint8_t key[RS_KEY_LEN];
+	uint64_t ctr;
+};
+/* Seal one plaintext frame (header + payload, len bytes) into out (room for
+ * len + 4 + RS_TAG_LEN): returns the record length. */
+size_t rs_record_seal(struct rs_chan *c, const uint8_t *frame, size_t len, uint8_t *out);
+/* Open the record at the head of in (avail bytes): 1 with plain (>= 8 +
+ * RS_FRAME_MAX bytes) holding *plain_len bytes and *used set, 0 when more bytes
+ * are needed, -EMSGSIZE/-EBADMSG when malformed or forged (*why set). */
+int rs_record_open(struct rs_chan *c, const uint8_t *in, size_t avail, uint8_t *plain,
+		   size_t *plain_len, size_t *used, const char **why);
+
+/* ---- data hellos ---- */
+void rs_hello_data(struct rs_hello *h, unsigned int kind, uint64_t id, uint32_t t_ms,
+		   const uint8_t key[RS_KEY_LEN]);
+/* Opens a DATA or POOL hello: 0 with *id and *t_ms, or -EPERM (not this key). */
+int rs_hello_open(const struct rs_hello *h, const uint8_t key[RS_KEY_LEN], uint64_t *id,
+		  uint32_t *t_ms);
+/* 0 when a hello stamped t_ms is fresh at session time now_ms, else -ETIME. */
+int rs_hello_fresh(uint32_t t_ms, uint64_t now_ms);
 
 /* ---- bind (pooled connections) ---- */
 void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const char *service,
 		  const uint8_t key[RS_KEY_LEN]);
-/* Checks the fixed fields, the name and the MAC; 0 or -EPROTO/-EPERM (*why set).
- * service receives the NUL-terminated name. */
+/* Checks the fixed fields, the AEAD tag, the pool id and the name; 0 or
+ * -EPROTO/-EPERM (*why set).  service receives the NUL-terminated name. */
 int rs_bind_check(const struct rs_bind *b, uint64_t pool_id, const uint8_t key[RS_KEY_LEN],
-		  char service[64], const char **why);
+		  uint64_t *conn_id, char service[64], const char **why);
 
 /* Anti-replay window for per-session counters (as in IPsec): accepts each
  * id once, and refuses ids more than 64 behind the highest seen. */
@@ -113,13 +194,6 @@ struct rs_replay {
 /* 0 when id is new (and records it), -EALREADY otherwise. */
 int rs_replay_check(struct rs_replay *w, uint64_t id);
 
-/* ---- authentication ---- */
-void rs_mac_edge(const uint8_t *token, size_t token_len, const uint8_t *nonce_a,
-		 const uint8_t *nonce_e, uint8_t out[RS_MAC_LEN]);
-void rs_mac_agent(const uint8_t *token, size_t token_len, const uint8_t *nonce_a,
-		  const uint8_t *nonce_e, const char *name, uint8_t out[RS_MAC_LEN]);
-void rs_session_key(const uint8_t *token, size_t token_len, const uint8_t *nonce_a,
-		    const uint8_t *nonce_e, uint8_t out[RS_KEY_LEN]);
 /* constant time; 0 when equal, -EPERM otherwise */
 int rs_mac_equal(const uint8_t *a, const uint8_t *b);
 
@@ -148,12 +222,30 @@ struct rs_frame {
 int rs_frame_peek(const struct rs_buf *b, struct rs_frame *f, const char **why);
 
 /* ---- frame payloads: encoders return payload length, decoders 0 or -EPROTO ---- */
-size_t rs_enc_connect(uint8_t *out, uint64_t conn_id, const char *service);
-int rs_dec_connect(const struct rs_frame *f, uint64_t *conn_id, char service[64]);
-size_t rs_enc_connect_fail(uint8_t *out, uint64_t conn_id, int err);
-int rs_dec_connect_fail(const struct rs_frame *f, uint64_t *conn_id, int *err);
-size_t rs_enc_auth(uint8_t *out, const uint8_t mac[RS_MAC_LEN], const char *name);
-int rs_dec_auth(const struct rs_frame *f, uint8_t mac[RS_MAC_LEN], char name[64]);
+size_t rs_enc_connect(uint8_t *out, uint64_t ticket, const char *service);
+int rs_dec_connect(const struct rs_frame *f, uint64_t *ticket, char service[64]);
+size_t rs_enc_connect_fail(uint8_t *out, uint64_t ticket, int err);
+int rs_dec_connect_fail(const struct rs_frame *f, uint64_t *ticket, int *err);
+
+struct rs_edge_auth {
+	bool has_sig;
+	uint8_t sig[RS_SIG_LEN];
+	unsigned int n_macs;
+	uint8_t macs[RS_MAX_EDGE_MACS][RS_MAC_LEN];
+};
+size_t rs_enc_edge_auth(uint8_t *out, const struct rs_edge_auth *ea);
+int rs_dec_edge_auth(const struct rs_frame *f, struct rs_edge_auth *ea);
+
+struct rs_auth {
+	unsigned int mode; /* enum rs_auth_mode */
+	char name[64];
+	uint8_t mac[RS_MAC_LEN];  /* token */
+	uint8_t pk[RS_PK_LEN];    /* key */
+	uint8_t sig[RS_SIG_LEN];
+};
+size_t rs_enc_auth(uint8_t *out, const struct rs_auth *a);
+int rs_dec_auth(const struct rs_frame *f, struct rs_auth *a);
+
 /* services: names[i] are NUL-terminated, each valid per rs_name_valid */
 int rs_enc_services(uint8_t *out, size_t cap, const char *const *names, int n);
 /* calls cb for each name; stops at the first error */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "bpf_pins.h"
+#include "keys.h"
 #include "log.h"
 #include "rsplice_bpf.h"
 #include "splice.skel.h"
@@ -728,14 +729,82 @@ static int do_status(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------------ */
+/* keygen                                                                   */
+
+static void keygen_usage(FILE *f)
+{
+	fprintf(f, "Usage: rsplice keygen [ -f|--force ] [ -C|--comment TEXT ] FILE\n"
+		   "Writes a new Ed25519 key pair: the private key to FILE and the public key\n"
+		   "to FILE.pub (both mode 0600).  An existing file is replaced only with\n"
+		   "--force.  The .pub line goes into the edge's --authorized-keys file (agent\n"
+		   "keys) or is pinned by agents with --edge-pubkey (the edge's key).\n");
+}
+
+static int do_keygen(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ "comment", required_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	const char *comment = NULL;
+	char err[RS_KEY_ERRLEN], b64[64];
+	bool force = false;
+	uint8_t pk[32];
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "fC:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			force = true;
+			break;
+		case 'C':
+			comment = optarg;
+			break;
+		case 'h':
+			keygen_usage(stdout);
+			return 0;
+		default:
+			keygen_usage(stderr);
+			return -1;
+		}
+	}
+	if (optind != argc - 1) {
+		p_err("keygen needs exactly one FILE (see 'rsplice keygen --help')");
+		return -1;
+	}
+	if (rs_key_generate(argv[optind], force, comment, pk, err)) {
+		p_err("%s", err);
+		return -1;
+	}
+	rs_pubkey_b64(pk, b64, sizeof(b64));
+	if (json_output) {
+		char pub[PATH_MAX + 8];
+
+		snprintf(pub, sizeof(pub), "%s.pub", argv[optind]);
+		jw_obj_start(NULL);
+		jw_str("private_key_file", argv[optind]);
+		jw_str("public_key_file", pub);
+		jw_str("public_key", b64);
+		jw_obj_end();
+		return 0;
+	}
+	printf("private key: %s\npublic key:  %s.pub\n%s\n", argv[optind], argv[optind], b64);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* main                                                                     */
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: rsplice [ OPTIONS ] { attach | detach | status | help }\n"
+	fprintf(f, "Usage: rsplice [ OPTIONS ] { attach | detach | status | keygen | help }\n"
 		   "       rsplice attach [ -f ] [ --max-socks N ]\n"
 		   "       rsplice detach\n"
 		   "       rsplice status\n"
+		   "       rsplice keygen [ -f|--force ] [ -C|--comment TEXT ] FILE\n"
 		   "OPTIONS := { -j|--json [ -p|--pretty ] | --pin-dir DIR | -v|--verbose |\n"
 		   "             -h|--help | -V|--version }\n"
 		   "The pin dir defaults to $RSPLICE_PIN_DIR, else %s.\n",
@@ -760,6 +829,7 @@ static const struct cmd {
 	{ "attach", do_attach },
 	{ "detach", do_detach },
 	{ "status", do_status },
+	{ "keygen", do_keygen },
 	{ "help", do_help },
 };
 
