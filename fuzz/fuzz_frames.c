@@ -69,7 +69,8 @@ static void decode_all(const struct rs_frame *f, const uint8_t *wire)
 	struct rs_buf tmp;
 	uint64_t id;
 	char name[64];
-	uint8_t mac[RS_MAC_LEN];
+	static struct rs_auth au;
+	static struct rs_edge_auth ea;
 	int err;
 
 	/* the frame re-encodes to the very bytes it came from */
@@ -95,10 +96,16 @@ static void decode_all(const struct rs_frame *f, const uint8_t *wire)
 		FUZZ_CHECK(rs_enc_connect_fail(out, id, -err) == f->len); /* -errno form too */
 		FUZZ_CHECK(memcmp(out, f->payload, f->len) == 0);
 	}
-	memset(name, 0x55, sizeof(name));
-	if (rs_dec_auth(f, mac, name) == 0) {
-		check_name(name);
-		FUZZ_CHECK(rs_enc_auth(out, mac, name) == f->len);
+	memset(&au, 0x55, sizeof(au));
+	if (rs_dec_auth(f, &au) == 0) {
+		check_name(au.name);
+		FUZZ_CHECK(au.mode == RS_AUTH_TOKEN || au.mode == RS_AUTH_KEY);
+		FUZZ_CHECK(rs_enc_auth(out, &au) == f->len);
+		FUZZ_CHECK(memcmp(out, f->payload, f->len) == 0);
+	}
+	if (rs_dec_edge_auth(f, &ea) == 0) {
+		FUZZ_CHECK(ea.n_macs <= RS_MAX_EDGE_MACS && (ea.has_sig || ea.n_macs));
+		FUZZ_CHECK(rs_enc_edge_auth(out, &ea) == f->len);
 		FUZZ_CHECK(memcmp(out, f->payload, f->len) == 0);
 	}
 

@@ -1,21 +1,20 @@
 // SPDX-License-Identifier: MIT
-/* libFuzzer target: the 48-byte hello (user/proto.c).
+/* libFuzzer target: the 48-byte hello and the 128-byte bind (user/proto.c).
  *
- * Input: bytes 0..47 are a hello as it arrives on the control port (shorter
- * inputs are zero-padded); optional bytes 48, 49 pick a byte position and an
- * XOR mask for the mutation check below.
+ * Input: bytes 0..47 are a hello as it arrives on the control port, bytes
+ * 48..175 a bind as it arrives on a pooled connection (short inputs are
+ * zero-padded); optional bytes 176, 177 pick a byte position and an XOR mask
+ * for the mutation check below.
  *
  * Checked (abort = finding):
- *  - rs_hello_check() and rs_hello_data_verify() with a fixed session key never
- *    crash, and agree with the header fields (check passes exactly for magic,
- *    version 1, kind CONTROL/DATA, reserved 0, conn id zero iff CONTROL);
- *  - the only hello that verifies under the key is the one rs_hello_data()
- *    builds for its conn id: no forgery from fuzzed bytes;
- *  - a hello from rs_hello_data() (conn id from the input) passes check and
- *    verify, and every 1-byte mutation of it fails verify (and the chosen one,
- *    and a sweep over all 48 positions, fail); it does not verify under another
- *    key either;
- *  - rs_hello_control() round-trips the nonce and passes check. */
+ *  - rs_hello_check() never crashes and passes exactly for magic, version 2,
+ *    kind CONTROL/DATA/POOL, reserved 0 (and a control hello's zero bytes);
+ *  - fuzzed bytes never open as a data hello nor as a bind under the session
+ *    keys (no forgery), and rs_bind_check() fails with -EPROTO or -EPERM;
+ *  - a hello sealed by rs_hello_data() (id and time from the input) opens to
+ *    the same id and time, not under another key, and every 1-bit mutation
+ *    of it fails; the same for a bind made by rs_bind_make();
+ *  - rs_hello_control() round-trips the ephemeral key and passes check. */
 #include <endian.h>
 #include <errno.h>
 #include <sodium.h>
@@ -38,62 +37,86 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static int fields_ok(const struct rs_hello *h)
 {
+	static const uint8_t zero[8];
+
 	if (be32toh(h->magic) != RS_MAGIC || h->version != RS_PROTO_VERSION || h->reserved)
 		return 0;
 	if (h->kind == RS_HELLO_CONTROL)
-		return h->conn_id == 0;
-	if (h->kind == RS_HELLO_DATA)
-		return h->conn_id != 0;
-	return 0;
+		return !memcmp(h->blob, zero, 8);
+	return h->kind == RS_HELLO_DATA || h->kind == RS_HELLO_POOL;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	uint8_t in[48 + 128 + 2] = { 0 };
 	struct rs_hello h, g, m;
+	struct rs_bind b, bb, bm;
 	const char *why = NULL;
+	char name[64];
+	uint64_t id, id2, conn;
+	uint32_t t, t2;
 	size_t pos;
 	uint8_t mask;
 	int rc;
 
-	memset(&h, 0, sizeof(h));
-	memcpy(&h, data, size < sizeof(h) ? size : sizeof(h));
-	pos = size > 48 ? data[48] % sizeof(h) : 0;
-	mask = size > 49 && data[49] ? data[49] : 0x01;
+	memcpy(in, data, size < sizeof(in) ? size : sizeof(in));
+	memcpy(&h, in, sizeof(h));
+	memcpy(&b, in + 48, sizeof(b));
+	pos = in[176];
+	mask = in[177] ? in[177] : 0x01;
 
 	/* arbitrary bytes */
 	rc = rs_hello_check(&h, &why);
 	FUZZ_CHECK(rc == 0 || rc == -EPROTO);
-	FUZZ_CHECK(rc != 0 || fields_ok(&h));
-	FUZZ_CHECK(rc == 0 || (!fields_ok(&h) && why && *why));
-	rc = rs_hello_data_verify(&h, key);
-	FUZZ_CHECK(rc == 0 || rc == -EPERM);
-	rs_hello_data(&g, rs_hello_conn_id(&h), key);
-	/* a well-formed data hello verifies exactly when it is the hello the key
-	 * holder builds for its conn id (the MAC covers the other 16 bytes) */
-	if (fields_ok(&h) && h.kind == RS_HELLO_DATA)
-		FUZZ_CHECK((rc == 0) == (memcmp(&g, &h, sizeof(h)) == 0));
-	else if (memcmp(&g, &h, sizeof(h)) == 0)
-		FUZZ_CHECK(rc == 0);
+	FUZZ_CHECK((rc == 0) == !!fields_ok(&h));
+	FUZZ_CHECK(rc == 0 || (why && *why));
+	FUZZ_CHECK(rs_hello_open(&h, key, &id, &t) == -EPERM);
+	rc = rs_bind_check(&b, 1, key, &conn, name, &why);
+	FUZZ_CHECK(rc == -EPROTO || rc == -EPERM);
 
-	/* a genuine data hello for the input's conn id */
-	rc = rs_hello_check(&g, &why);
-	FUZZ_CHECK(rc == 0 || (h.conn_id == 0 && rc == -EPROTO)); /* id 0 is refused */
-	FUZZ_CHECK(rs_hello_data_verify(&g, key) == 0);
-	FUZZ_CHECK(rs_hello_data_verify(&g, key2) == -EPERM);
-	FUZZ_CHECK(rs_hello_conn_id(&g) == rs_hello_conn_id(&h));
+	/* a genuine data hello with the input's id and time */
+	memcpy(&id, in + 8, 8);
+	memcpy(&t, in + 16, 4);
+	rs_hello_data(&g, (in[20] & 1) ? RS_HELLO_POOL : RS_HELLO_DATA, id, t, key);
+	FUZZ_CHECK(rs_hello_check(&g, &why) == 0);
+	FUZZ_CHECK(rs_hello_open(&g, key, &id2, &t2) == 0 && id2 == id && t2 == t);
+	FUZZ_CHECK(rs_hello_open(&g, key2, &id2, &t2) == -EPERM);
 	m = g;
-	((uint8_t *)&m)[pos] ^= mask;
-	FUZZ_CHECK(rs_hello_data_verify(&m, key) == -EPERM);
+	((uint8_t *)&m)[pos % sizeof(m)] ^= mask;
+	FUZZ_CHECK(rs_hello_open(&m, key, &id2, &t2) == -EPERM);
 	for (size_t i = 0; i < sizeof(g); i++) {
 		m = g;
 		((uint8_t *)&m)[i] ^= (uint8_t)(1u << (i % 8));
-		FUZZ_CHECK(rs_hello_data_verify(&m, key) == -EPERM);
+		FUZZ_CHECK(rs_hello_open(&m, key, &id2, &t2) == -EPERM);
 	}
 
-	/* control hello round trip, nonce from the input's blob */
-	rs_hello_control(&m, h.blob);
+	/* a genuine bind; the service name is the longest valid prefix of the input */
+	{
+		size_t n = 0;
+
+		while (n < 63 && rs_name_ok((const char *)in + 48, n + 1))
+			n++;
+		memcpy(name, in + 48, n);
+		name[n] = '\0';
+		if (!n)
+			strcpy(name, "svc");
+	}
+	rs_bind_make(&bb, id, id ^ 1, name, key);
+	{
+		char got[64];
+
+		FUZZ_CHECK(rs_bind_check(&bb, id ^ 1, key, &conn, got, &why) == 0);
+		FUZZ_CHECK(conn == id && !strcmp(got, name));
+		FUZZ_CHECK(rs_bind_check(&bb, id, key, &conn, got, &why) == -EPROTO);
+		FUZZ_CHECK(rs_bind_check(&bb, id ^ 1, key2, &conn, got, &why) == -EPERM);
+		bm = bb;
+		((uint8_t *)&bm)[pos % sizeof(bm)] ^= mask;
+		FUZZ_CHECK(rs_bind_check(&bm, id ^ 1, key, &conn, got, &why) != 0);
+	}
+
+	/* control hello round trip, ephemeral key from the input */
+	rs_hello_control(&m, in + 16);
 	FUZZ_CHECK(rs_hello_check(&m, &why) == 0);
-	FUZZ_CHECK(memcmp(m.blob, h.blob, RS_NONCE_LEN) == 0);
-	FUZZ_CHECK(rs_hello_conn_id(&m) == 0);
+	FUZZ_CHECK(memcmp(rs_hello_epk(&m), in + 16, RS_PK_LEN) == 0);
 	return 0;
 }

@@ -12,6 +12,7 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
 T_SERVER_HELLO, T_AUTH, T_AUTH_OK, T_SERVICES, T_PING, T_PONG = 1, 2, 3, 4, 5, 6
+T_EDGE_AUTH = 10
 T_CONNECT, T_CONNECT_FAIL, T_ERROR = 7, 8, 9
 
 
@@ -38,8 +39,13 @@ def connect_fail(cid, err):
     return struct.pack(">Q", cid) + struct.pack(">I", err)
 
 
-def auth(nm):
-    return bytes(range(32)) + name(nm)
+def auth(nm, mode=1):
+    proof = bytes(range(32)) if mode == 1 else bytes(range(96))
+    return bytes([mode]) + name(nm) + proof
+
+
+def edge_auth(sig=True, macs=1):
+    return (bytes([1]) + b"\x5a" * 64 if sig else b"\x00") + bytes([macs]) + b"\xa5" * (32 * macs)
 
 
 def frames_corpus():
@@ -47,7 +53,8 @@ def frames_corpus():
     agent_session = (frame(T_AUTH, auth("lan1")) + frame(T_SERVICES, services("web", "ssh"))
                      + frame(T_PING, b"12345678") + frame(T_PONG, b"87654321")
                      + frame(T_CONNECT_FAIL, connect_fail(42, 111)))
-    edge_session = (frame(T_SERVER_HELLO, bytes(64)) + frame(T_AUTH_OK)
+    edge_session = (frame(T_SERVER_HELLO, bytes(32)) + frame(T_EDGE_AUTH, edge_auth())
+                    + frame(T_AUTH_OK)
                     + frame(T_CONNECT, connect(0x1122334455667788, "web"))
                     + frame(T_PING, b"\0" * 8) + frame(T_ERROR, b"shutting down"))
     many = services(*["s%03d" % i for i in range(256)])
@@ -70,7 +77,13 @@ def frames_corpus():
         "frame_max": b"\x00" + frame(T_ERROR, b"e" * 4096),
         "frame_too_big": b"\x00" + frame(T_ERROR, b"", length=4097),
         "frame_type0": b"\x00" + frame(0, b""),
-        "frame_type_max": b"\x00" + frame(T_ERROR + 1, b""),
+        "frame_type_max": b"\x00" + frame(T_EDGE_AUTH + 1, b""),
+        "auth_key": b"\x00" + frame(T_AUTH, auth("lan1", mode=2)),
+        "auth_mode3": b"\x00" + frame(T_AUTH, auth("lan1", mode=3)),
+        "edge_auth_sig_only": b"\x00" + frame(T_EDGE_AUTH, edge_auth(True, 0)),
+        "edge_auth_macs": b"\x00" + frame(T_EDGE_AUTH, edge_auth(False, 64)),
+        "edge_auth_65": b"\x00" + frame(T_EDGE_AUTH, edge_auth(False, 65)),
+        "edge_auth_none": b"\x00" + frame(T_EDGE_AUTH, edge_auth(False, 0)),
         "frame_flags": b"\x00" + frame(T_PING, b"\0" * 8, flags=1),
         "frame_reserved": b"\x00" + frame(T_PING, b"\0" * 8, reserved=0x100),
         "ping_short": b"\x00" + frame(T_PING, b"\0" * 7),
@@ -80,22 +93,29 @@ def frames_corpus():
     }
 
 
-def hello(kind, cid, blob=bytes(32), magic=0x5253504C, version=1, reserved=0):
-    return struct.pack(">IBBHQ", magic, version, kind, reserved, cid) + blob
+def hello(kind, blob=bytes(40), magic=0x5253504C, version=2, reserved=0):
+    return struct.pack(">IBBH", magic, version, kind, reserved) + blob
+
+
+def bind(kind=4, version=2, body=bytes(120)):
+    return struct.pack(">IBBH", 0x5253504C, version, kind, 0) + body
 
 
 def hello_corpus():
+    # hello (48) | bind (128) | mutation position, mask (see fuzz_hello.c)
     return {
-        "control": hello(1, 0, bytes(range(32))),
-        "data": hello(2, 0x0102030405060708, b"\xaa" * 32),
-        "data_mut_pos": hello(2, 77, b"\x11" * 32) + b"\x2f\x80",
-        "bad_magic": hello(1, 0, magic=0x4C505352),
-        "bad_version": hello(1, 0, version=2),
-        "bad_kind": hello(3, 0),
-        "reserved": hello(2, 5, reserved=1),
-        "control_with_id": hello(1, 9),
-        "data_without_id": hello(2, 0),
-        "short": hello(2, 5)[:20],
+        "control": hello(1, bytes(8) + bytes(range(32))),
+        "control_reserved": hello(1, b"\x01" + bytes(39)),
+        "data": hello(2, b"\xaa" * 40),
+        "pool": hello(3, b"\x55" * 40) + bind(),
+        "data_mut_pos": hello(2, b"\x11" * 40) + bind() + b"\x2f\x80",
+        "bad_magic": hello(1, magic=0x4C505352),
+        "v1": hello(1, version=1),
+        "bad_kind": hello(5),
+        "reserved": hello(2, reserved=1),
+        "bind_v1": hello(2) + bind(version=1),
+        "bind_kind": hello(2) + bind(kind=2),
+        "short": hello(2)[:20],
         "zeros": bytes(48),
         "ones": b"\xff" * 48,
     }
@@ -202,7 +222,20 @@ def write(target, items):
             f.write(v)
 
 
+def records_corpus():
+    # byte 0: chunk size, byte 1: odd = seal the rest as genuine records
+    return {
+        "genuine": b"\x00\x01" + b"\x05hello\x00\x3fx" + b"y" * 62,
+        "genuine_1byte": b"\x01\x01" + b"\x03abc" * 20,
+        "raw_garbage": b"\x00\x00" + bytes(range(256)),
+        "raw_huge_len": b"\x00\x00" + b"\x7f\xff\xff\xff" + bytes(40),
+        "raw_tiny_len": b"\x00\x00" + b"\x00\x00\x00\x08" + bytes(40),
+        "raw_max_len": b"\x05\x00" + struct.pack(">I", 8 + 4096 + 16) + bytes(4200),
+    }
+
+
 def main():
+    write("fuzz_records", records_corpus())
     write("fuzz_frames", frames_corpus())
     write("fuzz_hello", hello_corpus())
     write("fuzz_config", config_corpus())
