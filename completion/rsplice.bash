@@ -11,13 +11,15 @@
 # below are used when the program cannot be run.  The subcommands of rsplice
 # are read from `rsplice help`; a subcommand is never run to learn its options.
 
-_rsplice_edge_opts_static='-c --config --control --token-file --route --datapath
+_rsplice_edge_opts_static='-c --config --control --token-file --service-token
+ --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
  --heartbeat --drain-timeout -v --verbose -h --help -V --version'
-_rsplice_agent_opts_static='-c --config --edge --token-file --service --name
+_rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
+ --service --name
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
  --heartbeat --drain-timeout -v --verbose -h --help -V --version'
-_rsplice_cmds_static='attach detach status help'
+_rsplice_cmds_static='attach detach status keygen help'
 
 # _rsplice_help_opts PROG: the options that "PROG --help" lists, one per word.
 _rsplice_help_opts()
@@ -56,7 +58,7 @@ _rsplice_daemon()
 	_rsplice_words
 
 	case $prev in
-	-c | --config | --token-file)
+	-c | --config | --token-file | --key | --authorized-keys | --edge-pubkey)
 		_rsplice_files "$cur"
 		return 0
 		;;
@@ -68,7 +70,7 @@ _rsplice_daemon()
 		_rsplice_words_of 'auto sockmap splice' "$cur"
 		return 0
 		;;
-	--control | --route | --edge | --service | --name | --agent-wait | \
+	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
 		--connect-timeout | --hello-timeout | --max-pending | --heartbeat | --drain-timeout | \
 		--backoff-min | --backoff-max | --pool)
 		return 0 # a value of the user's own
@@ -101,7 +103,7 @@ _rsplice()
 		_rsplice_dirs "$cur"
 		return 0
 		;;
-	--max-socks)
+	--max-socks | -C | --comment)
 		return 0
 		;;
 	esac
@@ -133,6 +135,12 @@ _rsplice()
 	case $cmd in
 	a | at | att | atta | attac | attach)
 		_rsplice_words_of '-f --force --max-socks -h --help -j --json -p --pretty' "$cur" ;;
+	k | ke | key | keyg | keyge | keygen)
+		if [[ $cur == -* ]]; then
+			_rsplice_words_of '-f --force -C --comment -h --help -j --json -p --pretty' "$cur"
+		else
+			_rsplice_files "$cur"
+		fi ;;
 	*)
 		_rsplice_words_of '-h --help -j --json -p --pretty' "$cur" ;;
 	esac

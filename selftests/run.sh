@@ -3,7 +3,8 @@
 # Whole rsplice test suite (`make check`).  Runs, in order:
 #   1. the unit test binaries build/test_*
 #   2. selftests/test_cli.sh and selftests/test_relay.sh (when present)
-#   3. selftests/test_e2e.sh (namespaces, both data paths)
+#   3. selftests/test_e2e.sh (namespaces, both data paths) and
+#      selftests/test_auth.sh (keys, tokens, hostile agents; both data paths)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
 # any "not ok" line (crash, timeout) as one more failure, and ends with
@@ -17,7 +18,7 @@
 #      (splice) and test_e2e.sh (splice path) again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle e2e fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle e2e auth fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -32,7 +33,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export BUILD=${BUILD:-build}
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle e2e fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle e2e auth fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -115,6 +116,10 @@ if wants e2e; then
 	run_counted "test_e2e.sh" "$E2E_TIMEOUT" bash selftests/test_e2e.sh
 fi
 
+if wants auth; then
+	run_counted "test_auth.sh" "$E2E_TIMEOUT" bash selftests/test_auth.sh
+fi
+
 if wants fuzz; then
 	if command -v "${FUZZ_CC:-clang-14}" >/dev/null; then
 		run_counted "fuzz-regress" "$SCRIPT_TIMEOUT" \
@@ -154,13 +159,13 @@ san_run() {
 	RC_SAVE=$saved run_counted "$name" "$limit" env BUILD="$SAN_BUILD" \
 		ASAN_OPTIONS="${SAN_ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 		UBSAN_OPTIONS="${SAN_UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
-		KEEP=1 E2E_KEEP=1 "$@"
+		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 "$@"
 	# the work directories (daemon logs) the scripts kept for us: test_e2e.sh
 	# names its own (E2E_KEEP=1), test_relay.sh's is a new /tmp dir (KEEP=1)
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -a '^# logs kept in /tmp/rsplice-e2e\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth)\.' "$saved")
 	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
 		-name 'rsplice-test-relay.*' -newer "$marker")
 	local files=("$saved")
@@ -196,6 +201,10 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 		if wants e2e; then
 			san_run "asan test_e2e.sh splice" "$E2E_TIMEOUT" \
 				env E2E_DATAPATHS=splice bash selftests/test_e2e.sh
+		fi
+		if wants auth; then
+			san_run "asan test_auth.sh splice" "$E2E_TIMEOUT" \
+				env AUTH_DATAPATHS=splice bash selftests/test_auth.sh
 		fi
 	fi
 fi

@@ -205,6 +205,10 @@ static void test_data_hello(void)
 	ASSERT_EQ(rs_hello_fresh(1000, 1001 + RS_HELLO_TTL_MS), -ETIME, "expired");
 	ASSERT_OK(rs_hello_fresh(1000 + RS_HELLO_SKEW_MS, 1000), "slightly ahead");
 	ASSERT_EQ(rs_hello_fresh(1001 + RS_HELLO_SKEW_MS, 1000), -ETIME, "far in the future");
+	ASSERT_OK(rs_hello_fresh(0xffffff00U, (1ULL << 32) + 100), "fresh across the u32 wrap");
+	ASSERT_EQ(rs_hello_fresh(100, (1ULL << 32) + 100 + RS_HELLO_TTL_MS + 1), -ETIME,
+		  "expired after the wrap");
+	ASSERT_EQ(rs_hello_fresh(1000, 1000 + (1ULL << 31)), -ETIME, "half the clock away");
 }
 
 static void test_frame_roundtrip_and_partial(void)

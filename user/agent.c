@@ -668,6 +668,7 @@ static void reconnect(struct timer *t)
 	if (ret) {
 		s->edge = cfg.edge;
 		if (!s->edge.len) { /* never resolved yet */
+			sodium_memzero(s, sizeof(*s));
 			free(s);
 			schedule_reconnect();
 			return;
@@ -678,6 +679,7 @@ static void reconnect(struct timer *t)
 	fd = net_connect((struct sockaddr *)&s->edge.ss, s->edge.len, &busy);
 	if (fd < 0) {
 		pr_warn("cannot connect to edge %s: %s", s->edge.text, strerror(-fd));
+		sodium_memzero(s, sizeof(*s));
 		free(s);
 		schedule_reconnect();
 		return;
@@ -685,6 +687,7 @@ static void reconnect(struct timer *t)
 	net_nodelay(fd);
 	if (ctl_start(&s->ctl, fd, true, cfg.c.heartbeat_ms, &session_ops, s->edge.text)) {
 		close(fd);
+		sodium_memzero(s, sizeof(*s));
 		free(s);
 		schedule_reconnect();
 		return;

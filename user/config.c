@@ -835,7 +835,8 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 	case O_SERVICE_TOKEN:
 		return service_token_parse(x, val, from_flag, err);
 	case O_EDGE_PUBKEY:
-		rc = rs_pubkey_arg(val, x->agent->edge_pubkey, err);
+		rc = copy_str(x->agent->edge_pubkey_arg, sizeof(x->agent->edge_pubkey_arg), val,
+			      "edge public key", err);
 		if (!rc)
 			x->agent->has_edge_pubkey = true;
 		return rc;
@@ -1079,7 +1080,17 @@ static void edge_usage(FILE *f)
 "  -c, --config FILE          read settings from an INI file (see below);\n"
 "                             flags given here override it\n"
 "      --control ADDR:PORT    where agents connect (default 0.0.0.0:7000)\n"
-"      --token-file FILE      shared secret, required; same file as the agent's\n"
+"      --token-file FILE      shared secret; agents with this token may serve\n"
+"                             every service; required unless --service-token\n"
+"                             or --authorized-keys is given\n"
+"      --service-token SERVICE[,SERVICE...]=FILE\n"
+"                             a token that lets agents serve only these\n"
+"                             services; repeatable (at most 32)\n"
+"      --authorized-keys FILE agents' Ed25519 public keys, one a line:\n"
+"                             [services=NAME[,NAME...]] KEY [comment];\n"
+"                             read again for every agent that logs in\n"
+"      --key FILE             this edge's Ed25519 private key (rsplice keygen);\n"
+"                             agents pin its .pub (their edge-pubkey)\n"
 "      --route [SRC[,SRC...]@][BIND_ADDR:]PORT=SERVICE\n"
 "                             publish SERVICE on PORT; repeatable; BIND_ADDR\n"
 "                             defaults to 0.0.0.0, IPv6 as [::]:PORT; SRC (an\n"
@@ -1106,11 +1117,15 @@ static void edge_usage(FILE *f)
 "Token: at least 16 bytes after trailing whitespace is stripped, at most 4096;\n"
 "tokens longer than 64 bytes are hashed to 32 bytes (BLAKE2b).  Generate one with\n"
 "  " GEN_TOKEN_HINT "\n"
+"Token and key files must not be accessible by group or others (chmod 600).\n"
+"The control channel is encrypted; tunnelled bytes are not (use WireGuard).\n"
 "\n"
 "Config file (INI; ';' or '#' comments; keys are the long option names):\n"
 "  [edge]\n"
 "  control = 0.0.0.0:7000\n"
 "  token-file = /etc/rsplice/token\n"
+"  key = /etc/rsplice/edge.key\n"
+"  authorized-keys = /etc/rsplice/authorized_keys\n"
 "  datapath = auto\n"
 "  route = 8080=web           ; may repeat\n"
 "  [service web]\n"
@@ -1136,7 +1151,14 @@ static void agent_usage(FILE *f)
 "                             flags given here override it\n"
 "      --edge HOST:PORT       the edge's control address, required; a host name\n"
 "                             is resolved again on every reconnect\n"
-"      --token-file FILE      shared secret, required; same file as the edge's\n"
+"      --token-file FILE      shared secret (the edge's token file, or one of\n"
+"                             its per-service token files); required unless\n"
+"                             both --key and --edge-pubkey are given\n"
+"      --key FILE             log in with this Ed25519 private key (rsplice\n"
+"                             keygen) instead of the token\n"
+"      --edge-pubkey KEY|FILE the edge must prove it holds this key (base64, or\n"
+"                             a .pub file); without it the edge proves it\n"
+"                             knows the token\n"
 "      --service NAME=HOST:PORT\n"
 "                             LAN address of service NAME, required at least\n"
 "                             once; repeatable; services on the command line\n"
@@ -1164,11 +1186,15 @@ static void agent_usage(FILE *f)
 "Token: at least 16 bytes after trailing whitespace is stripped, at most 4096;\n"
 "tokens longer than 64 bytes are hashed to 32 bytes (BLAKE2b).  Generate one with\n"
 "  " GEN_TOKEN_HINT "\n"
+"Token and key files must not be accessible by group or others (chmod 600).\n"
+"The control channel is encrypted; tunnelled bytes are not (use WireGuard).\n"
 "\n"
 "Config file (INI; ';' or '#' comments; keys are the long option names):\n"
 "  [agent]\n"
 "  edge = edge.example.net:7000\n"
 "  token-file = /etc/rsplice/token\n"
+"  key = /etc/rsplice/agent.key         ; with edge-pubkey: no token needed\n"
+"  edge-pubkey = /etc/rsplice/edge.key.pub\n"
 "  name = lan1\n"
 "  service = ssh=192.168.1.2:22 ; may repeat\n"
 "  [service web]\n"
@@ -1497,6 +1523,15 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 		rc = rs_token_load(&cfg->c);
 		if (rc)
 			return rc;
+	}
+	if (cfg->has_edge_pubkey) {
+		char err[RS_KEY_ERRLEN];
+
+		rc = rs_pubkey_arg(cfg->edge_pubkey_arg, cfg->edge_pubkey, err);
+		if (rc) {
+			fprintf(stderr, "Error: --edge-pubkey '%s': %s\n", cfg->edge_pubkey_arg, err);
+			return rc;
+		}
 	}
 	return key_load(&cfg->c);
 }

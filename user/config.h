@@ -91,6 +91,7 @@ struct rs_agent_config {
 	unsigned int backoff_min_ms;   /* reconnect backoff, default 500 */
 	unsigned int backoff_max_ms;   /* default 30000 */
 	unsigned int pool;             /* --pool: pre-opened data connections, default 8 */
+	char edge_pubkey_arg[512];     /* --edge-pubkey KEY|FILE, resolved after the token */
 	bool has_edge_pubkey;          /* --edge-pubkey: the edge must sign with this key */
 	uint8_t edge_pubkey[32];
 };

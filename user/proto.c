@@ -260,11 +260,10 @@ int rs_hello_open(const struct rs_hello *h, const uint8_t key[RS_KEY_LEN], uint6
 
 int rs_hello_fresh(uint32_t t_ms, uint64_t now_ms)
 {
-	if ((uint64_t)t_ms > now_ms + RS_HELLO_SKEW_MS)
-		return -ETIME;
-	if (now_ms > (uint64_t)t_ms + RS_HELLO_TTL_MS)
-		return -ETIME;
-	return 0;
+	/* modulo 2^32: a session may outlive the 49.7 days a u32 of ms holds */
+	int32_t age = (int32_t)((uint32_t)now_ms - t_ms);
+
+	return age >= -RS_HELLO_SKEW_MS && age <= RS_HELLO_TTL_MS ? 0 : -ETIME;
 }
 
 /* ---- bind ---- */

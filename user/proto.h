@@ -174,7 +174,8 @@ void rs_hello_data(struct rs_hello *h, unsigned int kind, uint64_t id, uint32_t 
 /* Opens a DATA or POOL hello: 0 with *id and *t_ms, or -EPERM (not this key). */
 int rs_hello_open(const struct rs_hello *h, const uint8_t key[RS_KEY_LEN], uint64_t *id,
 		  uint32_t *t_ms);
-/* 0 when a hello stamped t_ms is fresh at session time now_ms, else -ETIME. */
+/* 0 when a hello stamped t_ms is fresh at session time now_ms (both taken
+ * modulo 2^32), else -ETIME. */
 int rs_hello_fresh(uint32_t t_ms, uint64_t now_ms);
 
 /* ---- bind (pooled connections) ---- */
