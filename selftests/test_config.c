@@ -870,7 +870,127 @@ static void test_route_allow_list(void)
 	ASSERT_STRSTR(errbuf, "host bits set", "message names the mistake");
 }
 
+/* ---- keys, authorized keys, per-service tokens ---- */
+
+static char keydir[] = "/tmp/rsplice-keys-XXXXXX";
+
+static char *keypath(const char *name)
+{
+	static char buf[4][256];
+	static int n;
+	char *p = buf[n++ % 4];
+
+	snprintf(p, 256, "%s/%s", keydir, name);
+	return p;
+}
+
+static void test_keygen_files(void)
+{
+	char err[RS_KEY_ERRLEN];
+	uint8_t pk[32], pk2[32], sk[64];
+	struct stat st;
+
+	if (!ASSERT_TRUE(mkdtemp(keydir) != NULL, "key dir"))
+		return;
+	if (!ASSERT_OK(rs_key_generate(keypath("a.key"), false, "lan1", pk, err), "keygen"))
+		return;
+	ASSERT_OK(stat(keypath("a.key"), &st), "private key exists");
+	ASSERT_EQ(st.st_mode & 0777, 0600, "private key 0600");
+	ASSERT_OK(stat(keypath("a.key.pub"), &st), "public key exists");
+	ASSERT_EQ(st.st_mode & 0777, 0600, "public key 0600");
+	ASSERT_EQ(rs_key_generate(keypath("a.key"), false, NULL, pk2, err), -EEXIST, "no overwrite");
+	ASSERT_STRSTR(err, "--force", "the error names --force");
+	if (ASSERT_OK(rs_key_load(keypath("a.key"), sk, pk2, err), "load"))
+		ASSERT_MEMEQ(pk, pk2, 32, "the loaded key is the generated one");
+	if (ASSERT_OK(rs_pubkey_arg(keypath("a.key.pub"), pk2, err), ".pub file as --edge-pubkey"))
+		ASSERT_MEMEQ(pk, pk2, 32, ".pub holds the public key");
+	chmod(keypath("a.key"), 0640);
+	ASSERT_EQ(rs_key_load(keypath("a.key"), sk, pk2, err), -EACCES, "group-readable key refused");
+	ASSERT_STRSTR(err, "chmod 600", "the error says how to fix it");
+	ASSERT_OK(rs_key_generate(keypath("a.key"), true, NULL, pk2, err), "--force overwrites");
+	ASSERT_OK(stat(keypath("a.key"), &st), "stat");
+	ASSERT_EQ(st.st_mode & 0777, 0600, "overwritten key is 0600 again");
+	ASSERT_NEQ(memcmp(pk, pk2, 32), 0, "a new key");
+	ASSERT_EQ(rs_pubkey_arg("not-a-key", pk2, err), -EINVAL, "garbage --edge-pubkey");
+	sodium_memzero(sk, sizeof(sk));
+}
+
+static void test_authorized_keys(void)
+{
+	char err[RS_KEY_ERRLEN], b64[64], text[512], *path;
+	uint8_t pk[32], other[32];
+	struct rs_svc_set set;
+	int line = 0, n = 0;
+
+	randombytes_buf(pk, sizeof(pk));
+	randombytes_buf(other, sizeof(other));
+	rs_pubkey_b64(pk, b64, sizeof(b64));
+	snprintf(text, sizeof(text), "# comment\n\nservices=web,ssh %s lan1\n", b64);
+	path = write_tmp_str(text);
+	chmod(path, 0644);
+	if (ASSERT_OK(rs_authkeys_find(path, pk, &set, &line, err), "listed key found")) {
+		ASSERT_EQ(line, 3, "its line");
+		ASSERT_FALSE(set.all, "limited");
+		ASSERT_TRUE(rs_svc_set_has(&set, "ssh") && !rs_svc_set_has(&set, "db"), "services=");
+	}
+	ASSERT_EQ(rs_authkeys_find(path, other, &set, &line, err), -ENOENT, "other key not found");
+	ASSERT_OK(rs_authkeys_check(path, &n, err), "whole file");
+	ASSERT_EQ(n, 1, "one key");
+	chmod(path, 0666);
+	ASSERT_EQ(rs_authkeys_find(path, pk, &set, &line, err), -EACCES, "world-writable refused");
+	drop_tmp(path);
+	snprintf(text, sizeof(text), "%s\nservices=we/b %s\n", b64, b64);
+	path = write_tmp_str(text);
+	ASSERT_EQ(rs_authkeys_check(path, &n, err), -EINVAL, "bad services=");
+	ASSERT_STRSTR(err, ":2:", "names the line");
+	drop_tmp(path);
+	path = write_tmp_str("AAAA not-a-key\n");
+	ASSERT_EQ(rs_authkeys_check(path, &n, err), -EINVAL, "bad key");
+	drop_tmp(path);
+}
+
+static void test_auth_options(void)
+{
+	char arg[512];
+	char *ak = write_tmp_str("");
+
+	ASSERT_EQ(EDGE("--authorized-keys", ak), -EINVAL, "keys but no edge key or token");
+	ASSERT_ONE_ERROR_LINE("one error line");
+	ASSERT_STRSTR(errbuf, "--key", "says to give the edge a key");
+	ASSERT_OK(EDGE("--authorized-keys", ak, "--key", keypath("a.key")), "edge with key only");
+	ASSERT_EQ(AGENT("--edge", "127.0.0.1:7000", "--service", "s=127.0.0.1:1", "--key",
+			keypath("a.key")), -EINVAL, "agent key without a way to check the edge");
+	ASSERT_STRSTR(errbuf, "--edge-pubkey", "says to pin the edge");
+	if (ASSERT_OK(AGENT("--edge", "127.0.0.1:7000", "--service", "s=127.0.0.1:1", "--key",
+			    keypath("a.key"), "--edge-pubkey", keypath("a.key.pub")),
+		      "agent with key and pinned edge, no token"))
+		ASSERT_TRUE(acfg.has_edge_pubkey && acfg.c.has_key && !acfg.c.token_len, "fields");
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--service", "s=127.0.0.1:1", "--key",
+			 keypath("a.key"), "--edge-pubkey", "bm90IGEga2V5"), "bad --edge-pubkey");
+	ASSERT_ONE_ERROR_LINE("one error line");
+	snprintf(arg, sizeof(arg), "web,ssh=%s", token_file());
+	if (ASSERT_OK(EDGE("--service-token", arg, "--service-token", arg), "service tokens")) {
+		ASSERT_EQ(ecfg.n_stokens, 2, "two");
+		ASSERT_EQ(ecfg.c.token_len, 0, "no global token");
+		ASSERT_TRUE(rs_svc_set_has(&ecfg.stokens[0].set, "ssh"), "ssh allowed");
+		ASSERT_FALSE(rs_svc_set_has(&ecfg.stokens[0].set, "db"), "db not");
+	}
+	ASSERT_ERR(EDGE("--service-token", "web"), "no =FILE");
+	ASSERT_ONE_ERROR_LINE("one error line");
+	snprintf(arg, sizeof(arg), "we/b=%s", token_file());
+	ASSERT_ERR(EDGE("--service-token", arg), "bad service name");
+	ASSERT_ERR(EDGE("--service-token", "web=/nonexistent/token"), "missing token file");
+	ASSERT_STRSTR(errbuf, "/nonexistent/token", "names the file");
+	drop_tmp(ak);
+	unlink(keypath("a.key"));
+	unlink(keypath("a.key.pub"));
+	rmdir(keydir);
+}
+
 static const struct test tests[] = {
+	TEST(keygen_files),
+	TEST(authorized_keys),
+	TEST(auth_options),
 	TEST(route_port_only),
 	TEST(route_addr_port),
 	TEST(route_ipv6),

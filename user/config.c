@@ -1395,6 +1395,12 @@ static int edge_auth_load(struct rs_edge_config *cfg)
 	rc = key_load(&cfg->c);
 	if (rc)
 		return rc;
+	if (!cfg->c.token_len && !cfg->n_stokens && !cfg->c.has_key) {
+		fprintf(stderr, "Error: agents cannot authenticate this edge: give it a key "
+				"(--key FILE, created with 'rsplice keygen FILE'; agents pin its "
+				".pub with --edge-pubkey) or a token (--token-file)\n");
+		return -EINVAL;
+	}
 	if (cfg->authorized_keys[0]) {
 		rc = rs_authkeys_check(cfg->authorized_keys, &n_keys, err);
 		if (rc) {
@@ -1403,12 +1409,6 @@ static int edge_auth_load(struct rs_edge_config *cfg)
 		}
 		if (!n_keys)
 			pr_warn("authorized-keys file '%s' lists no key yet", cfg->authorized_keys);
-	}
-	if (!cfg->c.token_len && !cfg->n_stokens && !cfg->c.has_key) {
-		fprintf(stderr, "Error: agents cannot authenticate this edge: give it a key "
-				"(--key FILE, created with 'rsplice keygen FILE'; agents pin its "
-				".pub with --edge-pubkey) or a token (--token-file)\n");
-		return -EINVAL;
 	}
 	return 0;
 }
