@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* a genuine data hello with the input's id and time */
 	memcpy(&id, in + 8, 8);
 	memcpy(&t, in + 16, 4);
-	rs_hello_data(&g, (in[20] & 1) ? RS_HELLO_POOL : RS_HELLO_DATA, id, t, key);
+	rs_hello_data(&g, (in[20] & 1) ? RS_HELLO_POOL : RS_HELLO_DATA, id, t, key, id ^ t);
 	FUZZ_CHECK(rs_hello_check(&g, &why) == 0);
 	FUZZ_CHECK(rs_hello_open(&g, key, &id2, &t2) == 0 && id2 == id && t2 == t);
 	FUZZ_CHECK(rs_hello_open(&g, key2, &id2, &t2) == -EPERM);
@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!n)
 			strcpy(name, "svc");
 	}
-	rs_bind_make(&bb, id, id ^ 1, name, key);
+	rs_bind_make(&bb, id, id ^ 1, name, key, t);
 	{
 		char got[64];
 

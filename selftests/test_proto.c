@@ -181,7 +181,7 @@ static void test_data_hello(void)
 	randombytes_buf(key, sizeof(key));
 	memcpy(other, key, sizeof(key));
 	other[0] ^= 0x80;
-	rs_hello_data(&h, RS_HELLO_DATA, ticket, 1234, key);
+	rs_hello_data(&h, RS_HELLO_DATA, ticket, 1234, key, 1);
 	ASSERT_OK(rs_hello_check(&h, &why), "valid data hello");
 	ASSERT_FALSE(memmem(&h, sizeof(h), "\x11\x22\x33\x44", 4), "ticket not in clear");
 	if (ASSERT_OK(rs_hello_open(&h, key, &id, &ms), "opens with the session key")) {
@@ -189,8 +189,11 @@ static void test_data_hello(void)
 		ASSERT_EQ(ms, 1234, "time");
 	}
 	ASSERT_EQ(rs_hello_open(&h, other, &id, &ms), -EPERM, "another session's key");
-	rs_hello_data(&h2, RS_HELLO_DATA, ticket, 1234, key);
+	rs_hello_data(&h2, RS_HELLO_DATA, ticket, 1234, key, 1);
 	ASSERT_NEQ(memcmp(&h, &h2, sizeof(h)), 0, "one-time: same inputs, new hello");
+	ASSERT_NEQ(memcmp(h.blob, h2.blob, 4), 0, "random nonce part");
+	rs_hello_data(&h2, RS_HELLO_DATA, ticket, 1234, key, 2);
+	ASSERT_NEQ(memcmp(h.blob + 4, h2.blob + 4, 8), 0, "the counter is part of the nonce");
 	t = h;
 	t.kind = RS_HELLO_POOL;
 	ASSERT_EQ(rs_hello_open(&t, key, &id, &ms), -EPERM, "kind is authenticated");
@@ -450,13 +453,13 @@ static void test_pool_hello_and_bind(void)
 	randombytes_buf(key, sizeof(key));
 	memcpy(other, key, sizeof(key));
 	other[5] ^= 1;
-	rs_hello_data(&h, RS_HELLO_POOL, 7, 10, key);
+	rs_hello_data(&h, RS_HELLO_POOL, 7, 10, key, 3);
 	ASSERT_OK(rs_hello_check(&h, &why), "valid pool hello");
 	if (ASSERT_OK(rs_hello_open(&h, key, &id, &ms), "pool hello opens"))
 		ASSERT_EQ(id, 7, "pool id");
 	ASSERT_EQ(rs_hello_open(&h, other, &id, &ms), -EPERM, "pool hello, other key");
 
-	rs_bind_make(&b, 0xabcdef, 7, "web", key);
+	rs_bind_make(&b, 0xabcdef, 7, "web", key, 1);
 	ASSERT_FALSE(memmem(&b, sizeof(b), "web", 3), "service name not in clear");
 	if (ASSERT_OK(rs_bind_check(&b, 7, key, &conn, name, &why), "valid bind")) {
 		ASSERT_STREQ(name, "web", "service");
@@ -474,7 +477,7 @@ static void test_pool_hello_and_bind(void)
 	t.version = 1;
 	ASSERT_EQ(rs_bind_check(&t, 7, key, &conn, name, &why), -EPROTO, "version 1 bind");
 	ASSERT_STRSTR(why, "unsupported protocol version", "clear version error");
-	rs_bind_make(&t, 0xabcdef, 7, "web", key);
+	rs_bind_make(&t, 0xabcdef, 7, "web", key, 2);
 	ASSERT_NEQ(memcmp(t.nonce, b.nonce, sizeof(b.nonce)), 0, "fresh nonce per bind");
 }
 

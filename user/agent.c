@@ -41,6 +41,7 @@ struct session {
 	struct pool_conn *pool; /* pre-opened data connections not bound yet */
 	unsigned int n_pool;
 	uint64_t next_pool_id; /* per-session counter: the edge refuses replays */
+	uint64_t hello_seq;    /* data hellos sealed so far: part of their nonce */
 	struct timer pool_timer; /* refill after the edge closed idle connections */
 };
 
@@ -73,6 +74,7 @@ struct dial {
 	struct timer timer;
 	uint8_t key[RS_KEY_LEN];   /* the session's hello key: it may go away meanwhile */
 	uint64_t t0_ms, t0_at;     /* session time at the CONNECT, and when that was */
+	uint64_t seq;              /* the hello's nonce counter, taken from the session */
 	struct rs_addr edge;
 };
 
@@ -137,7 +139,7 @@ static void dial_edge_done(struct dial *d)
 	int ret;
 
 	rs_hello_data(&h, RS_HELLO_DATA, d->conn_id, (uint32_t)(d->t0_ms + now_ms() - d->t0_at),
-		      d->key);
+		      d->key, d->seq);
 	/* a fresh socket's send buffer always has room for 48 bytes */
 	n = send(d->edge_fd, &h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n != (ssize_t)sizeof(h)) {
@@ -253,6 +255,7 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 	memcpy(d->key, sess->hello_key, RS_KEY_LEN);
 	d->t0_ms = ctl_session_ms(&sess->ctl, true);
 	d->t0_at = now_ms();
+	d->seq = ++sess->hello_seq;
 	d->edge = sess->edge;
 	timer_init(&d->timer, dial_timeout);
 	n_dials++;
@@ -410,7 +413,8 @@ static void pool_event(struct ev_handler *h, uint32_t events)
 	case P_DIAL:
 		getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 		rs_hello_data(&hello, RS_HELLO_POOL, pc->pool_id,
-			      (uint32_t)ctl_session_ms(&s->ctl, true), s->hello_key);
+			      (uint32_t)ctl_session_ms(&s->ctl, true), s->hello_key,
+			      ++s->hello_seq);
 		if (!err && send(pc->fd, &hello, sizeof(hello), MSG_DONTWAIT | MSG_NOSIGNAL) !=
 				    (ssize_t)sizeof(hello))
 			err = errno ? errno : EIO;

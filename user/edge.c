@@ -38,6 +38,7 @@ struct agent {
 	struct rs_replay pool_ids; /* pool hellos are accepted once */
 	bool authed;
 	uint64_t serial;           /* this session, for tickets */
+	uint64_t bind_seq;         /* binds sealed so far: part of their nonce */
 	uint8_t th[32];            /* handshake transcript hash */
 	uint8_t hello_key[RS_KEY_LEN], bind_key[RS_KEY_LEN];
 	struct rs_svc_set allowed; /* what its token or key may serve */
@@ -392,7 +393,7 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer, i
 
 	if (!p)
 		return false;
-	rs_bind_make(&b, id, p->pool_id, route_service(route), a->bind_key);
+	rs_bind_make(&b, id, p->pool_id, route_service(route), a->bind_key, ++a->bind_seq);
 	/* an idle connection's send buffer always has room for 128 bytes */
 	n = send(p->fd, &b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL);
 	fd = p->fd;

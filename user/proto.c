@@ -222,8 +222,9 @@ int rs_record_open(struct rs_chan *c, const uint8_t *in, size_t avail, uint8_t *
 #define HELLO_PLAIN 12
 
 void rs_hello_data(struct rs_hello *h, unsigned int kind, uint64_t id, uint32_t t_ms,
-		   const uint8_t key[RS_KEY_LEN])
+		   const uint8_t key[RS_KEY_LEN], uint64_t seq)
 {
+	uint64_t bseq = htobe64(seq);
 	uint8_t p[HELLO_PLAIN];
 	uint64_t be = htobe64(id);
 	uint32_t t = htobe32(t_ms);
@@ -232,7 +233,8 @@ void rs_hello_data(struct rs_hello *h, unsigned int kind, uint64_t id, uint32_t 
 	hello_head(h, kind);
 	memcpy(p, &be, 8);
 	memcpy(p + 8, &t, 4);
-	randombytes_buf(h->blob, HELLO_NONCE);
+	randombytes_buf(h->blob, HELLO_NONCE - 8);
+	memcpy(h->blob + HELLO_NONCE - 8, &bseq, 8);
 	crypto_aead_chacha20poly1305_ietf_encrypt(h->blob + HELLO_NONCE, &clen, p, sizeof(p),
 						  (const uint8_t *)h, 8, NULL, h->blob, key);
 	sodium_memzero(p, sizeof(p));
@@ -279,8 +281,9 @@ static void bind_head(struct rs_bind *b)
 }
 
 void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const char *service,
-		  const uint8_t key[RS_KEY_LEN])
+		  const uint8_t key[RS_KEY_LEN], uint64_t seq)
 {
+	uint64_t bseq = htobe64(seq);
 	uint8_t p[BIND_PLAIN] = { 0 };
 	uint64_t c = htobe64(conn_id), q = htobe64(pool_id);
 	size_t n = strnlen(service, 63);
@@ -291,7 +294,8 @@ void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const c
 	memcpy(p + 8, &q, 8);
 	p[16] = (uint8_t)n;
 	memcpy(p + 17, service, n);
-	randombytes_buf(b->nonce, sizeof(b->nonce));
+	randombytes_buf(b->nonce, sizeof(b->nonce) - 8);
+	memcpy(b->nonce + sizeof(b->nonce) - 8, &bseq, 8);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(b->sealed, &clen, p, sizeof(p),
 						   (const uint8_t *)b, 8, NULL, b->nonce, key);
 	sodium_memzero(p, sizeof(p));

@@ -37,7 +37,9 @@
  *   magic(4) version(1) kind(1) reserved(2) nonce(12)
  *   ChaCha20-Poly1305-IETF(hello key, nonce, ad = the first 8 bytes,
  *                          {be64 ticket or pool id, be32 session ms}) (12+16)
- *   The nonce is random (96 bits, per session key).  The ticket is the random
+ *   nonce = 4 random bytes | be64 per-session hello counter: never repeated
+ *   under the session's key (an observer learns only how many data
+ *   connections the session opened, as from the TCP handshakes).  The ticket is the random
  *   64-bit id the edge sent inside the encrypted CONNECT; the edge accepts a
  *   ticket once, and only from the session it was sent on.  Pool ids are a
  *   per-session counter behind an anti-replay window.  A hello whose session
@@ -48,7 +50,7 @@
  * bytes: magic(4) version(1) kind(1) reserved(2) nonce(24)
  *   XChaCha20-Poly1305-IETF(bind key, nonce, ad = first 8 bytes,
  *     {be64 conn_id, be64 pool_id, u8 name_len, name[63] zero padded}) (80+16)
- *   The nonce is random (192 bits, never reused in practice).
+ *   nonce = 16 random bytes | be64 per-session bind counter (never repeated).
  *
  * Bulk data after a hello or bind is NOT encrypted: it is the raw TCP stream
  * the kernel splices.  Nothing secret (service names, tickets, keys) travels
@@ -169,8 +171,9 @@ int rs_record_open(struct rs_chan *c, const uint8_t *in, size_t avail, uint8_t *
 		   size_t *plain_len, size_t *used, const char **why);
 
 /* ---- data hellos ---- */
+/* seq: a per-key counter (never repeated under one key), part of the nonce */
 void rs_hello_data(struct rs_hello *h, unsigned int kind, uint64_t id, uint32_t t_ms,
-		   const uint8_t key[RS_KEY_LEN]);
+		   const uint8_t key[RS_KEY_LEN], uint64_t seq);
 /* Opens a DATA or POOL hello: 0 with *id and *t_ms, or -EPERM (not this key). */
 int rs_hello_open(const struct rs_hello *h, const uint8_t key[RS_KEY_LEN], uint64_t *id,
 		  uint32_t *t_ms);
@@ -179,8 +182,9 @@ int rs_hello_open(const struct rs_hello *h, const uint8_t key[RS_KEY_LEN], uint6
 int rs_hello_fresh(uint32_t t_ms, uint64_t now_ms);
 
 /* ---- bind (pooled connections) ---- */
+/* seq: a per-key counter (never repeated under one key), part of the nonce */
 void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const char *service,
-		  const uint8_t key[RS_KEY_LEN]);
+		  const uint8_t key[RS_KEY_LEN], uint64_t seq);
 /* Checks the fixed fields, the AEAD tag, the pool id and the name; 0 or
  * -EPROTO/-EPERM (*why set).  service receives the NUL-terminated name. */
 int rs_bind_check(const struct rs_bind *b, uint64_t pool_id, const uint8_t key[RS_KEY_LEN],

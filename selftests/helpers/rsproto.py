@@ -273,7 +273,8 @@ class Session:
         if t_ms is None:
             t_ms = self.session_ms()
         head = struct.pack(">IBBH", MAGIC, VERSION, kind, 0)
-        nonce = os.urandom(12)
+        self.hello_seq = getattr(self, "hello_seq", 0) + 1
+        nonce = os.urandom(4) + struct.pack(">Q", self.hello_seq)
         plain = struct.pack(">QI", ident, t_ms & 0xFFFFFFFF)
         return head + nonce + aead_seal(key or self.k_hello, nonce, plain, head)
 
