@@ -769,11 +769,8 @@ static void inbound_free(struct inbound *in)
 
 static void inbound_reject(struct inbound *in, const char *why)
 {
-	unsigned long sup;
-
-	if (ratelimit_ok(&rl_bad_hello, 1000, &sup))
-		pr_warn("control port: connection from %s closed: %s [%lu more suppressed]", in->peer,
-			why, sup);
+	pr_warn_ratelimited(&rl_bad_hello, "control port: connection from %s closed: %s", in->peer,
+			    why);
 	close(in->fd);
 	inbound_free(in);
 }
