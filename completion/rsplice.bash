@@ -13,6 +13,7 @@
 
 _rsplice_edge_opts_static='-c --config --control --token-file --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
+ --max-conns --max-agents --max-handshakes
  --heartbeat --drain-timeout -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --service --name
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
@@ -69,7 +70,8 @@ _rsplice_daemon()
 		return 0
 		;;
 	--control | --route | --edge | --service | --name | --agent-wait | \
-		--connect-timeout | --hello-timeout | --max-pending | --heartbeat | --drain-timeout | \
+		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
+		--max-handshakes | --heartbeat | --drain-timeout | \
 		--backoff-min | --backoff-max | --pool)
 		return 0 # a value of the user's own
 		;;
