@@ -193,6 +193,7 @@ baseline() {
 }
 
 fds_back() { [ "$(fd_count "${PIDS[$1]}")" -le "${BASE_FD[$1]}" ]; }
+rss_back() { [ "$(rss_kib "${PIDS[$1]}")" -le $((BASE_RSS[$1] + RSS_SLACK_KIB)) ]; }
 
 # recovered STAGE: a legitimate client is served byte-exact, and both daemons
 # are back to their descriptor count and near their memory.
@@ -202,7 +203,10 @@ recovered() {
 	assert "[$DP] $stage: then a legitimate client gets 1 MiB echoed byte-exact" \
 		'[ -z "$out" ]' "$out"
 	for k in edge agent; do
+		# bounded settle: the edge gives freed heap back about a second
+		# after a burst (trim_check in edge.c)
 		wait_until 60 0.25 fds_back "$k"
+		wait_until 12 0.25 rss_back "$k"
 		fds=$(fd_count "${PIDS[$k]}")
 		rss=$(rss_kib "${PIDS[$k]}")
 		RESOURCE_LOG+=("$DP $stage: $k rss ${rss} KiB (baseline ${BASE_RSS[$k]}, $((rss - BASE_RSS[$k])) KiB; peak so far $(hwm_kib "${PIDS[$k]}") KiB), fds $fds (baseline ${BASE_FD[$k]})")
@@ -353,6 +357,39 @@ s_slow_auth() {
 	assert "[$DP] trickled hello + AUTH cut off ${HELLO_S} s after accept (not ${HELLO_S} s after the hello)" \
 		'[ "$(kv closed "$out")" = yes ] && fcmp "$(kv secs "$out") <= $HELLO_S + 1" && [ "$(kv sent "$out")" -gt 48 ]' \
 		"$out"
+}
+
+defstage s_hello_flood "protocol: 1,000 valid control hellos, then silence (unauthenticated control connections)"
+s_hello_flood() {
+	local out
+	# each complete control hello makes the edge set up a control connection
+	# (buffers, SERVER_HELLO) that only authentication would keep
+	out=$(flood "$NS_ROUTER" "$CTRL_PORT" --count 1000 --send-hex "$HELLO_HEX" \
+		--hold $((HELLO_S + 3)) --fast 1.5)
+	diag "flood: $out"
+	assert "[$DP] 1,000 control hellos: $((1000 - MAX_HANDSHAKES)) refused at once, all closed by the hello timeout" \
+		'[ "$(kv fast "$out")" -ge $((1000 - MAX_HANDSHAKES)) ] && [ "$(kv open "$out")" = 0 ]' "$out"
+	log_has "max-handshakes" "in their handshake (--max-handshakes)"
+	log_has "auth timeout" "closed before authentication: handshake timed out"
+}
+
+defstage s_max_agents "--max-agents 2: a third agent with the right token is refused at its hello"
+s_max_agents() {
+	local i
+	spawn agent2 "$NS_AGENT" "$LOGS/$DP-agent2.log" "$AGENT_BIN" --name second \
+		--edge "$IP_EDGE:$CTRL_PORT" --token-file "$TOKEN" --service "echo=$IP_SVC:$S_ECHO" \
+		--pool 1 $(dp_args)
+	wait_until 50 0.1 grep -q "agent second authenticated" "$LOGS/$DP-edge.log"
+	spawn agent3 "$NS_AGENT" "$LOGS/$DP-agent3.log" "$AGENT_BIN" --name third \
+		--edge "$IP_EDGE:$CTRL_PORT" --token-file "$TOKEN" --service "echo=$IP_SVC:$S_ECHO" \
+		--pool 1 $(dp_args)
+	wait_until 50 0.1 grep -q "agents already connected (--max-agents)" "$LOGS/$DP-edge.log"
+	log_has "max-agents" "2 agents already connected (--max-agents)"
+	assert "[$DP] the third agent never authenticated" \
+		'! grep -q "agent third authenticated" "$LOGS/$DP-edge.log"' "it did"
+	for i in 1 2 3 4 5; do tunnel_ping >/dev/null 2>&1; done
+	stop agent3
+	stop agent2
 }
 
 defstage s_big_frame "protocol: a frame header announcing 2 GiB after a valid hello"
