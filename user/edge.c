@@ -414,13 +414,10 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer, i
 	return true;
 }
 
-/* Close a connection refused by a limit at once, with a reset: the peer
- * learns at once, and the edge keeps no TIME_WAIT for it. */
+/* Close a connection refused at accept: a clean close (FIN; the kernel
+ * resets it by itself if the peer already sent bytes we never read). */
 static void refuse(int fd)
 {
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	close(fd);
 }
 
