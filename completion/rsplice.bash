@@ -14,6 +14,7 @@
 _rsplice_edge_opts_static='-c --config --control --token-file --service-token
  --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
+ --max-conns --max-agents --max-handshakes
  --heartbeat --drain-timeout -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
  --service --name
@@ -71,7 +72,8 @@ _rsplice_daemon()
 		return 0
 		;;
 	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
-		--connect-timeout | --hello-timeout | --max-pending | --heartbeat | --drain-timeout | \
+		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
+		--max-handshakes | --heartbeat | --drain-timeout | \
 		--backoff-min | --backoff-max | --pool)
 		return 0 # a value of the user's own
 		;;

@@ -3,8 +3,9 @@
 # Whole rsplice test suite (`make check`).  Runs, in order:
 #   1. the unit test binaries build/test_*
 #   2. selftests/test_cli.sh and selftests/test_relay.sh (when present)
-#   3. selftests/test_e2e.sh (namespaces, both data paths) and
-#      selftests/test_auth.sh (keys, tokens, hostile agents; both data paths)
+#   3. selftests/test_e2e.sh (namespaces, both data paths),
+#      selftests/test_auth.sh (keys, tokens, hostile agents; both data paths) and
+#      selftests/test_hostile.sh (floods, garbage, limits; both data paths)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
 # any "not ok" line (crash, timeout) as one more failure, and ends with
@@ -18,7 +19,7 @@
 #      (splice) and test_e2e.sh (splice path) again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle e2e auth fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle e2e auth hostile fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -33,7 +34,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export BUILD=${BUILD:-build}
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle e2e auth fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle e2e auth hostile fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -118,6 +119,10 @@ fi
 
 if wants auth; then
 	run_counted "test_auth.sh" "$E2E_TIMEOUT" bash selftests/test_auth.sh
+fi
+
+if wants hostile; then
+	run_counted "test_hostile.sh" "$SCRIPT_TIMEOUT" bash selftests/test_hostile.sh
 fi
 
 if wants fuzz; then

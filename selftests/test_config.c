@@ -987,6 +987,61 @@ static void test_auth_options(void)
 	rmdir(keydir);
 }
 
+static void test_limits(void)
+{
+	struct rs_route r;
+	char *p;
+
+	if (ASSERT_OK(EDGE("--token-file", token_file(), "--route", "8080=web"), "defaults")) {
+		ASSERT_EQ(ecfg.max_conns, 16384, "default max-conns");
+		ASSERT_EQ(ecfg.max_agents, 64, "default max-agents");
+		ASSERT_EQ(ecfg.max_handshakes, 1024, "default max-handshakes");
+		ASSERT_EQ(ecfg.routes[0].max_conns, 0, "no route limit by default");
+	}
+	if (ASSERT_OK(EDGE("--token-file", token_file(), "--max-conns", "100", "--max-agents", "2",
+			   "--max-handshakes", "50", "--route", "10.0.0.0/8,1.2.3.4@8080=web,max-conns=7"),
+		      "flags")) {
+		ASSERT_EQ(ecfg.max_conns, 100, "max-conns");
+		ASSERT_EQ(ecfg.max_agents, 2, "max-agents");
+		ASSERT_EQ(ecfg.max_handshakes, 50, "max-handshakes");
+		ASSERT_EQ(ecfg.routes[0].max_conns, 7, "route max-conns");
+		ASSERT_EQ(ecfg.routes[0].n_allow, 2, "allow-list kept");
+		ASSERT_STREQ(ecfg.routes[0].service, "web", "service without the option");
+	}
+	if (ASSERT_OK(rs_route_parse("[::1]:8443=web,max-conns=1000000", &r), "v6 + max"))
+		ASSERT_EQ(r.max_conns, 1000000, "largest route max-conns");
+	static const char *const bad[] = { "8080=web,max-conns=0", "8080=web,max-conns=",
+					   "8080=web,max-conns=x", "8080=web,maxconns=3",
+					   "8080=web,", "8080,max-conns=3=web",
+					   "8080=web,max-conns=1000001" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (ASSERT_ERR(route_err(bad[i]), bad[i]))
+			ASSERT_ONE_ERROR_LINE(bad[i]);
+	}
+	route_err("8080=web,color=red");
+	ASSERT_STRSTR(errbuf, "unknown route option 'color=red'", "message names the option");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--max-conns", "0"), "max-conns 0");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--max-agents", "65537"), "max-agents range");
+	p = write_tmp_str("[edge]\nmax-conns = 9\nmax-handshakes = 8\nmax-agents = 3\n"
+			  "route = 8080=web,max-conns=4\n[service api]\nbind = 127.0.0.1:9090,max-conns=5\n"
+			  "bind = 9091\n");
+	if (ASSERT_OK(EDGE("-c", p, "--token-file", token_file()), "INI")) {
+		ASSERT_EQ(ecfg.max_conns, 9, "INI max-conns");
+		ASSERT_EQ(ecfg.max_handshakes, 8, "INI max-handshakes");
+		ASSERT_EQ(ecfg.max_agents, 3, "INI max-agents");
+		if (ASSERT_EQ(ecfg.n_routes, 3, "routes")) {
+			ASSERT_EQ(ecfg.routes[0].max_conns, 4, "route = ...,max-conns");
+			ASSERT_EQ(ecfg.routes[1].max_conns, 5, "bind = ...,max-conns");
+			ASSERT_EQ(ecfg.routes[2].max_conns, 0, "bind without");
+		}
+	}
+	drop_tmp(p);
+	p = write_tmp_str("[edge]\nroute = 8080=web,max-conns=4\n[service web]\nbind = 8080,max-conns=5\n");
+	ASSERT_ERR(EDGE("-c", p, "--token-file", token_file()), "same route, two limits");
+	ASSERT_STRSTR(errbuf, "different max-conns", "message");
+	drop_tmp(p);
+}
+
 static const struct test tests[] = {
 	TEST(keygen_files),
 	TEST(authorized_keys),
@@ -1014,6 +1069,7 @@ static const struct test tests[] = {
 	TEST(flags_edge),
 	TEST(flags_agent),
 	TEST(route_allow_list),
+	TEST(limits),
 	TEST(token_permissions),
 	TEST(help_version),
 };

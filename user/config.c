@@ -373,10 +373,59 @@ int rs_route_allows(const struct rs_route *r, const struct sockaddr_storage *cli
 	return 0;
 }
 
+#define ROUTE_MAX_CONNS_MAX 1000000
+
+/* ",max-conns=N[,...]" after a route's service (or a [service] bind): the
+ * route's own options.  s points at the first ','. */
+static int route_opts_parse(const char *s, struct rs_route *r, char *err)
+{
+	static const char key[] = "max-conns=";
+	char val[16];
+
+	while (*s == ',') {
+		const char *next = strchr(s + 1, ',');
+		size_t n = next ? (size_t)(next - s - 1) : strlen(s + 1);
+
+		if (n <= sizeof(key) - 1 || strncmp(s + 1, key, sizeof(key) - 1))
+			return seterr(err, -EINVAL, "unknown route option '%.*s' (expected max-conns=N)",
+				      (int)n, s + 1);
+		n -= sizeof(key) - 1;
+		if (n >= sizeof(val))
+			return seterr(err, -EINVAL, "max-conns value is too long");
+		memcpy(val, s + sizeof(key), n);
+		val[n] = '\0';
+		if (parse_uint(val, 1, ROUTE_MAX_CONNS_MAX, &r->max_conns, err))
+			return -EINVAL;
+		s = next ? next : s + 1 + sizeof(key) - 1 + n;
+	}
+	return 0;
+}
+
+/* "[BIND_ADDR:]PORT[,max-conns=N]" (allow-list already taken off) */
+static int bind_parse(const char *s, size_t len, struct rs_route *r, char *err)
+{
+	char left[sizeof(r->bind.text)];
+	const char *comma = memchr(s, ',', len);
+	size_t n = comma ? (size_t)(comma - s) : len;
+	int rc;
+
+	if (!n)
+		return seterr(err, -EINVAL,
+			      "missing port (expected [SRC@][BIND_ADDR:]PORT=SERVICE[,max-conns=N])");
+	if (n >= sizeof(left))
+		return seterr(err, -ENAMETOOLONG, "bind address is too long");
+	memcpy(left, s, n);
+	left[n] = '\0';
+	rc = addr_parse(left, "0.0.0.0", &r->bind, err);
+	if (!rc && comma)
+		rc = route_opts_parse(comma, r, err);
+	return rc;
+}
+
 static int route_parse(const char *s, struct rs_route *out, char *err)
 {
-	const char *eq;
-	char left[sizeof(out->bind.text)];
+	const char *eq, *comma;
+	char service[RS_NAME_MAX + 2];
 	size_t n;
 	int rc;
 
@@ -386,22 +435,33 @@ static int route_parse(const char *s, struct rs_route *out, char *err)
 		return rc;
 	eq = strchr(s, '=');
 	if (!eq)
-		return seterr(err, -EINVAL, "missing '=' (expected [SRC@][BIND_ADDR:]PORT=SERVICE)");
-	n = eq - s;
-	if (!n)
 		return seterr(err, -EINVAL,
-			      "missing port before '=' (expected [SRC@][BIND_ADDR:]PORT=SERVICE)");
-	if (n >= sizeof(left))
-		return seterr(err, -ENAMETOOLONG, "bind address is too long");
-	memcpy(left, s, n);
-	left[n] = '\0';
-	rc = name_check(eq + 1, "service name", err);
+			      "missing '=' (expected [SRC@][BIND_ADDR:]PORT=SERVICE[,max-conns=N])");
+	if (eq == s)
+		return seterr(err, -EINVAL,
+			      "missing port before '=' (expected [SRC@][BIND_ADDR:]PORT=SERVICE[,max-conns=N])");
+	if (memchr(s, ',', eq - s))
+		return seterr(err, -EINVAL,
+			      "route options go after the service: PORT=SERVICE,max-conns=N");
+	/* service names have no ',' (rs_name_ok), so the first one ends it */
+	comma = strchr(eq + 1, ',');
+	n = comma ? (size_t)(comma - eq - 1) : strlen(eq + 1);
+	if (n >= sizeof(service))
+		n = sizeof(service) - 1; /* name_check reports it as too long */
+	memcpy(service, eq + 1, n);
+	service[n] = '\0';
+	rc = name_check(service, "service name", err);
 	if (rc)
 		return rc;
-	rc = addr_parse(left, "0.0.0.0", &out->bind, err);
+	rc = bind_parse(s, eq - s, out, err);
 	if (rc)
 		return rc;
-	strcpy(out->service, eq + 1);
+	if (comma) {
+		rc = route_opts_parse(comma, out, err);
+		if (rc)
+			return rc;
+	}
+	strcpy(out->service, service);
 	return 0;
 }
 
@@ -575,6 +635,9 @@ enum opt_id {
 	O_CONNECT_TIMEOUT,
 	O_HELLO_TIMEOUT,
 	O_MAX_PENDING,
+	O_MAX_CONNS,
+	O_MAX_AGENTS,
+	O_MAX_HANDSHAKES,
 	O_HEARTBEAT,
 	O_DRAIN_TIMEOUT,
 	O_EDGE,
@@ -617,6 +680,9 @@ static const struct optdef optdefs[] = {
 	{ "agent-wait", required_argument, O_AGENT_WAIT, FOR_EDGE, true, false },
 	{ "hello-timeout", required_argument, O_HELLO_TIMEOUT, FOR_EDGE, true, false },
 	{ "max-pending", required_argument, O_MAX_PENDING, FOR_EDGE, true, false },
+	{ "max-conns", required_argument, O_MAX_CONNS, FOR_EDGE, true, false },
+	{ "max-agents", required_argument, O_MAX_AGENTS, FOR_EDGE, true, false },
+	{ "max-handshakes", required_argument, O_MAX_HANDSHAKES, FOR_EDGE, true, false },
 	{ "edge", required_argument, O_EDGE, FOR_AGENT, true, false },
 	{ "service", required_argument, O_SERVICE, FOR_AGENT, true, true },
 	{ "name", required_argument, O_NAME, FOR_AGENT, true, false },
@@ -682,6 +748,14 @@ static int add_route(struct ctx *x, const struct rs_route *r, char *err)
 			continue;
 		if (!strcmp(e->routes[i].service, r->service)) {
 			/* "route = 8080=web" and "bind = 8080" in [service web] */
+			if (r->max_conns && e->routes[i].max_conns &&
+			    r->max_conns != e->routes[i].max_conns)
+				return seterr(err, -EINVAL,
+					      "route %s=%s is given twice with different max-conns (%u and %u)",
+					      a->text, r->service, e->routes[i].max_conns,
+					      r->max_conns);
+			if (r->max_conns)
+				e->routes[i].max_conns = r->max_conns;
 			pr_debug("route %s=%s given twice", a->text, r->service);
 			return 0;
 		}
@@ -796,6 +870,12 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		return parse_uint(val, 1, MS_MAX, &x->edge->hello_timeout_ms, err);
 	case O_MAX_PENDING:
 		return parse_uint(val, 1, 1000000, &x->edge->max_pending, err);
+	case O_MAX_CONNS:
+		return parse_uint(val, 1, 1000000, &x->edge->max_conns, err);
+	case O_MAX_AGENTS:
+		return parse_uint(val, 1, 65536, &x->edge->max_agents, err);
+	case O_MAX_HANDSHAKES:
+		return parse_uint(val, 1, 1000000, &x->edge->max_handshakes, err);
 	case O_EDGE:
 		rc = copy_str(x->agent->edge_host, sizeof(x->agent->edge_host), val, "edge address",
 			      err);
@@ -925,7 +1005,7 @@ static int on_ini_key(void *user, const char *section, const char *key, const ch
 
 			rc = rs_allow_parse(value, &r, &rest, msg);
 			if (!rc)
-				rc = addr_parse(rest, "0.0.0.0", &r.bind, msg);
+				rc = bind_parse(rest, strlen(rest), &r, msg);
 			if (!rc) {
 				strcpy(r.service, name);
 				rc = add_route(x, &r, msg);
@@ -1091,11 +1171,13 @@ static void edge_usage(FILE *f)
 "                             read again for every agent that logs in\n"
 "      --key FILE             this edge's Ed25519 private key (rsplice keygen);\n"
 "                             agents pin its .pub (their edge-pubkey)\n"
-"      --route [SRC[,SRC...]@][BIND_ADDR:]PORT=SERVICE\n"
+"      --route [SRC[,SRC...]@][BIND_ADDR:]PORT=SERVICE[,max-conns=N]\n"
 "                             publish SERVICE on PORT; repeatable; BIND_ADDR\n"
 "                             defaults to 0.0.0.0, IPv6 as [::]:PORT; SRC (an\n"
 "                             IP or IP/PREFIX, at most 16) limits the clients:\n"
-"                             others are closed at accept; routes on the\n"
+"                             others are closed at accept; max-conns: clients\n"
+"                             at once on this route (default: no limit of its\n"
+"                             own, --max-conns applies); routes on the\n"
 "                             command line replace the file's routes\n"
 "      --datapath MODE        auto, sockmap or splice (default auto)\n"
 "      --pin-dir DIR          BPF pin directory (default $RSPLICE_PIN_DIR or\n"
@@ -1103,9 +1185,18 @@ static void edge_usage(FILE *f)
 "      --agent-wait MS        how long a client waits for an agent (default 10000)\n"
 "      --connect-timeout MS   request to the agent until its data connection\n"
 "                             arrives (default 10000)\n"
-"      --hello-timeout MS     accepted connection until complete hello\n"
-"                             (default 5000)\n"
+"      --hello-timeout MS     accepted connection until complete hello, and for\n"
+"                             a control connection until authenticated; counted\n"
+"                             from accept, not per byte (default 5000)\n"
 "      --max-pending N        clients waiting for a data connection (default 1024)\n"
+"      --max-conns N          clients at once on all routes, waiting or\n"
+"                             tunnelled (default 16384)\n"
+"      --max-agents N         authenticated agents at once (default 64)\n"
+"      --max-handshakes N     connections to the control port that have not\n"
+"                             finished their hello or authentication (default 1024)\n"
+"                             A connection over any limit is closed at accept\n"
+"                             (the agent never hears of it) and logged, at most\n"
+"                             once a second per limit; open ones are untouched.\n"
 "      --heartbeat MS         control connection ping interval (default 5000)\n"
 "      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
 "                             before the daemon exits (default 10000)\n"
@@ -1129,7 +1220,8 @@ static void edge_usage(FILE *f)
 "  datapath = auto\n"
 "  route = 8080=web           ; may repeat\n"
 "  [service web]\n"
-"  bind = 8080                ; [BIND_ADDR:]PORT, may repeat (= route 8080=web)\n"
+"  bind = 8080                ; [SRC@][BIND_ADDR:]PORT[,max-conns=N], may repeat\n"
+"                             ; (= route 8080=web)\n"
 "  local = 192.168.1.10:80    ; used by the agent only\n"
 "The [agent] section is checked but ignored, so one file can serve both.\n"
 "\n"
@@ -1425,6 +1517,9 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 	cfg->connect_timeout_ms = 10000;
 	cfg->hello_timeout_ms = 5000;
 	cfg->max_pending = 1024;
+	cfg->max_conns = 16384;
+	cfg->max_agents = 64;
+	cfg->max_handshakes = 1024;
 	rc = addr_parse("0.0.0.0:7000", NULL, &cfg->control, err);
 	if (rc) {
 		fprintf(stderr, "Error: %s\n", err);

@@ -36,6 +36,8 @@ struct rs_route {              /* edge: public bind address -> service name */
 	char service[RS_NAME_MAX + 1];
 	struct rs_cidr allow[RS_MAX_ALLOW]; /* SRC@...: only these clients; none = everyone */
 	int n_allow;
+	unsigned int max_conns;        /* ...,max-conns=N: clients at once on this route; 0 = no
+					* limit of its own (--max-conns still applies) */
 };
 
 struct rs_service {            /* agent: service name -> LAN address */
@@ -78,6 +80,11 @@ struct rs_edge_config {
 	char authorized_keys[256];     /* --authorized-keys FILE, re-read on every AUTH */
 	struct rs_service_token stokens[RS_MAX_SERVICE_TOKENS];
 	int n_stokens;
+	unsigned int max_conns;        /* --max-conns: clients at once, waiting or tunnelled, default 16384 */
+	unsigned int max_agents;       /* --max-agents: authenticated agents at once, default 64 */
+	unsigned int max_handshakes;   /* --max-handshakes: control-port connections not yet
+					* through their handshake (hello, agent authentication),
+					* default 1024 */
 };
 
 struct rs_agent_config {
@@ -98,7 +105,7 @@ struct rs_agent_config {
 
 /* Parse "HOST:PORT", "[V6]:PORT" or (when default_host != NULL) "PORT". */
 int rs_addr_parse(const char *s, const char *default_host, struct rs_addr *out);
-/* "[SRC[,SRC...]@][BIND_ADDR:]PORT=SERVICE", SRC an IP or CIDR */
+/* "[SRC[,SRC...]@][BIND_ADDR:]PORT=SERVICE[,max-conns=N]", SRC an IP or CIDR */
 int rs_route_parse(const char *s, struct rs_route *out);
 /* "[SRC[,SRC...]@]" prefix of s into r->allow; *rest set past the '@'.
  * 0 or -EINVAL with err (>= 128 bytes) set. */

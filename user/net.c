@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "loop.h"
 
 int net_listen(const struct sockaddr *sa, socklen_t len, int backlog)
@@ -110,4 +112,21 @@ bool ratelimit_ok(struct ratelimit *rl, unsigned int interval_ms, unsigned long 
 	*suppressed = rl->suppressed;
 	rl->suppressed = 0;
 	return true;
+}
+
+void pr_warn_ratelimited(struct ratelimit *rl, const char *fmt, ...)
+{
+	unsigned long sup;
+	char buf[512];
+	va_list ap;
+
+	if (!ratelimit_ok(rl, 1000, &sup))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (sup)
+		pr_warn("%s [%lu more suppressed]", buf, sup);
+	else
+		pr_warn("%s", buf);
 }

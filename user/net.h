@@ -26,5 +26,9 @@ struct ratelimit {
 	unsigned long suppressed;
 };
 bool ratelimit_ok(struct ratelimit *rl, unsigned int interval_ms, unsigned long *suppressed);
+/* pr_warn at most once a second per rl, with " [N more suppressed]" appended
+ * when lines were dropped since the last one. */
+void pr_warn_ratelimited(struct ratelimit *rl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 #endif

@@ -279,7 +279,12 @@ static void rl_prefix_event(struct ev_handler *h, uint32_t events)
 	if (!ret)
 		return;
 	loop_del(p->fd_a);
-	rl_start(p->fd_a, p->fd_b, &p->o, p->flags);
+	if (rl_start(p->fd_a, p->fd_b, &p->o, p->flags) && p->o.done) {
+		/* the caller got 0 back from relay_start_prefixed: it waits for done */
+		struct relay_stats st = { .bytes_ba = p->off, .path = "prefix", .end = "error" };
+
+		p->o.done(p->o.ctx, &st);
+	}
 	p->fd_a = -1;
 	rl_prefix_free(p);
 }

@@ -33,8 +33,9 @@ struct relay_stats {
 
 typedef void (*relay_done_fn)(void *ctx, const struct relay_stats *st);
 
-/* id is only used in log lines.  done may be NULL; it is called once, after
- * both fds are closed.  Returns 0 or -errno (on error the fds are closed). */
+/* id is only used in log lines.  done may be NULL; when 0 is returned it is
+ * called exactly once, after both fds are closed.  Returns 0 or -errno (on
+ * error the fds are closed and done is never called). */
 int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx);
 
 /* Like relay_start(), for a caller that already read bytes from fd_b (the
