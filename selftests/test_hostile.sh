@@ -47,7 +47,7 @@ HELLO_MS=3000 MAX_CONNS=600 MAX_PENDING=300 MAX_HANDSHAKES=400 ROUTE_MAX=20
 AGENT_WAIT_MS=2000
 HELLO_S=$((HELLO_MS / 1000))
 # a valid control hello: "RSPL", version 1, kind CONTROL, no id, a nonce
-HELLO_HEX=5253504c01010000$(printf '0%.0s' {1..16})$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+HELLO_HEX=5253504c02010000$(printf '0%.0s' {1..16})$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 WORK=$(mktemp -d /tmp/rsplice-hostile.XXXXXX)
 LOGS=$WORK/logs
@@ -348,7 +348,8 @@ defstage s_slow_auth "protocol: hello trickled, then an AUTH frame trickled: one
 s_slow_auth() {
 	local out
 	# 48 hello bytes at 20 per second (2.4 s), then an AUTH header announcing
-	# 40 bytes and its payload: the handshake must end HELLO_S after accept,
+	# 40 bytes and its payload (an encrypted record under protocol v2): the
+	# handshake must end HELLO_S after accept,
 	# not HELLO_S after the hello
 	out=$(run_in "$NS_ROUTER" 30 $(py flood.py) slowloris --host "$IP_EDGE" --port "$CTRL_PORT" \
 		--send-hex "${HELLO_HEX}0000002802000000$(printf '00%.0s' {1..40})" --interval 0.05 \
@@ -392,7 +393,7 @@ s_max_agents() {
 	stop agent2
 }
 
-defstage s_big_frame "protocol: a frame header announcing 2 GiB after a valid hello"
+defstage s_big_frame "protocol: an encrypted record announcing 2 GiB after a valid hello"
 s_big_frame() {
 	local out
 	out=$(run_in "$NS_ROUTER" 20 $(py probe.py) --host "$IP_EDGE" --port "$CTRL_PORT" \
@@ -400,7 +401,7 @@ s_big_frame() {
 	diag "oversized frame: $out"
 	assert "[$DP] frame over the 4 KiB limit: connection closed at once (< 1 s)" \
 		'[ "$(kv closed "$out")" = yes ] && fcmp "$(kv secs "$out") < 1"' "$out"
-	log_has "frame limit" "frame larger than the protocol limit"
+	log_has "frame limit" "encrypted record of an impossible length"
 }
 
 defstage s_garbage "random garbage and truncated hellos to the control port and a public port"
