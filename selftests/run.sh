@@ -17,7 +17,7 @@
 #      (splice) and test_e2e.sh (splice path) again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle e2e fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -32,7 +32,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export BUILD=${BUILD:-build}
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle e2e fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -101,7 +101,7 @@ if wants unit; then
 	[ "$found" = 1 ] || echo "# no unit test binaries in $BUILD/test_*"
 fi
 
-for s in cli relay limits lifecycle; do
+for s in cli relay limits lifecycle proxy privdrop; do
 	wants "$s" || continue
 	if [ -f "selftests/test_$s.sh" ]; then
 		run_counted "test_$s.sh" "$SCRIPT_TIMEOUT" bash "selftests/test_$s.sh"

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests of the wire protocol (user/proto.c): hello, MACs, frames, payloads.
  * Every decoder must reject truncated, oversized and trailing-garbage input. */
+#include <arpa/inet.h>
 #include <endian.h>
 #include <sodium.h>
 
@@ -103,14 +104,15 @@ static void test_frame_roundtrip_and_partial(void)
 	struct rs_buf b;
 	struct rs_frame f;
 	const char *why = NULL;
-	uint8_t payload[9 + 63];
+	uint8_t payload[9 + 63 + RS_CONN_ADDRS_LEN];
+	struct rs_conn_addrs ca = { 0 };
 	uint64_t id;
 	char name[64];
 	size_t len, full;
 
 	if (!ASSERT_OK(rs_buf_init(&b, 8 + RS_FRAME_MAX), "buf"))
 		return;
-	len = rs_enc_connect(payload, 42, "web");
+	len = rs_enc_connect(payload, 42, "web", &ca);
 	ASSERT_OK(rs_frame_put(&b, RS_F_CONNECT, payload, len), "put");
 	full = b.len;
 	/* every strict prefix is "need more", never an error */
@@ -123,7 +125,7 @@ static void test_frame_roundtrip_and_partial(void)
 	if (ASSERT_EQ(rs_frame_peek(&b, &f, &why), 1, "whole frame")) {
 		ASSERT_EQ(f.type, RS_F_CONNECT, "type");
 		ASSERT_EQ(f.wire_len, full, "wire length");
-		ASSERT_OK(rs_dec_connect(&f, &id, name), "decode");
+		ASSERT_OK(rs_dec_connect(&f, &id, name, &ca), "decode");
 		ASSERT_EQ(id, 42, "id");
 		ASSERT_STREQ(name, "web", "service");
 	}
@@ -171,31 +173,38 @@ static struct rs_frame frame_of(const uint8_t *p, size_t len)
 
 static void test_connect_payload_strict(void)
 {
-	uint8_t p[80];
-	size_t len = rs_enc_connect(p, 7, "ssh");
+	uint8_t p[160];
+	struct rs_conn_addrs ca = { 0 }, got;
+	size_t len = rs_enc_connect(p, 7, "ssh", &ca);
 	struct rs_frame f;
 	uint64_t id;
 	char name[64];
 
 	f = frame_of(p, len);
-	ASSERT_OK(rs_dec_connect(&f, &id, name), "valid");
+	ASSERT_OK(rs_dec_connect(&f, &id, name, &got), "valid");
 	f = frame_of(p, len - 1);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "truncated name");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "truncated address block");
+	f = frame_of(p, 8 + 1 + 3);
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "no address block");
 	p[len] = 'x';
 	f = frame_of(p, len + 1);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "trailing byte");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "trailing byte");
 	p[8] = 200;
 	f = frame_of(p, len);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "name length past the frame");
-	len = rs_enc_connect(p, 7, "a/b");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "name length past the frame");
+	len = rs_enc_connect(p, 7, "a/b", &ca);
 	f = frame_of(p, len);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "bad name characters");
-	len = rs_enc_connect(p, 0, "web");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "bad name characters");
+	len = rs_enc_connect(p, 0, "web", &ca);
 	f = frame_of(p, len);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "zero id");
-	len = rs_enc_connect(p, 1, "");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "zero id");
+	len = rs_enc_connect(p, 1, "", &ca);
 	f = frame_of(p, len);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "empty name");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "empty name");
+	ca.family = 5;
+	len = rs_enc_connect(p, 1, "web", &ca);
+	f = frame_of(p, len);
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "unknown address family");
 }
 
 static void test_connect_fail_and_auth(void)
@@ -269,13 +278,14 @@ static void test_random_input_is_safe(void)
 	int err, n = 0, accepted = 0;
 	char name[64];
 	uint8_t mac[RS_MAC_LEN];
+	struct rs_conn_addrs ca;
 
 	for (int i = 0; i < 20000; i++) {
 		randombytes_buf(buf, sizeof(buf));
 		b.len = randombytes_uniform(sizeof(buf) + 1);
 		if (rs_frame_peek(&b, &f, &why) == 1) {
 			accepted++;
-			rs_dec_connect(&f, &id, name);
+			rs_dec_connect(&f, &id, name, &ca);
 			rs_dec_connect_fail(&f, &id, &err);
 			rs_dec_auth(&f, mac, name);
 			rs_dec_services(&f, count_cb, &n);
@@ -303,9 +313,28 @@ static void test_pool_hello_and_bind(void)
 	rs_hello_data(&d, 7, key);
 	ASSERT_EQ(rs_mac_equal(d.blob, h.blob), -EPERM, "MAC binds the kind: data != pool");
 
-	rs_bind_make(&b, 0xabcdef, 7, "web", key);
-	if (ASSERT_OK(rs_bind_check(&b, 7, key, name, &why), "valid bind"))
+	struct sockaddr_in cl = { .sin_family = AF_INET, .sin_port = htons(40000) };
+	struct sockaddr_in pub = { .sin_family = AF_INET, .sin_port = htons(8080) };
+	struct sockaddr_storage css = { 0 }, pss = { 0 };
+	struct rs_conn_addrs ca;
+
+	inet_pton(AF_INET, "10.201.1.2", &cl.sin_addr);
+	inet_pton(AF_INET, "10.201.1.1", &pub.sin_addr);
+	memcpy(&css, &cl, sizeof(cl));
+	memcpy(&pss, &pub, sizeof(pub));
+	rs_conn_addrs_make(&ca, &css, &pss);
+	rs_bind_make(&b, 0xabcdef, 7, "web", &ca, key);
+	if (ASSERT_OK(rs_bind_check(&b, 7, key, name, &why), "valid bind")) {
 		ASSERT_STREQ(name, "web", "service");
+		ASSERT_EQ(memcmp(&b.addrs, &ca, sizeof(ca)), 0, "bind carries the client address");
+	}
+	t = b;
+	t.addrs.src[3] ^= 1;
+	ASSERT_EQ(rs_bind_check(&t, 7, key, name, &why), -EPERM,
+		  "tampered client address (the MAC covers it)");
+	t = b;
+	t.addrs.reserved[0] = 1;
+	ASSERT_EQ(rs_bind_check(&t, 7, key, name, &why), -EPROTO, "address block reserved bits");
 	ASSERT_EQ(rs_bind_check(&b, 8, key, name, &why), -EPROTO, "bind for another pool conn");
 	ASSERT_EQ(rs_bind_check(&b, 7, other, name, &why), -EPERM, "bind, other key");
 	t = b;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "proxy_proto.h"
 #include "relay.h"
 
 #define RS_NAME_MAX 63      /* service name: 1..63 of [A-Za-z0-9_.-] */
@@ -40,6 +41,7 @@ struct rs_route {              /* edge: public bind address -> service name */
 struct rs_service {            /* agent: service name -> LAN address */
 	char name[RS_NAME_MAX + 1];
 	struct rs_addr addr;
+	enum rs_proxy_mode proxy;  /* ,proxy=v2: PROXY v2 header to the service first */
 };
 
 struct rs_common {
@@ -86,7 +88,7 @@ int rs_route_parse(const char *s, struct rs_route *out);
 int rs_allow_parse(const char *s, struct rs_route *r, const char **rest, char *err);
 /* 1 when the client address may use the route (no allow-list: always). */
 int rs_route_allows(const struct rs_route *r, const struct sockaddr_storage *client);
-/* "NAME=HOST:PORT" */
+/* "NAME=HOST:PORT[,proxy=v2|none]" */
 int rs_service_parse(const char *s, struct rs_service *out);
 int rs_name_valid(const char *name);
 /* Reads the token; refuses empty or shorter than 16 bytes. */

@@ -119,7 +119,7 @@ void rs_hello_pool(struct rs_hello *h, uint64_t pool_id, const uint8_t key[RS_KE
 }
 
 void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const char *service,
-		  const uint8_t key[RS_KEY_LEN])
+		  const struct rs_conn_addrs *addrs, const uint8_t key[RS_KEY_LEN])
 {
 	size_t n = strlen(service);
 
@@ -131,6 +131,7 @@ void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const c
 	b->conn_id = htobe64(conn_id);
 	b->pool_id = htobe64(pool_id);
 	memcpy(b->name, service, n);
+	b->addrs = *addrs;
 	mac3(key, RS_KEY_LEN, "rsplice-bind", b, offsetof(struct rs_bind, mac), NULL, 0, NULL, 0,
 	     b->mac);
 }
@@ -159,6 +160,10 @@ int rs_bind_check(const struct rs_bind *b, uint64_t pool_id, const uint8_t key[R
 			*why = "bind with garbage after the service name";
 			return -EPROTO;
 		}
+	}
+	if (rs_conn_addrs_check(&b->addrs)) {
+		*why = "bind with a malformed client address";
+		return -EPROTO;
 	}
 	mac3(key, RS_KEY_LEN, "rsplice-bind", b, offsetof(struct rs_bind, mac), NULL, 0, NULL, 0,
 	     mac);
@@ -294,7 +299,8 @@ int rs_frame_peek(const struct rs_buf *b, struct rs_frame *f, const char **why)
 
 /* ---- payloads ---- */
 
-size_t rs_enc_connect(uint8_t *out, uint64_t conn_id, const char *service)
+size_t rs_enc_connect(uint8_t *out, uint64_t conn_id, const char *service,
+		      const struct rs_conn_addrs *addrs)
 {
 	uint64_t be = htobe64(conn_id);
 	size_t n = strlen(service);
@@ -302,7 +308,8 @@ size_t rs_enc_connect(uint8_t *out, uint64_t conn_id, const char *service)
 	memcpy(out, &be, 8);
 	out[8] = (uint8_t)n;
 	memcpy(out + 9, service, n);
-	return 9 + n;
+	memcpy(out + 9 + n, addrs, RS_CONN_ADDRS_LEN);
+	return 9 + n + RS_CONN_ADDRS_LEN;
 }
 
 /* a length-prefixed name at p (with avail bytes left): copies it, returns bytes used or -EPROTO */
@@ -320,19 +327,21 @@ static int dec_name(const uint8_t *p, size_t avail, char name[64])
 	return (int)(1 + n);
 }
 
-int rs_dec_connect(const struct rs_frame *f, uint64_t *conn_id, char service[64])
+int rs_dec_connect(const struct rs_frame *f, uint64_t *conn_id, char service[64],
+		   struct rs_conn_addrs *addrs)
 {
 	uint64_t be;
 	int n;
 
-	if (f->len < 9)
+	if (f->len < 9 + RS_CONN_ADDRS_LEN)
 		return -EPROTO;
 	memcpy(&be, f->payload, 8);
 	*conn_id = be64toh(be);
-	n = dec_name(f->payload + 8, f->len - 8, service);
-	if (n < 0 || 8 + (size_t)n != f->len || !*conn_id)
+	n = dec_name(f->payload + 8, f->len - 8 - RS_CONN_ADDRS_LEN, service);
+	if (n < 0 || 8 + (size_t)n + RS_CONN_ADDRS_LEN != f->len || !*conn_id)
 		return -EPROTO;
-	return 0;
+	memcpy(addrs, f->payload + 8 + n, RS_CONN_ADDRS_LEN);
+	return rs_conn_addrs_check(addrs);
 }
 
 size_t rs_enc_connect_fail(uint8_t *out, uint64_t conn_id, int err)

@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy_proto.h"
+
 #define RS_MAGIC 0x5253504cU /* "RSPL" */
 #define RS_PROTO_VERSION 1
 #define RS_KEY_LEN 32
@@ -58,9 +60,10 @@ struct rs_bind {
 	__be64 conn_id;  /* the edge's id of the client connection (for logs) */
 	__be64 pool_id;  /* the pooled connection's hello conn_id */
 	char name[64];   /* service name, zero padded */
+	struct rs_conn_addrs addrs; /* the public client and the edge address it reached */
 	__u8 mac[32];    /* HMAC(session_key, "rsplice-bind" | all bytes before mac) */
 };
-_Static_assert(sizeof(struct rs_bind) == 120, "bind is fixed-size on the wire");
+_Static_assert(sizeof(struct rs_bind) == 160, "bind is fixed-size on the wire");
 #define RS_BIND_KIND 4
 
 struct rs_frame_hdr {
@@ -78,7 +81,7 @@ enum rs_frame_type {
 	RS_F_SERVICES = 4,     /* agent->edge: count(2) {len(1) name}* */
 	RS_F_PING = 5,         /* either: token(8) */
 	RS_F_PONG = 6,         /* either: token(8) echoed */
-	RS_F_CONNECT = 7,      /* edge->agent: conn_id(8) len(1) service */
+	RS_F_CONNECT = 7,      /* edge->agent: conn_id(8) len(1) service addrs(40) */
 	RS_F_CONNECT_FAIL = 8, /* agent->edge: conn_id(8) errno(4) */
 	RS_F_ERROR = 9,        /* either: reason text (<= 255 bytes), then close */
 	RS_F_MAX
@@ -98,9 +101,10 @@ uint64_t rs_hello_conn_id(const struct rs_hello *h);
 
 /* ---- bind (pooled connections) ---- */
 void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const char *service,
-		  const uint8_t key[RS_KEY_LEN]);
-/* Checks the fixed fields, the name and the MAC; 0 or -EPROTO/-EPERM (*why set).
- * service receives the NUL-terminated name. */
+		  const struct rs_conn_addrs *addrs, const uint8_t key[RS_KEY_LEN]);
+/* Checks the fixed fields, the name, the address block and the MAC; 0 or
+ * -EPROTO/-EPERM (*why set).  service receives the NUL-terminated name; the
+ * client's addresses are b->addrs. */
 int rs_bind_check(const struct rs_bind *b, uint64_t pool_id, const uint8_t key[RS_KEY_LEN],
 		  char service[64], const char **why);
 
@@ -148,8 +152,12 @@ struct rs_frame {
 int rs_frame_peek(const struct rs_buf *b, struct rs_frame *f, const char **why);
 
 /* ---- frame payloads: encoders return payload length, decoders 0 or -EPROTO ---- */
-size_t rs_enc_connect(uint8_t *out, uint64_t conn_id, const char *service);
-int rs_dec_connect(const struct rs_frame *f, uint64_t *conn_id, char service[64]);
+/* CONNECT: out needs 9 + 63 + RS_CONN_ADDRS_LEN bytes; addrs is checked with
+ * rs_conn_addrs_check() by the decoder. */
+size_t rs_enc_connect(uint8_t *out, uint64_t conn_id, const char *service,
+		      const struct rs_conn_addrs *addrs);
+int rs_dec_connect(const struct rs_frame *f, uint64_t *conn_id, char service[64],
+		   struct rs_conn_addrs *addrs);
 size_t rs_enc_connect_fail(uint8_t *out, uint64_t conn_id, int err);
 int rs_dec_connect_fail(const struct rs_frame *f, uint64_t *conn_id, int *err);
 size_t rs_enc_auth(uint8_t *out, const uint8_t mac[RS_MAC_LEN], const char *name);
