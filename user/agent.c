@@ -718,7 +718,7 @@ int main(int argc, char **argv)
 	ret = rs_agent_config_load(argc, argv, &cfg);
 	if (ret)
 		return ret > 0 ? 0 : 1;
-	if (daemon_init(&cfg.c, agent_stop_accepting))
+	if (daemon_init(&cfg.c, agent_stop_accepting) || daemon_drop_privileges(&cfg.c))
 		return 1;
 	for (int i = 0; i < cfg.n_services; i++)
 		pr_info("service '%s' -> %s%s", cfg.services[i].name, cfg.services[i].addr.text,

@@ -616,6 +616,9 @@ enum opt_id {
 	O_BACKOFF_MIN,
 	O_BACKOFF_MAX,
 	O_POOL,
+	O_USER,
+	O_GROUP,
+	O_ALLOW_ROOT,
 	O__MAX,
 };
 
@@ -641,6 +644,9 @@ static const struct optdef optdefs[] = {
 	{ "heartbeat", required_argument, O_HEARTBEAT, FOR_BOTH, true, false },
 	{ "drain-timeout", required_argument, O_DRAIN_TIMEOUT, FOR_BOTH, true, false },
 	{ "connect-timeout", required_argument, O_CONNECT_TIMEOUT, FOR_BOTH, true, false },
+	{ "user", required_argument, O_USER, FOR_BOTH, true, false },
+	{ "group", required_argument, O_GROUP, FOR_BOTH, true, false },
+	{ "allow-root", no_argument, O_ALLOW_ROOT, FOR_BOTH, true, false },
 	{ "control", required_argument, O_CONTROL, FOR_EDGE, true, false },
 	{ "route", required_argument, O_ROUTE, FOR_EDGE, true, true },
 	{ "agent-wait", required_argument, O_AGENT_WAIT, FOR_EDGE, true, false },
@@ -766,6 +772,19 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		rc = parse_bool(val, &b, err);
 		if (!rc)
 			c->verbose = b;
+		return rc;
+	case O_USER:
+		return copy_str(c->privs.user, sizeof(c->privs.user), val, "user name", err);
+	case O_GROUP:
+		return copy_str(c->privs.group, sizeof(c->privs.group), val, "group name", err);
+	case O_ALLOW_ROOT:
+		if (!val) {
+			c->privs.allow_root = true;
+			return 0;
+		}
+		rc = parse_bool(val, &b, err);
+		if (!rc)
+			c->privs.allow_root = b;
 		return rc;
 	case O_TOKEN_FILE:
 		return copy_str(c->token_file, sizeof(c->token_file), val, "token file path", err);
@@ -1107,6 +1126,11 @@ static void edge_usage(FILE *f)
 "      --heartbeat MS         control connection ping interval (default 5000)\n"
 "      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
 "                             before the daemon exits (default 10000)\n"
+"      --user USER            once set up, switch to USER, keeping only the\n"
+"                             capabilities the data path needs\n"
+"      --group GROUP          with --user: this group instead of USER's own\n"
+"      --allow-root           keep every privilege (by default a daemon started\n"
+"                             as root keeps only the capabilities it needs)\n"
 "  -v, --verbose              debug logging\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
@@ -1166,6 +1190,11 @@ static void agent_usage(FILE *f)
 "      --heartbeat MS         control connection ping interval (default 5000)\n"
 "      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
 "                             before the daemon exits (default 10000)\n"
+"      --user USER            once set up, switch to USER, keeping only the\n"
+"                             capabilities the data path needs\n"
+"      --group GROUP          with --user: this group instead of USER's own\n"
+"      --allow-root           keep every privilege (by default a daemon started\n"
+"                             as root keeps only the capabilities it needs)\n"
 "  -v, --verbose              debug logging\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
@@ -1404,6 +1433,9 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 			}
 		}
 	}
+	rc = privdrop_resolve(&cfg->c.privs);
+	if (rc)
+		return rc;
 	rc = rs_token_load(&cfg->c);
 	if (rc)
 		return rc;
@@ -1466,5 +1498,8 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 	}
 	if (!cfg->name[0])
 		default_name(cfg->name);
+	rc = privdrop_resolve(&cfg->c.privs);
+	if (rc)
+		return rc;
 	return rs_token_load(&cfg->c);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "privdrop.h"
 #include "proxy_proto.h"
 #include "relay.h"
 
@@ -53,6 +54,7 @@ struct rs_common {
 	int verbose;               /* 0 info, 1 debug */
 	unsigned int heartbeat_ms; /* control-connection ping interval, default 5000 */
 	unsigned int drain_timeout_ms; /* SIGTERM: open connections may finish this long, default 10000 */
+	struct rs_privs privs;     /* --user, --group, --allow-root (resolved at load) */
 };
 
 struct rs_edge_config {

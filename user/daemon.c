@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "loop.h"
+#include "privdrop.h"
 #include "relay.h"
 
 #define DRAIN_POLL_MS 100
@@ -111,4 +112,14 @@ int daemon_init(const struct rs_common *c, void (*stop_accepting)(void))
 		return ret;
 	}
 	return relay_init(c->datapath, c->pin_dir[0] ? c->pin_dir : NULL);
+}
+
+int daemon_drop_privileges(const struct rs_common *c)
+{
+	static const cap_value_t kernel_path[] = { CAP_BPF, CAP_NET_ADMIN, CAP_SYS_RESOURCE };
+	static const cap_value_t splice_path[] = { CAP_SYS_RESOURCE };
+
+	if (c->datapath == DP_SPLICE)
+		return privdrop_apply(&c->privs, splice_path, 1);
+	return privdrop_apply(&c->privs, kernel_path, 3);
 }

@@ -824,6 +824,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < cfg.n_routes; i++)
 		if (listener_open(&route_l[i], &cfg.routes[i].bind, i))
 			return 1;
+	/* every port is bound: what follows needs far less than root */
+	if (daemon_drop_privileges(&cfg.c))
+		return 1;
 	pr_info("listening for agents on %s; %d route(s)", cfg.control.text, cfg.n_routes);
 	for (int i = 0; i < cfg.n_routes; i++)
 		pr_info("route %s -> service '%s'%s", cfg.routes[i].bind.text, cfg.routes[i].service,
