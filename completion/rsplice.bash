@@ -13,10 +13,12 @@
 
 _rsplice_edge_opts_static='-c --config --control --token-file --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
- --heartbeat --drain-timeout -v --verbose -h --help -V --version'
+ --heartbeat --drain-timeout --user --group --allow-root -v --verbose -h --help
+ -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --service --name
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
- --heartbeat --drain-timeout -v --verbose -h --help -V --version'
+ --heartbeat --drain-timeout --user --group --allow-root -v --verbose -h --help
+ -V --version'
 _rsplice_cmds_static='attach detach status help'
 
 # _rsplice_help_opts PROG: the options that "PROG --help" lists, one per word.
@@ -68,6 +70,14 @@ _rsplice_daemon()
 		_rsplice_words_of 'auto sockmap splice' "$cur"
 		return 0
 		;;
+	--user)
+		COMPREPLY=($(compgen -u -- "$cur"))
+		return 0
+		;;
+	--group)
+		COMPREPLY=($(compgen -g -- "$cur"))
+		return 0
+		;;
 	--control | --route | --edge | --service | --name | --agent-wait | \
 		--connect-timeout | --hello-timeout | --max-pending | --heartbeat | --drain-timeout | \
 		--backoff-min | --backoff-max | --pool)
@@ -104,6 +114,10 @@ _rsplice()
 	--max-socks)
 		return 0
 		;;
+	--group)
+		COMPREPLY=($(compgen -g -- "$cur"))
+		return 0
+		;;
 	esac
 
 	# the first word that is neither an option nor the value of --pin-dir
@@ -132,7 +146,7 @@ _rsplice()
 	# -j and -p are accepted after the command too
 	case $cmd in
 	a | at | att | atta | attac | attach)
-		_rsplice_words_of '-f --force --max-socks -h --help -j --json -p --pretty' "$cur" ;;
+		_rsplice_words_of '-f --force --max-socks --group -h --help -j --json -p --pretty' "$cur" ;;
 	*)
 		_rsplice_words_of '-h --help -j --json -p --pretty' "$cur" ;;
 	esac

@@ -9,7 +9,8 @@
 # data paths; that `rsplice detach` in the middle of a transfer loses nothing
 # and `rsplice attach` afterwards still serves (as uid 0 the daemons reopen the
 # new pins and splice in the kernel again; as nobody they cannot open root's
-# 0600 pins and stay on splice(2)); and that an unknown user is one error line.
+# 0600 pins and stay on splice(2), unless `rsplice attach --group nogroup`
+# gave their group the pins); and that an unknown user is one error line.
 #
 # The documented set (user/daemon.h, README "Privileges"): CAP_BPF,
 # CAP_NET_ADMIN, CAP_SYS_RESOURCE; only CAP_SYS_RESOURCE with --datapath
@@ -160,8 +161,8 @@ fetch_ok() { [ "$(fetch)" = "$FILE_SHA" ]; }
 
 n_done() { grep -c "done via $1" "$WORK/$MODE-agent.log"; }
 
-attach() {
-	timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach >/dev/null 2>&1 && ATTACHED=1
+attach() { # attach [ATTACH OPTIONS]
+	timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach "$@" >/dev/null 2>&1 && ATTACHED=1
 }
 detach() {
 	timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1 && ATTACHED=0
@@ -170,7 +171,7 @@ detach() {
 # ------------------------------------------------------------------ tests ---
 # run_user DATAPATH: both daemons as nobody
 run_user() {
-	local dp=$1 tag out sp0 uid gid mask sum bg t0 inflight
+	local dp=$1 tag out sp0 sm0 uid gid mask sum bg t0 inflight
 	MODE=user-$dp
 	tag="[--user $USER_NAME, $dp]"
 	T_FAIL_LOGS=("$WORK/$MODE-edge.log" "$WORK/$MODE-agent.log")
@@ -215,9 +216,22 @@ run_user() {
 		assert_eq "$tag after detach a new transfer is byte-exact" "$FILE_SHA" "$(fetch)"
 		assert "$tag after detach new connections use splice(2)" \
 			'[ "$(n_done splice)" -gt "$sp0" ]' "no new 'done via splice'"
+		# a new attach makes new maps, pinned root's 0600: nobody cannot open them
 		attach
+		sp0=$(n_done splice)
 		assert_eq "$tag after a new 'rsplice attach' a transfer is byte-exact" \
 			"$FILE_SHA" "$(fetch)"
+		assert "$tag ... on splice(2): root's 0600 pins are closed to $USER_NAME" \
+			'[ "$(n_done splice)" -gt "$sp0" ] && grep -q "done via splice" "$WORK/$MODE-edge.log"' \
+			"no new 'done via splice'"
+		# rsplice attach --group: pins the daemons' group may open
+		detach
+		attach --group "$GROUP_NAME"
+		sm0=$(n_done sockmap)
+		assert_eq "$tag after 'rsplice attach --group $GROUP_NAME' a transfer is byte-exact" \
+			"$FILE_SHA" "$(fetch)"
+		assert "$tag ... and the daemons reopened the group's pins: kernel path again" \
+			'[ "$(n_done sockmap)" -gt "$sm0" ]' "no new 'done via sockmap'"
 		assert "$tag both daemons still run" 'kill -0 ${PIDS[edge]} && kill -0 ${PIDS[agent]}'
 	fi
 	stop_pair
