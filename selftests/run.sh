@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Whole rsplice test suite (`make check`).  Runs, in order:
 #   1. the unit test binaries build/test_*
-#   2. selftests/test_cli.sh and selftests/test_relay.sh (when present)
+#   2. selftests/test_cli.sh, test_relay.sh, test_limits.sh, test_lifecycle.sh,
+#      test_proxy.sh (PROXY v2 with nginx) and test_privdrop.sh (when present)
 #   3. selftests/test_e2e.sh (namespaces, both data paths)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without

@@ -20,7 +20,11 @@
  * time, each with a POOL hello (same MAC; conn_id is a per-session counter,
  * so the edge rejects replays).  For a new client the edge takes one and
  * writes a fixed-size struct rs_bind naming the service, then splices at
- * once: the client does not wait for a CONNECT round trip and a dial. */
+ * once: the client does not wait for a CONNECT round trip and a dial.
+ *
+ * CONNECT and the bind both carry the client's address and the edge's public
+ * address it reached (struct rs_conn_addrs, proxy_proto.h), for services
+ * that want a PROXY protocol v2 header. */
 #ifndef RSPLICE_PROTO_H
 #define RSPLICE_PROTO_H
 
