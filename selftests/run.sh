@@ -15,7 +15,8 @@
 #      is installed; `make fuzz-regress`)
 #   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
-#      (splice) and test_e2e.sh (splice path) again with those binaries; a
+#      (splice), test_e2e.sh (splice path), test_proxy.sh and test_privdrop.sh
+#      again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
 # Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e fuzz"
@@ -161,7 +162,7 @@ san_run() {
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -a '^# logs kept in /tmp/rsplice-e2e\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|proxy|privdrop)\.' "$saved")
 	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
 		-name 'rsplice-test-relay.*' -newer "$marker")
 	local files=("$saved")
@@ -198,6 +199,10 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 			san_run "asan test_e2e.sh splice" "$E2E_TIMEOUT" \
 				env E2E_DATAPATHS=splice bash selftests/test_e2e.sh
 		fi
+		for t in proxy privdrop; do
+			wants "$t" && [ -f "selftests/test_$t.sh" ] || continue
+			san_run "asan test_$t.sh" "$SCRIPT_TIMEOUT" bash "selftests/test_$t.sh"
+		done
 	fi
 fi
 

@@ -129,8 +129,9 @@ static void log_result(void)
 
 	getresuid(&r, &e, &s);
 	getresgid(&gr, &ge, &gs);
+	/* libcap writes an empty set as "=" */
 	pr_info("privileges: uid %u gid %u, capabilities '%s'", (unsigned int)e, (unsigned int)ge,
-		text ? text : "?");
+		!text ? "?" : strcmp(text, "=") ? text : "none");
 	cap_free(text);
 	cap_free(caps);
 }
