@@ -26,7 +26,8 @@ BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
 DEB_PKGS  := build-essential clang llvm pkg-config bpftool libbpf-dev libelf-dev \
              zlib1g-dev libsodium-dev libinih-dev libnl-3-dev libnl-route-3-dev \
              libnl-idiag-3-dev libcap-dev iproute2 nftables iperf3 curl socat \
-             python3 procps psmisc gnuplot-nox openssh-server openssh-client
+             python3 procps psmisc gnuplot-nox openssh-server openssh-client \
+             nginx-light
 
 # Binaries with a main() of their own; everything else in user/ is shared.
 MAINS       := user/edge.c user/agent.c user/rsplice.c

@@ -15,11 +15,13 @@ _rsplice_edge_opts_static='-c --config --control --token-file --service-token
  --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
  --max-conns --max-agents --max-handshakes
- --heartbeat --drain-timeout -v --verbose -h --help -V --version'
+ --heartbeat --drain-timeout --user --group --allow-root -v --verbose -h --help
+ -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
  --service --name
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
- --heartbeat --drain-timeout -v --verbose -h --help -V --version'
+ --heartbeat --drain-timeout --user --group --allow-root -v --verbose -h --help
+ -V --version'
 _rsplice_cmds_static='attach detach status keygen help'
 
 # _rsplice_help_opts PROG: the options that "PROG --help" lists, one per word.
@@ -71,6 +73,14 @@ _rsplice_daemon()
 		_rsplice_words_of 'auto sockmap splice' "$cur"
 		return 0
 		;;
+	--user)
+		COMPREPLY=($(compgen -u -- "$cur"))
+		return 0
+		;;
+	--group)
+		COMPREPLY=($(compgen -g -- "$cur"))
+		return 0
+		;;
 	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
 		--max-handshakes | --heartbeat | --drain-timeout | \
@@ -108,6 +118,10 @@ _rsplice()
 	--max-socks | -C | --comment)
 		return 0
 		;;
+	--group)
+		COMPREPLY=($(compgen -g -- "$cur"))
+		return 0
+		;;
 	esac
 
 	# the first word that is neither an option nor the value of --pin-dir
@@ -136,7 +150,7 @@ _rsplice()
 	# -j and -p are accepted after the command too
 	case $cmd in
 	a | at | att | atta | attac | attach)
-		_rsplice_words_of '-f --force --max-socks -h --help -j --json -p --pretty' "$cur" ;;
+		_rsplice_words_of '-f --force --max-socks --group -h --help -j --json -p --pretty' "$cur" ;;
 	k | ke | key | keyg | keyge | keygen)
 		if [[ $cur == -* ]]; then
 			_rsplice_words_of '-f --force -C --comment -h --help -j --json -p --pretty' "$cur"

@@ -71,6 +71,7 @@ static void decode_all(const struct rs_frame *f, const uint8_t *wire)
 	char name[64];
 	static struct rs_auth au;
 	static struct rs_edge_auth ea;
+	struct rs_conn_addrs ca;
 	int err;
 
 	/* the frame re-encodes to the very bytes it came from */
@@ -83,10 +84,11 @@ static void decode_all(const struct rs_frame *f, const uint8_t *wire)
 
 	/* every decoder, whatever the type: none may read out of bounds */
 	memset(name, 0x55, sizeof(name));
-	if (rs_dec_connect(f, &id, name) == 0) {
+	if (rs_dec_connect(f, &id, name, &ca) == 0) {
 		FUZZ_CHECK(id != 0);
 		check_name(name);
-		FUZZ_CHECK(rs_enc_connect(out, id, name) == f->len);
+		FUZZ_CHECK(rs_conn_addrs_check(&ca) == 0);
+		FUZZ_CHECK(rs_enc_connect(out, id, name, &ca) == f->len);
 		FUZZ_CHECK(memcmp(out, f->payload, f->len) == 0);
 	}
 	if (rs_dec_connect_fail(f, &id, &err) == 0) {

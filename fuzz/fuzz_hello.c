@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
-/* libFuzzer target: the 48-byte hello and the 128-byte bind (user/proto.c).
+/* libFuzzer target: the 48-byte hello and the 168-byte bind (user/proto.c).
  *
  * Input: bytes 0..47 are a hello as it arrives on the control port, bytes
- * 48..175 a bind as it arrives on a pooled connection (short inputs are
- * zero-padded); optional bytes 176, 177 pick a byte position and an XOR mask
- * for the mutation check below.
+ * 48..215 a bind as it arrives on a pooled connection (short inputs are
+ * zero-padded); optional bytes 216, 217 pick a byte position and an XOR mask
+ * for the mutation check below.  The bind made below carries an address
+ * block taken from bytes 176..215, forced valid (family, reserved bits,
+ * non-zero ports).
  *
  * Checked (abort = finding):
  *  - rs_hello_check() never crashes and passes exactly for magic, version 2,
@@ -48,7 +50,8 @@ static int fields_ok(const struct rs_hello *h)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	uint8_t in[48 + 128 + 2] = { 0 };
+	uint8_t in[48 + sizeof(struct rs_bind) + 2] = { 0 };
+	struct rs_conn_addrs ca, ca_got;
 	struct rs_hello h, g, m;
 	struct rs_bind b, bb, bm;
 	const char *why = NULL;
@@ -62,8 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(in, data, size < sizeof(in) ? size : sizeof(in));
 	memcpy(&h, in, sizeof(h));
 	memcpy(&b, in + 48, sizeof(b));
-	pos = in[176];
-	mask = in[177] ? in[177] : 0x01;
+	pos = in[48 + sizeof(struct rs_bind)];
+	mask = in[48 + sizeof(struct rs_bind) + 1] ? in[48 + sizeof(struct rs_bind) + 1] : 0x01;
 
 	/* arbitrary bytes */
 	rc = rs_hello_check(&h, &why);
@@ -71,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK((rc == 0) == !!fields_ok(&h));
 	FUZZ_CHECK(rc == 0 || (why && *why));
 	FUZZ_CHECK(rs_hello_open(&h, key, &id, &t) == -EPERM);
-	rc = rs_bind_check(&b, 1, key, &conn, name, &why);
+	rc = rs_bind_check(&b, 1, key, &conn, name, &ca_got, &why);
 	FUZZ_CHECK(rc == -EPROTO || rc == -EPERM);
 
 	/* a genuine data hello with the input's id and time */
@@ -101,17 +104,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!n)
 			strcpy(name, "svc");
 	}
-	rs_bind_make(&bb, id, id ^ 1, name, key, t);
+	/* a valid address block: IPv4 or IPv6 from the input, reserved bits zero */
+	memcpy(&ca, in + 176, sizeof(ca));
+	memset(ca.reserved, 0, sizeof(ca.reserved));
+	ca.family = (ca.family & 1) ? RS_AF_INET6 : RS_AF_INET;
+	if (ca.family == RS_AF_INET) {
+		memset(ca.src + 4, 0, 12);
+		memset(ca.dst + 4, 0, 12);
+	}
+	if (!ca.src_port)
+		ca.src_port = htobe16(1);
+	if (!ca.dst_port)
+		ca.dst_port = htobe16(1);
+	rs_bind_make(&bb, id, id ^ 1, name, &ca, key, t);
 	{
 		char got[64];
 
-		FUZZ_CHECK(rs_bind_check(&bb, id ^ 1, key, &conn, got, &why) == 0);
-		FUZZ_CHECK(conn == id && !strcmp(got, name));
-		FUZZ_CHECK(rs_bind_check(&bb, id, key, &conn, got, &why) == -EPROTO);
-		FUZZ_CHECK(rs_bind_check(&bb, id ^ 1, key2, &conn, got, &why) == -EPERM);
+		FUZZ_CHECK(rs_bind_check(&bb, id ^ 1, key, &conn, got, &ca_got, &why) == 0);
+		FUZZ_CHECK(conn == id && !strcmp(got, name) && !memcmp(&ca, &ca_got, sizeof(ca)));
+		FUZZ_CHECK(rs_bind_check(&bb, id, key, &conn, got, &ca_got, &why) == -EPROTO);
+		FUZZ_CHECK(rs_bind_check(&bb, id ^ 1, key2, &conn, got, &ca_got, &why) == -EPERM);
 		bm = bb;
 		((uint8_t *)&bm)[pos % sizeof(bm)] ^= mask;
-		FUZZ_CHECK(rs_bind_check(&bm, id ^ 1, key, &conn, got, &why) != 0);
+		FUZZ_CHECK(rs_bind_check(&bm, id ^ 1, key, &conn, got, &ca_got, &why) != 0);
 	}
 
 	/* control hello round trip, ephemeral key from the input */

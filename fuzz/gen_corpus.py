@@ -31,8 +31,16 @@ def services(*names, count=None):
     return struct.pack(">H", c) + b"".join(name(n) for n in names)
 
 
-def connect(cid, svc):
-    return struct.pack(">Q", cid) + name(svc)
+# struct rs_conn_addrs (proxy_proto.h): family, 3 reserved, ports, 16+16 bytes
+ADDRS_V4 = (bytes([4, 0, 0, 0]) + struct.pack(">HH", 40001, 8080)
+            + bytes([10, 201, 1, 2]) + bytes(12) + bytes([10, 201, 1, 1]) + bytes(12))
+ADDRS_V6 = (bytes([6, 0, 0, 0]) + struct.pack(">HH", 443, 8443)
+            + bytes.fromhex("20010db8000000000000000000000002")
+            + bytes.fromhex("20010db8000000000000000000000001"))
+
+
+def connect(cid, svc, addrs=ADDRS_V4):
+    return struct.pack(">Q", cid) + name(svc) + addrs
 
 
 def connect_fail(cid, err):
@@ -72,6 +80,10 @@ def frames_corpus():
         "connect_name64": b"\x00" + frame(T_CONNECT, connect(1, "n" * 64)),
         "connect_id0": b"\x00" + frame(T_CONNECT, connect(0, "web")),
         "connect_badchar": b"\x00" + frame(T_CONNECT, connect(7, "we/b")),
+        "connect_v6": b"\x00" + frame(T_CONNECT, connect(3, "web", ADDRS_V6)),
+        "connect_unspec": b"\x00" + frame(T_CONNECT, connect(3, "web", bytes(40))),
+        "connect_no_addrs": b"\x00" + frame(T_CONNECT, connect(3, "web", b"")),
+        "connect_bad_family": b"\x00" + frame(T_CONNECT, connect(3, "web", b"\x05" + ADDRS_V4[1:])),
         "connect_fail_4096": b"\x00" + frame(T_CONNECT_FAIL, connect_fail(9, 4096)),
         "auth_short": b"\x00" + frame(T_AUTH, bytes(32)),
         "frame_max": b"\x00" + frame(T_ERROR, b"e" * 4096),
@@ -97,12 +109,12 @@ def hello(kind, blob=bytes(40), magic=0x5253504C, version=2, reserved=0):
     return struct.pack(">IBBH", magic, version, kind, reserved) + blob
 
 
-def bind(kind=4, version=2, body=bytes(120)):
+def bind(kind=4, version=2, body=bytes(160)):
     return struct.pack(">IBBH", 0x5253504C, version, kind, 0) + body
 
 
 def hello_corpus():
-    # hello (48) | bind (128) | mutation position, mask (see fuzz_hello.c)
+    # hello (48) | bind (168) | mutation position, mask (see fuzz_hello.c)
     return {
         "control": hello(1, bytes(8) + bytes(range(32))),
         "control_reserved": hello(1, b"\x01" + bytes(39)),

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Whole rsplice test suite (`make check`).  Runs, in order:
 #   1. the unit test binaries build/test_*
-#   2. selftests/test_cli.sh and selftests/test_relay.sh (when present)
+#   2. selftests/test_cli.sh, test_relay.sh, test_limits.sh, test_lifecycle.sh,
+#      test_proxy.sh (PROXY v2 with nginx) and test_privdrop.sh (when present)
 #   3. selftests/test_e2e.sh (namespaces, both data paths),
 #      selftests/test_auth.sh (keys, tokens, hostile agents; both data paths) and
 #      selftests/test_hostile.sh (floods, garbage, limits; both data paths)
@@ -16,10 +17,11 @@
 #      is installed; `make fuzz-regress`)
 #   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
-#      (splice) and test_e2e.sh (splice path) again with those binaries; a
+#      (splice), test_e2e.sh (splice path), test_proxy.sh and test_privdrop.sh
+#      again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle e2e auth hostile fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -34,7 +36,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export BUILD=${BUILD:-build}
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle e2e auth hostile fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -103,7 +105,7 @@ if wants unit; then
 	[ "$found" = 1 ] || echo "# no unit test binaries in $BUILD/test_*"
 fi
 
-for s in cli relay limits lifecycle; do
+for s in cli relay limits lifecycle proxy privdrop; do
 	wants "$s" || continue
 	if [ -f "selftests/test_$s.sh" ]; then
 		run_counted "test_$s.sh" "$SCRIPT_TIMEOUT" bash "selftests/test_$s.sh"
@@ -170,7 +172,7 @@ san_run() {
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth)\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|proxy|privdrop)\.' "$saved")
 	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
 		-name 'rsplice-test-relay.*' -newer "$marker")
 	local files=("$saved")
@@ -211,6 +213,10 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 			san_run "asan test_auth.sh splice" "$E2E_TIMEOUT" \
 				env AUTH_DATAPATHS=splice bash selftests/test_auth.sh
 		fi
+		for t in proxy privdrop; do
+			wants "$t" && [ -f "selftests/test_$t.sh" ] || continue
+			san_run "asan test_$t.sh" "$SCRIPT_TIMEOUT" bash "selftests/test_$t.sh"
+		done
 	fi
 fi
 

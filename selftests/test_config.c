@@ -295,6 +295,63 @@ static void test_service_parse(void)
 		   "64-char name");
 }
 
+
+/* ,proxy=v2 after a service's address, and proxy = v2 in [service NAME] */
+static void test_service_proxy(void)
+{
+	struct rs_service s;
+	char buf[1024], *p;
+
+	if (ASSERT_OK(rs_service_parse("web=192.168.1.10:80,proxy=v2", &s), "proxy=v2")) {
+		ASSERT_EQ(s.proxy, RS_PROXY_V2, "mode");
+		ASSERT_STREQ(s.addr.text, "192.168.1.10:80", "address without the option");
+	}
+	if (ASSERT_OK(rs_service_parse("db=[::1]:5432,proxy=none", &s), "v6, proxy=none"))
+		ASSERT_EQ(s.proxy, RS_PROXY_NONE, "none");
+	if (ASSERT_OK(rs_service_parse("web=192.168.1.10:80", &s), "default"))
+		ASSERT_EQ(s.proxy, RS_PROXY_NONE, "no header by default");
+	ASSERT_ERR(service_err("web=1.2.3.4:80,proxy=v1"), "v1 unsupported");
+	ASSERT_ONE_ERROR_LINE("one line");
+	ASSERT_STRSTR(errbuf, "v2 or none", "says what is accepted");
+	ASSERT_ERR(service_err("web=1.2.3.4:80,pro=v2"), "unknown option");
+	ASSERT_STRSTR(errbuf, "unknown service option 'pro=v2'", "names it");
+	ASSERT_ERR(service_err("web=1.2.3.4:80,"), "empty option");
+	ASSERT_ERR(service_err("web=1.2.3.4:80,proxy=v2,"), "trailing comma");
+
+	/* INI: proxy may come before local; the edge checks but ignores it */
+	snprintf(buf, sizeof(buf),
+		 "[agent]\nedge = 127.0.0.1:7000\ntoken-file = %s\n"
+		 "service = ssh=127.0.0.1:22,proxy=v2\n"
+		 "[edge]\ntoken-file = %s\n"
+		 "[service web]\nproxy = v2\nlocal = 192.168.1.10:80\nbind = 8080\n"
+		 "[service api]\nlocal = 192.168.1.11:80\n",
+		 token_file(), token_file());
+	p = write_tmp_str(buf);
+	if (ASSERT_OK(AGENT("-c", p), "agent loads") && ASSERT_EQ(acfg.n_services, 3, "3 services")) {
+		ASSERT_EQ(acfg.services[0].proxy, RS_PROXY_V2, "service = ...,proxy=v2");
+		ASSERT_EQ(acfg.services[1].proxy, RS_PROXY_V2, "proxy = v2 before local =");
+		ASSERT_EQ(acfg.services[2].proxy, RS_PROXY_NONE, "no proxy key");
+	}
+	ASSERT_OK(EDGE("-c", p), "edge loads the same file");
+	if (ASSERT_OK(AGENT("-c", p, "--service", "x=127.0.0.1:1"), "flags replace the file"))
+		ASSERT_EQ(acfg.services[0].proxy, RS_PROXY_NONE, "the file's proxy keys are gone too");
+	drop_tmp(p);
+	snprintf(buf, sizeof(buf),
+		 "[agent]\nedge = 127.0.0.1:7000\ntoken-file = %s\nservice = a=127.0.0.1:1\n"
+		 "[service web]\nproxy = v3\n", token_file());
+	p = write_tmp_str(buf);
+	ASSERT_ERR(AGENT("-c", p), "bad value in the file");
+	ASSERT_STRSTR(errbuf, ":6: proxy 'v3'", "file:line");
+	drop_tmp(p);
+	snprintf(buf, sizeof(buf),
+		 "[agent]\nedge = 127.0.0.1:7000\ntoken-file = %s\nservice = a=127.0.0.1:1\n"
+		 "[service web]\nproxy = v2\n", token_file());
+	p = write_tmp_str(buf);
+	ASSERT_ERR(AGENT("-c", p), "proxy without a local address");
+	ASSERT_STRSTR(errbuf, "no local address", "says why");
+	drop_tmp(p);
+}
+
 /* ---- token ---- */
 
 static void test_token_missing_flag(void)
@@ -1055,6 +1112,7 @@ static const struct test tests[] = {
 	TEST(name_valid),
 	TEST(addr_parse),
 	TEST(service_parse),
+	TEST(service_proxy),
 	TEST(token_missing_flag),
 	TEST(token_file_missing),
 	TEST(token_too_short),

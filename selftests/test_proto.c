@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Unit tests of the wire protocol (user/proto.c): hello, MACs, frames, payloads.
  * Every decoder must reject truncated, oversized and trailing-garbage input. */
+#include <arpa/inet.h>
 #include <endian.h>
 #include <sodium.h>
 
@@ -219,14 +220,15 @@ static void test_frame_roundtrip_and_partial(void)
 	struct rs_buf b;
 	struct rs_frame f;
 	const char *why = NULL;
-	uint8_t payload[9 + 63];
+	uint8_t payload[9 + 63 + RS_CONN_ADDRS_LEN];
+	struct rs_conn_addrs ca = { 0 };
 	uint64_t id;
 	char name[64];
 	size_t len, full;
 
 	if (!ASSERT_OK(rs_buf_init(&b, 8 + RS_FRAME_MAX), "buf"))
 		return;
-	len = rs_enc_connect(payload, 42, "web");
+	len = rs_enc_connect(payload, 42, "web", &ca);
 	ASSERT_OK(rs_frame_put(&b, RS_F_CONNECT, payload, len), "put");
 	full = b.len;
 	/* every strict prefix is "need more", never an error */
@@ -239,7 +241,7 @@ static void test_frame_roundtrip_and_partial(void)
 	if (ASSERT_EQ(rs_frame_peek(&b, &f, &why), 1, "whole frame")) {
 		ASSERT_EQ(f.type, RS_F_CONNECT, "type");
 		ASSERT_EQ(f.wire_len, full, "wire length");
-		ASSERT_OK(rs_dec_connect(&f, &id, name), "decode");
+		ASSERT_OK(rs_dec_connect(&f, &id, name, &ca), "decode");
 		ASSERT_EQ(id, 42, "id");
 		ASSERT_STREQ(name, "web", "service");
 	}
@@ -287,31 +289,38 @@ static struct rs_frame frame_of(const uint8_t *p, size_t len)
 
 static void test_connect_payload_strict(void)
 {
-	uint8_t p[80];
-	size_t len = rs_enc_connect(p, 7, "ssh");
+	uint8_t p[160];
+	struct rs_conn_addrs ca = { 0 }, got;
+	size_t len = rs_enc_connect(p, 7, "ssh", &ca);
 	struct rs_frame f;
 	uint64_t id;
 	char name[64];
 
 	f = frame_of(p, len);
-	ASSERT_OK(rs_dec_connect(&f, &id, name), "valid");
+	ASSERT_OK(rs_dec_connect(&f, &id, name, &got), "valid");
 	f = frame_of(p, len - 1);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "truncated name");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "truncated address block");
+	f = frame_of(p, 8 + 1 + 3);
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "no address block");
 	p[len] = 'x';
 	f = frame_of(p, len + 1);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "trailing byte");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "trailing byte");
 	p[8] = 200;
 	f = frame_of(p, len);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "name length past the frame");
-	len = rs_enc_connect(p, 7, "a/b");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "name length past the frame");
+	len = rs_enc_connect(p, 7, "a/b", &ca);
 	f = frame_of(p, len);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "bad name characters");
-	len = rs_enc_connect(p, 0, "web");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "bad name characters");
+	len = rs_enc_connect(p, 0, "web", &ca);
 	f = frame_of(p, len);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "zero id");
-	len = rs_enc_connect(p, 1, "");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "zero id");
+	len = rs_enc_connect(p, 1, "", &ca);
 	f = frame_of(p, len);
-	ASSERT_EQ(rs_dec_connect(&f, &id, name), -EPROTO, "empty name");
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "empty name");
+	ca.family = 5;
+	len = rs_enc_connect(p, 1, "web", &ca);
+	f = frame_of(p, len);
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "unknown address family");
 }
 
 static void test_connect_fail_and_auth(void)
@@ -423,13 +432,14 @@ static void test_random_input_is_safe(void)
 	char name[64];
 	struct rs_auth au;
 	struct rs_edge_auth ea;
+	struct rs_conn_addrs ca;
 
 	for (int i = 0; i < 20000; i++) {
 		randombytes_buf(buf, sizeof(buf));
 		b.len = randombytes_uniform(sizeof(buf) + 1);
 		if (rs_frame_peek(&b, &f, &why) == 1) {
 			accepted++;
-			rs_dec_connect(&f, &id, name);
+			rs_dec_connect(&f, &id, name, &ca);
 			rs_dec_connect_fail(&f, &id, &err);
 			rs_dec_auth(&f, &au);
 			rs_dec_edge_auth(&f, &ea);
@@ -459,25 +469,44 @@ static void test_pool_hello_and_bind(void)
 		ASSERT_EQ(id, 7, "pool id");
 	ASSERT_EQ(rs_hello_open(&h, other, &id, &ms), -EPERM, "pool hello, other key");
 
-	rs_bind_make(&b, 0xabcdef, 7, "web", key, 1);
+	struct sockaddr_in cl = { .sin_family = AF_INET, .sin_port = htons(40000) };
+	struct sockaddr_in pub = { .sin_family = AF_INET, .sin_port = htons(8080) };
+	struct sockaddr_storage css = { 0 }, pss = { 0 };
+	struct rs_conn_addrs ca, ca2;
+
+	inet_pton(AF_INET, "10.201.1.2", &cl.sin_addr);
+	inet_pton(AF_INET, "10.201.1.1", &pub.sin_addr);
+	memcpy(&css, &cl, sizeof(cl));
+	memcpy(&pss, &pub, sizeof(pub));
+	rs_conn_addrs_make(&ca, &css, &pss);
+	rs_bind_make(&b, 0xabcdef, 7, "web", &ca, key, 1);
 	ASSERT_FALSE(memmem(&b, sizeof(b), "web", 3), "service name not in clear");
-	if (ASSERT_OK(rs_bind_check(&b, 7, key, &conn, name, &why), "valid bind")) {
+	ASSERT_FALSE(memmem(&b, sizeof(b), ca.src, 4), "client address not in clear");
+	if (ASSERT_OK(rs_bind_check(&b, 7, key, &conn, name, &ca2, &why), "valid bind")) {
 		ASSERT_STREQ(name, "web", "service");
 		ASSERT_EQ(conn, 0xabcdef, "conn id");
+		ASSERT_EQ(memcmp(&ca2, &ca, sizeof(ca)), 0, "bind carries the client address");
 	}
-	ASSERT_EQ(rs_bind_check(&b, 8, key, &conn, name, &why), -EPROTO, "bind for another pool conn");
-	ASSERT_EQ(rs_bind_check(&b, 7, other, &conn, name, &why), -EPERM, "bind, other key");
+	ASSERT_EQ(rs_bind_check(&b, 8, key, &conn, name, &ca2, &why), -EPROTO,
+		  "bind for another pool conn");
+	ASSERT_EQ(rs_bind_check(&b, 7, other, &conn, name, &ca2, &why), -EPERM, "bind, other key");
 	for (size_t i = 0; i < sizeof(b); i++) {
 		t = b;
 		((uint8_t *)&t)[i] ^= 1;
-		if (!ASSERT_ERR(rs_bind_check(&t, 7, key, &conn, name, &why), "flipped bit"))
+		if (!ASSERT_ERR(rs_bind_check(&t, 7, key, &conn, name, &ca2, &why), "flipped bit"))
 			break;
 	}
+	ca2 = ca;
+	ca2.reserved[0] = 1;
+	rs_bind_make(&t, 0xabcdef, 7, "web", &ca2, key, 3);
+	ASSERT_EQ(rs_bind_check(&t, 7, key, &conn, name, &ca2, &why), -EPROTO,
+		  "sealed address block with reserved bits set");
+	ASSERT_STRSTR(why, "client address", "names the address block");
 	t = b;
 	t.version = 1;
-	ASSERT_EQ(rs_bind_check(&t, 7, key, &conn, name, &why), -EPROTO, "version 1 bind");
+	ASSERT_EQ(rs_bind_check(&t, 7, key, &conn, name, &ca2, &why), -EPROTO, "version 1 bind");
 	ASSERT_STRSTR(why, "unsupported protocol version", "clear version error");
-	rs_bind_make(&t, 0xabcdef, 7, "web", key, 2);
+	rs_bind_make(&t, 0xabcdef, 7, "web", &ca, key, 2);
 	ASSERT_NEQ(memcmp(t.nonce, b.nonce, sizeof(b.nonce)), 0, "fresh nonce per bind");
 }
 

@@ -58,6 +58,7 @@ struct pool_conn {
 	struct pool_conn *next, *prev;
 	uint64_t pool_id, conn_id;
 	struct rs_bind bind;
+	struct rs_conn_addrs addrs; /* the public client, from the bind */
 	size_t got;
 	int svc;
 };
@@ -76,6 +77,7 @@ struct dial {
 	uint64_t t0_ms, t0_at;     /* session time at the CONNECT, and when that was */
 	uint64_t seq;              /* the hello's nonce counter, taken from the session */
 	struct rs_addr edge;
+	struct rs_conn_addrs addrs; /* the public client, from the CONNECT frame */
 };
 
 static struct rs_agent_config cfg;
@@ -87,6 +89,29 @@ static unsigned int n_dials;
 static void schedule_reconnect(void);
 
 /* ---- data connections ---- */
+
+/* A service with proxy=v2 hears who the client is before any of its bytes:
+ * the header goes into the fresh LAN connection ahead of the relay (and of
+ * any early client bytes), on either data path.  0 or -errno. */
+static int lan_proxy_header(int lan_fd, int svc, const struct rs_conn_addrs *a, uint64_t id)
+{
+	uint8_t hdr[RS_PP2_MAX_LEN];
+	size_t len;
+	ssize_t n;
+	char src[64];
+
+	if (cfg.services[svc].proxy != RS_PROXY_V2)
+		return 0;
+	len = rs_pp2_header(hdr, a);
+	/* a just-connected socket's send buffer always has room for 52 bytes */
+	n = send(lan_fd, hdr, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n != (ssize_t)len)
+		return n < 0 ? -errno : -EIO;
+	pr_debug("conn %016llx: PROXY v2 header for client %s sent to service '%s'",
+		 (unsigned long long)id, rs_conn_addrs_src_text(a, src, sizeof(src)),
+		 cfg.services[svc].name);
+	return 0;
+}
 
 static void report_fail(uint64_t id, int err)
 {
@@ -159,8 +184,14 @@ static void dial_edge_done(struct dial *d)
 static void dial_start_edge(struct dial *d)
 {
 	bool busy;
-	int fd = net_connect((struct sockaddr *)&d->edge.ss, d->edge.len, &busy);
+	int fd, ret;
 
+	ret = lan_proxy_header(d->lan_fd, d->svc, &d->addrs, d->conn_id);
+	if (ret) {
+		dial_fail(d, -ret, "the service (sending the PROXY header)");
+		return;
+	}
+	fd = net_connect((struct sockaddr *)&d->edge.ss, d->edge.len, &busy);
 	if (fd < 0) {
 		dial_fail(d, -fd, "the edge");
 		return;
@@ -215,13 +246,14 @@ static int find_service(const char *name)
 
 static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 {
+	struct rs_conn_addrs addrs;
 	uint64_t id;
 	char name[64];
 	struct dial *d;
 	bool busy;
 	int svc, fd;
 
-	*ret = rs_dec_connect(f, &id, name);
+	*ret = rs_dec_connect(f, &id, name, &addrs);
 	if (*ret) {
 		*why = "malformed CONNECT frame";
 		return;
@@ -257,6 +289,7 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 	d->t0_at = now_ms();
 	d->seq = ++sess->hello_seq;
 	d->edge = sess->edge;
+	d->addrs = addrs;
 	timer_init(&d->timer, dial_timeout);
 	n_dials++;
 	if (loop_add(fd, EPOLLOUT, &d->ev)) {
@@ -278,6 +311,7 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 #define POOL_REFILL_DELAY_MS 1000
 
 static void pool_fill(struct session *s);
+static void pool_fail(struct pool_conn *pc, const char *what, int err);
 
 static void pool_unlink(struct pool_conn *pc)
 {
@@ -314,6 +348,11 @@ static void pool_lan_done(struct pool_conn *pc)
 	void *early;
 	int ret;
 
+	ret = lan_proxy_header(pc->lan_fd, pc->svc, &pc->addrs, pc->conn_id);
+	if (ret) {
+		pool_fail(pc, "LAN", -ret);
+		return;
+	}
 	timer_cancel(&pc->timer);
 	loop_del(pc->lan_fd);
 	loop_forget(&pc->ev);
@@ -367,7 +406,8 @@ static void pool_read_bind(struct pool_conn *pc)
 	pc->got += (size_t)n;
 	if (pc->got < sizeof(pc->bind))
 		return;
-	if (rs_bind_check(&pc->bind, pc->pool_id, s->bind_key, &pc->conn_id, name, &why)) {
+	if (rs_bind_check(&pc->bind, pc->pool_id, s->bind_key, &pc->conn_id, name, &pc->addrs,
+			  &why)) {
 		pr_warn("pooled data connection from edge %s closed: %s", s->edge.text, why);
 		pool_close(pc);
 		goto refill;
@@ -746,10 +786,11 @@ int main(int argc, char **argv)
 	ret = rs_agent_config_load(argc, argv, &cfg);
 	if (ret)
 		return ret > 0 ? 0 : 1;
-	if (daemon_init(&cfg.c, agent_stop_accepting))
+	if (daemon_init(&cfg.c, agent_stop_accepting) || daemon_drop_privileges(&cfg.c))
 		return 1;
 	for (int i = 0; i < cfg.n_services; i++)
-		pr_info("service '%s' -> %s", cfg.services[i].name, cfg.services[i].addr.text);
+		pr_info("service '%s' -> %s%s", cfg.services[i].name, cfg.services[i].addr.text,
+			cfg.services[i].proxy == RS_PROXY_V2 ? " (PROXY protocol v2)" : "");
 	timer_init(&reconnect_timer, reconnect);
 	reconnect(&reconnect_timer);
 	ret = loop_run();

@@ -465,15 +465,47 @@ static int route_parse(const char *s, struct rs_route *out, char *err)
 	return 0;
 }
 
+/* "proxy=v2" or "proxy=none" (INI: the value of the proxy key) */
+static int proxy_opt_parse(const char *val, enum rs_proxy_mode *mode, char *err)
+{
+	if (rs_proxy_mode_parse(val, mode))
+		return seterr(err, -EINVAL, "unknown PROXY protocol version '%s' (v2 or none)", val);
+	return 0;
+}
+
+/* ",OPT[,OPT...]" after a service's address; only proxy=... for now */
+static int service_opts_parse(const char *s, struct rs_service *out, char *err)
+{
+	char buf[128];
+
+	while (*s == ',') {
+		const char *next = strchr(s + 1, ',');
+		size_t n = next ? (size_t)(next - s - 1) : strlen(s + 1);
+
+		if (n >= sizeof(buf))
+			return seterr(err, -EINVAL, "service option too long");
+		memcpy(buf, s + 1, n);
+		buf[n] = '\0';
+		if (strncmp(buf, "proxy=", 6))
+			return seterr(err, -EINVAL, "unknown service option '%s' (expected proxy=v2)",
+				      buf);
+		if (proxy_opt_parse(buf + 6, &out->proxy, err))
+			return -EINVAL;
+		s += 1 + n;
+	}
+	return 0;
+}
+
 static int service_parse(const char *s, struct rs_service *out, char *err)
 {
-	const char *eq = strchr(s, '=');
+	const char *eq = strchr(s, '='), *comma;
+	char addr[sizeof(out->addr.text)];
 	size_t n;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (!eq)
-		return seterr(err, -EINVAL, "missing '=' (expected NAME=HOST:PORT)");
+		return seterr(err, -EINVAL, "missing '=' (expected NAME=HOST:PORT[,proxy=v2])");
 	n = eq - s;
 	if (n > RS_NAME_MAX)
 		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
@@ -483,7 +515,18 @@ static int service_parse(const char *s, struct rs_service *out, char *err)
 	rc = name_check(out->name, "service name", err);
 	if (rc)
 		return rc;
-	return addr_parse(eq + 1, NULL, &out->addr, err);
+	/* addresses never contain a comma: what follows one is an option */
+	comma = strchr(eq + 1, ',');
+	n = comma ? (size_t)(comma - eq - 1) : strlen(eq + 1);
+	if (n >= sizeof(addr))
+		return seterr(err, -ENAMETOOLONG, "address is too long (max %zu characters)",
+			      sizeof(addr) - 1);
+	memcpy(addr, eq + 1, n);
+	addr[n] = '\0';
+	rc = addr_parse(addr, NULL, &out->addr, err);
+	if (rc)
+		return rc;
+	return comma ? service_opts_parse(comma, out, err) : 0;
 }
 
 int rs_addr_parse(const char *s, const char *default_host, struct rs_addr *out)
@@ -650,6 +693,9 @@ enum opt_id {
 	O_AUTHORIZED_KEYS,
 	O_SERVICE_TOKEN,
 	O_EDGE_PUBKEY,
+	O_USER,
+	O_GROUP,
+	O_ALLOW_ROOT,
 	O__MAX,
 };
 
@@ -675,6 +721,9 @@ static const struct optdef optdefs[] = {
 	{ "heartbeat", required_argument, O_HEARTBEAT, FOR_BOTH, true, false },
 	{ "drain-timeout", required_argument, O_DRAIN_TIMEOUT, FOR_BOTH, true, false },
 	{ "connect-timeout", required_argument, O_CONNECT_TIMEOUT, FOR_BOTH, true, false },
+	{ "user", required_argument, O_USER, FOR_BOTH, true, false },
+	{ "group", required_argument, O_GROUP, FOR_BOTH, true, false },
+	{ "allow-root", no_argument, O_ALLOW_ROOT, FOR_BOTH, true, false },
 	{ "control", required_argument, O_CONTROL, FOR_EDGE, true, false },
 	{ "route", required_argument, O_ROUTE, FOR_EDGE, true, true },
 	{ "agent-wait", required_argument, O_AGENT_WAIT, FOR_EDGE, true, false },
@@ -731,6 +780,12 @@ struct ctx {
 	int line;           /* line being parsed (1-based) */
 	bool line_start;    /* the last read ended a line */
 	int set_line[O__MAX]; /* where a single-valued key was set, for duplicates */
+	struct {              /* "proxy" keys of [service NAME], applied after the file */
+		char name[RS_NAME_MAX + 1];
+		enum rs_proxy_mode mode;
+		int line;
+	} proxy_keys[RS_MAX_SERVICES];
+	int n_proxy_keys;
 	int err_line;
 	int rc;
 	char err[ERRLEN];
@@ -778,7 +833,8 @@ static int add_service(struct ctx *x, const struct rs_service *s, char *err)
 
 		if (strcmp(a->services[i].name, s->name))
 			continue;
-		if (o->len == s->addr.len && !memcmp(&o->ss, &s->addr.ss, o->len)) {
+		if (o->len == s->addr.len && !memcmp(&o->ss, &s->addr.ss, o->len) &&
+		    a->services[i].proxy == s->proxy) {
 			pr_debug("service %s=%s given twice", s->name, s->addr.text);
 			return 0;
 		}
@@ -837,6 +893,19 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		rc = parse_bool(val, &b, err);
 		if (!rc)
 			c->verbose = b;
+		return rc;
+	case O_USER:
+		return copy_str(c->privs.user, sizeof(c->privs.user), val, "user name", err);
+	case O_GROUP:
+		return copy_str(c->privs.group, sizeof(c->privs.group), val, "group name", err);
+	case O_ALLOW_ROOT:
+		if (!val) {
+			c->privs.allow_root = true;
+			return 0;
+		}
+		rc = parse_bool(val, &b, err);
+		if (!rc)
+			c->privs.allow_root = b;
 		return rc;
 	case O_TOKEN_FILE:
 		return copy_str(c->token_file, sizeof(c->token_file), val, "token file path", err);
@@ -992,10 +1061,28 @@ static int on_ini_key(void *user, const char *section, const char *key, const ch
 		return ini_fail(x, rc);
 
 	if (kind == SEC_SERVICE) {
-		if (strcmp(key, "bind") && strcmp(key, "local")) {
-			seterr(x->err, 0, "unknown key '%s' in [%s] (expected bind or local)", key,
-			       section);
+		if (strcmp(key, "bind") && strcmp(key, "local") && strcmp(key, "proxy")) {
+			seterr(x->err, 0, "unknown key '%s' in [%s] (expected bind, local or proxy)",
+			       key, section);
 			return ini_fail(x, -EINVAL);
+		}
+		if (!strcmp(key, "proxy")) {
+			enum rs_proxy_mode mode;
+
+			rc = proxy_opt_parse(value, &mode, msg);
+			if (rc) {
+				seterr(x->err, 0, "%s '%s': %s", key, value, msg);
+				return ini_fail(x, rc);
+			}
+			/* the agent's: applied once the file is read, so that
+			 * it may come before local = in its section */
+			if (x->who == FOR_AGENT && !x->flag_given[O_SERVICE] &&
+			    x->n_proxy_keys < RS_MAX_SERVICES) {
+				strcpy(x->proxy_keys[x->n_proxy_keys].name, name);
+				x->proxy_keys[x->n_proxy_keys].mode = mode;
+				x->proxy_keys[x->n_proxy_keys++].line = x->line;
+			}
+			return 1;
 		}
 		if (x->flag_given[x->who == FOR_EDGE ? O_ROUTE : O_SERVICE])
 			return 1; /* --route/--service replace the file's list */
@@ -1200,6 +1287,11 @@ static void edge_usage(FILE *f)
 "      --heartbeat MS         control connection ping interval (default 5000)\n"
 "      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
 "                             before the daemon exits (default 10000)\n"
+"      --user USER            once set up, switch to USER, keeping only the\n"
+"                             capabilities the data path needs\n"
+"      --group GROUP          with --user: this group instead of USER's own\n"
+"      --allow-root           keep every privilege (by default a daemon started\n"
+"                             as root keeps only the capabilities it needs)\n"
 "  -v, --verbose              debug logging\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
@@ -1222,7 +1314,7 @@ static void edge_usage(FILE *f)
 "  [service web]\n"
 "  bind = 8080                ; [SRC@][BIND_ADDR:]PORT[,max-conns=N], may repeat\n"
 "                             ; (= route 8080=web)\n"
-"  local = 192.168.1.10:80    ; used by the agent only\n"
+"  local = 192.168.1.10:80    ; used by the agent only (so is proxy = v2)\n"
 "The [agent] section is checked but ignored, so one file can serve both.\n"
 "\n"
 "Example:\n"
@@ -1251,10 +1343,12 @@ static void agent_usage(FILE *f)
 "      --edge-pubkey KEY|FILE the edge must prove it holds this key (base64, or\n"
 "                             a .pub file); without it the edge proves it\n"
 "                             knows the token\n"
-"      --service NAME=HOST:PORT\n"
+"      --service NAME=HOST:PORT[,proxy=v2]\n"
 "                             LAN address of service NAME, required at least\n"
 "                             once; repeatable; services on the command line\n"
-"                             replace the file's services\n"
+"                             replace the file's services; proxy=v2 sends the\n"
+"                             service a PROXY protocol v2 header with the real\n"
+"                             client address first (nginx: listen ... proxy_protocol)\n"
 "      --name NAME            agent name shown in the edge's logs\n"
 "                             (default: the host name)\n"
 "      --datapath MODE        auto, sockmap or splice (default auto)\n"
@@ -1269,6 +1363,11 @@ static void agent_usage(FILE *f)
 "      --heartbeat MS         control connection ping interval (default 5000)\n"
 "      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
 "                             before the daemon exits (default 10000)\n"
+"      --user USER            once set up, switch to USER, keeping only the\n"
+"                             capabilities the data path needs\n"
+"      --group GROUP          with --user: this group instead of USER's own\n"
+"      --allow-root           keep every privilege (by default a daemon started\n"
+"                             as root keeps only the capabilities it needs)\n"
 "  -v, --verbose              debug logging\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
@@ -1291,6 +1390,7 @@ static void agent_usage(FILE *f)
 "  service = ssh=192.168.1.2:22 ; may repeat\n"
 "  [service web]\n"
 "  local = 192.168.1.10:80    ; same as service = web=192.168.1.10:80\n"
+"  proxy = v2                 ; PROXY protocol v2 header first (default none)\n"
 "  bind = 8080                ; used by the edge only\n"
 "The [edge] section is checked but ignored, so one file can serve both.\n"
 "\n"
@@ -1377,6 +1477,27 @@ static int scan_argv(struct ctx *x, int argc, char **argv, struct flag *flags, i
 	return 0;
 }
 
+/* proxy = v2 in [service NAME]: for the service of that name, which local =
+ * in the same section or service = in [agent] defined */
+static int apply_proxy_keys(struct ctx *x, const char *path)
+{
+	for (int k = 0; k < x->n_proxy_keys; k++) {
+		int i;
+
+		for (i = 0; i < x->agent->n_services; i++)
+			if (!strcmp(x->agent->services[i].name, x->proxy_keys[k].name))
+				break;
+		if (i == x->agent->n_services) {
+			fprintf(stderr, "Error: %s:%d: proxy in [service %s] but the service has "
+					"no local address (local = HOST:PORT)\n",
+				path, x->proxy_keys[k].line, x->proxy_keys[k].name);
+			return -EINVAL;
+		}
+		x->agent->services[i].proxy = x->proxy_keys[k].mode;
+	}
+	return 0;
+}
+
 static int load(struct ctx *x, int argc, char **argv)
 {
 	struct flag *flags;
@@ -1394,6 +1515,9 @@ static int load(struct ctx *x, int argc, char **argv)
 		goto out;
 	if (config) {
 		rc = ini_load(x, config);
+		if (rc)
+			goto out;
+		rc = apply_proxy_keys(x, config);
 		if (rc)
 			goto out;
 	}
@@ -1546,6 +1670,9 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 			}
 		}
 	}
+	rc = privdrop_resolve(&cfg->c.privs);
+	if (rc)
+		return rc;
 	rc = edge_auth_load(cfg);
 	if (rc)
 		return rc;
@@ -1608,6 +1735,9 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 	}
 	if (!cfg->name[0])
 		default_name(cfg->name);
+	rc = privdrop_resolve(&cfg->c.privs);
+	if (rc)
+		return rc;
 	if (cfg->c.key_file[0] && !cfg->has_edge_pubkey && !cfg->c.token_file[0]) {
 		fprintf(stderr, "Error: with --key alone the agent cannot tell the real edge from an "
 				"impostor: pin the edge's key (--edge-pubkey KEY|FILE) or give "

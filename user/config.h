@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 
 #include "keys.h"
+#include "privdrop.h"
+#include "proxy_proto.h"
 #include "relay.h"
 
 #define RS_NAME_MAX 63      /* service name: 1..63 of [A-Za-z0-9_.-] */
@@ -43,6 +45,7 @@ struct rs_route {              /* edge: public bind address -> service name */
 struct rs_service {            /* agent: service name -> LAN address */
 	char name[RS_NAME_MAX + 1];
 	struct rs_addr addr;
+	enum rs_proxy_mode proxy;  /* ,proxy=v2: PROXY v2 header to the service first */
 };
 
 #define RS_MAX_SERVICE_TOKENS 32
@@ -66,6 +69,7 @@ struct rs_common {
 	int verbose;               /* 0 info, 1 debug */
 	unsigned int heartbeat_ms; /* control-connection ping interval, default 5000 */
 	unsigned int drain_timeout_ms; /* SIGTERM: open connections may finish this long, default 10000 */
+	struct rs_privs privs;     /* --user, --group, --allow-root (resolved at load) */
 };
 
 struct rs_edge_config {
@@ -112,7 +116,7 @@ int rs_route_parse(const char *s, struct rs_route *out);
 int rs_allow_parse(const char *s, struct rs_route *r, const char **rest, char *err);
 /* 1 when the client address may use the route (no allow-list: always). */
 int rs_route_allows(const struct rs_route *r, const struct sockaddr_storage *client);
-/* "NAME=HOST:PORT" */
+/* "NAME=HOST:PORT[,proxy=v2|none]" */
 int rs_service_parse(const char *s, struct rs_service *out);
 int rs_name_valid(const char *name);
 /* Reads the token; refuses empty or shorter than 16 bytes. */

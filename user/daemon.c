@@ -7,11 +7,15 @@
 #include <sodium.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <linux/bpf.h>
+#include <sys/capability.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "loop.h"
+#include "privdrop.h"
 #include "relay.h"
 
 #define DRAIN_POLL_MS 100
@@ -111,4 +115,49 @@ int daemon_init(const struct rs_common *c, void (*stop_accepting)(void))
 		return ret;
 	}
 	return relay_init(c->datapath, c->pin_dir[0] ? c->pin_dir : NULL);
+}
+
+/* Does this kernel gate every bpf(2) command on CAP_BPF?  Before Linux 6.5,
+ * with kernel.unprivileged_bpf_disabled set, it did (CAP_SYS_ADMIN passes
+ * too); since 6.5 only map and program creation check it, and opening pins,
+ * updating maps and querying programs need no CAP_BPF (measured on 6.18: the
+ * whole kernel path, reopening after a new attach included, with
+ * CAP_NET_ADMIN alone).  Asked with both out of the effective set: a gated
+ * kernel answers EPERM before it looks at the fd, an ungated one EBADF.
+ * Any doubt counts as gated (CAP_BPF is then kept). */
+static bool bpf_gated_on_cap_bpf(void)
+{
+	static const cap_value_t probe_off[] = { CAP_BPF, CAP_SYS_ADMIN };
+	union bpf_attr attr;
+	cap_t saved = cap_get_proc(), probe = saved ? cap_dup(saved) : NULL;
+	bool gated = true;
+	long r;
+
+	if (!probe || cap_set_flag(probe, CAP_EFFECTIVE, 2, probe_off, CAP_CLEAR) ||
+	    cap_set_proc(probe))
+		goto out;
+	memset(&attr, 0, sizeof(attr));
+	attr.map_fd = (__u32)-1;
+	r = syscall(__NR_bpf, BPF_MAP_GET_NEXT_KEY, &attr, sizeof(attr));
+	gated = !(r < 0 && errno == EBADF);
+	if (cap_set_proc(saved)) /* cannot happen: lowering effective only */
+		gated = true;
+out:
+	cap_free(probe);
+	cap_free(saved);
+	return gated;
+}
+
+int daemon_drop_privileges(const struct rs_common *c)
+{
+	cap_value_t keep[3];
+	int n = 0;
+
+	if (c->datapath != DP_SPLICE) {
+		keep[n++] = CAP_NET_ADMIN;
+		if (bpf_gated_on_cap_bpf())
+			keep[n++] = CAP_BPF;
+	}
+	keep[n++] = CAP_SYS_RESOURCE;
+	return privdrop_apply(&c->privs, keep, n);
 }

@@ -15,4 +15,18 @@
  * stops the loop at once.  SIGHUP is logged and ignored (no reload yet). */
 int daemon_init(const struct rs_common *c, void (*stop_accepting)(void));
 
+/* After daemon_init() and after binding every listener: drop to the
+ * capabilities the daemon still needs while it runs (privdrop.h), which are
+ *   CAP_NET_ADMIN    BPF_PROG_QUERY (is the verdict program attached?) for
+ *                    each new pair, and SO_SNDBUFFORCE on spliced sockets
+ *   CAP_BPF          only where the kernel gates every bpf(2) command on it
+ *                    (before Linux 6.5 with kernel.unprivileged_bpf_disabled
+ *                    set, e.g. Debian 12's 6.1): map updates, reopening the
+ *                    pins after `rsplice attach`.  Probed at start.
+ *   CAP_SYS_RESOURCE 1 MiB pipes on the splice(2) path past
+ *                    fs.pipe-user-pages-soft
+ * and only CAP_SYS_RESOURCE with --datapath splice.  Ports are bound
+ * before, so CAP_NET_BIND_SERVICE is not kept.  0 or -errno (logged). */
+int daemon_drop_privileges(const struct rs_common *c);
+
 #endif

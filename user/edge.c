@@ -68,6 +68,7 @@ struct client {
 	bool orphan;
 	struct client *wnext, *wprev; /* waiting list (C_WAIT_AGENT) */
 	char peer[64];
+	struct rs_conn_addrs addrs; /* told to the agent (PROXY protocol) */
 };
 
 /* An idle pre-opened data connection of an agent, waiting for a client. */
@@ -292,7 +293,7 @@ static uint64_t new_conn_id(void)
 /* Ask agent a to open a data connection for c. */
 static void client_request(struct client *c, struct agent *a)
 {
-	uint8_t payload[9 + RS_NAME_MAX];
+	uint8_t payload[9 + RS_NAME_MAX + RS_CONN_ADDRS_LEN];
 	size_t len;
 
 	if (c->state == C_WAIT_AGENT)
@@ -307,7 +308,7 @@ static void client_request(struct client *c, struct agent *a)
 	timer_arm(&c->timer, cfg.connect_timeout_ms);
 	pr_debug("conn %016llx: client %s -> %s via agent %s", (unsigned long long)c->conn_id,
 		 c->peer, route_service(c->route), a->name);
-	len = rs_enc_connect(payload, c->conn_id, route_service(c->route));
+	len = rs_enc_connect(payload, c->conn_id, route_service(c->route), &c->addrs);
 	/* on failure the agent's on_close runs; the client keeps its timer */
 	ctl_send(&a->ctl, RS_F_CONNECT, payload, len);
 }
@@ -442,14 +443,16 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer, i
 {
 	struct pooled *p = a->pool;
 	uint64_t id = new_conn_id();
+	struct rs_conn_addrs addrs;
 	struct rs_bind b;
 	ssize_t n;
 	int fd;
 
 	if (!p)
 		return false;
-	rs_bind_make(&b, id, p->pool_id, route_service(route), a->bind_key, ++a->bind_seq);
-	/* an idle connection's send buffer always has room for 128 bytes */
+	rs_conn_addrs_of_fd(&addrs, client_fd);
+	rs_bind_make(&b, id, p->pool_id, route_service(route), &addrs, a->bind_key, ++a->bind_seq);
+	/* an idle connection's send buffer always has room for the bind */
 	n = send(p->fd, &b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL);
 	fd = p->fd;
 	pooled_free(p, n == (ssize_t)sizeof(b));
@@ -537,6 +540,7 @@ static void route_accept_one(struct listener *l, int fd)
 	c->ev.fn = client_event;
 	timer_init(&c->timer, client_timeout);
 	net_peer(fd, c->peer, sizeof(c->peer));
+	rs_conn_addrs_of_fd(&c->addrs, fd);
 	if (loop_add(fd, 0, &c->ev)) {
 		conn_release(l->route);
 		close(fd);
@@ -1191,6 +1195,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < cfg.n_routes; i++)
 		if (listener_open(&route_l[i], &cfg.routes[i].bind, i))
 			return 1;
+	/* every port is bound: what follows needs far less than root */
+	if (daemon_drop_privileges(&cfg.c))
+		return 1;
 	pr_info("listening for agents on %s; %d route(s)", cfg.control.text, cfg.n_routes);
 	for (int i = 0; i < cfg.n_routes; i++)
 		pr_info("route %s -> service '%s'%s, at most %u clients", cfg.routes[i].bind.text,

@@ -270,7 +270,9 @@ int rs_hello_fresh(uint32_t t_ms, uint64_t now_ms)
 
 /* ---- bind ---- */
 
-#define BIND_PLAIN 80
+/* conn_id(8) pool_id(8) name_len(1) name(63) addrs(40) */
+#define BIND_ADDRS 80
+#define BIND_PLAIN (BIND_ADDRS + RS_CONN_ADDRS_LEN)
 
 static void bind_head(struct rs_bind *b)
 {
@@ -281,7 +283,7 @@ static void bind_head(struct rs_bind *b)
 }
 
 void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const char *service,
-		  const uint8_t key[RS_KEY_LEN], uint64_t seq)
+		  const struct rs_conn_addrs *addrs, const uint8_t key[RS_KEY_LEN], uint64_t seq)
 {
 	uint64_t bseq = htobe64(seq);
 	uint8_t p[BIND_PLAIN] = { 0 };
@@ -294,6 +296,7 @@ void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const c
 	memcpy(p + 8, &q, 8);
 	p[16] = (uint8_t)n;
 	memcpy(p + 17, service, n);
+	memcpy(p + BIND_ADDRS, addrs, RS_CONN_ADDRS_LEN);
 	randombytes_buf(b->nonce, sizeof(b->nonce) - 8);
 	memcpy(b->nonce + sizeof(b->nonce) - 8, &bseq, 8);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(b->sealed, &clen, p, sizeof(p),
@@ -302,7 +305,8 @@ void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const c
 }
 
 int rs_bind_check(const struct rs_bind *b, uint64_t pool_id, const uint8_t key[RS_KEY_LEN],
-		  uint64_t *conn_id, char service[64], const char **why)
+		  uint64_t *conn_id, char service[64], struct rs_conn_addrs *addrs,
+		  const char **why)
 {
 	uint8_t p[BIND_PLAIN];
 	unsigned long long plen;
@@ -330,11 +334,16 @@ int rs_bind_check(const struct rs_bind *b, uint64_t pool_id, const uint8_t key[R
 		*why = "bind with an invalid service name";
 		goto out;
 	}
-	for (size_t i = 17 + p[16]; i < BIND_PLAIN; i++) {
+	for (size_t i = 17 + p[16]; i < BIND_ADDRS; i++) {
 		if (p[i]) {
 			*why = "bind with garbage after the service name";
 			goto out;
 		}
+	}
+	memcpy(addrs, p + BIND_ADDRS, RS_CONN_ADDRS_LEN);
+	if (rs_conn_addrs_check(addrs)) {
+		*why = "bind with a malformed client address";
+		goto out;
 	}
 	memcpy(&be, p, 8);
 	*conn_id = be64toh(be);
@@ -454,15 +463,17 @@ int rs_frame_peek(const struct rs_buf *b, struct rs_frame *f, const char **why)
 
 /* ---- payloads ---- */
 
-size_t rs_enc_connect(uint8_t *out, uint64_t conn_id, const char *service)
+size_t rs_enc_connect(uint8_t *out, uint64_t ticket, const char *service,
+		      const struct rs_conn_addrs *addrs)
 {
-	uint64_t be = htobe64(conn_id);
+	uint64_t be = htobe64(ticket);
 	size_t n = strlen(service);
 
 	memcpy(out, &be, 8);
 	out[8] = (uint8_t)n;
 	memcpy(out + 9, service, n);
-	return 9 + n;
+	memcpy(out + 9 + n, addrs, RS_CONN_ADDRS_LEN);
+	return 9 + n + RS_CONN_ADDRS_LEN;
 }
 
 /* a length-prefixed name at p (with avail bytes left): copies it, returns bytes used or -EPROTO */
@@ -480,19 +491,21 @@ static int dec_name(const uint8_t *p, size_t avail, char name[64])
 	return (int)(1 + n);
 }
 
-int rs_dec_connect(const struct rs_frame *f, uint64_t *conn_id, char service[64])
+int rs_dec_connect(const struct rs_frame *f, uint64_t *ticket, char service[64],
+		   struct rs_conn_addrs *addrs)
 {
 	uint64_t be;
 	int n;
 
-	if (f->len < 9)
+	if (f->len < 9 + RS_CONN_ADDRS_LEN)
 		return -EPROTO;
 	memcpy(&be, f->payload, 8);
-	*conn_id = be64toh(be);
-	n = dec_name(f->payload + 8, f->len - 8, service);
-	if (n < 0 || 8 + (size_t)n != f->len || !*conn_id)
+	*ticket = be64toh(be);
+	n = dec_name(f->payload + 8, f->len - 8 - RS_CONN_ADDRS_LEN, service);
+	if (n < 0 || 8 + (size_t)n + RS_CONN_ADDRS_LEN != f->len || !*ticket)
 		return -EPROTO;
-	return 0;
+	memcpy(addrs, f->payload + 8 + n, RS_CONN_ADDRS_LEN);
+	return rs_conn_addrs_check(addrs);
 }
 
 size_t rs_enc_connect_fail(uint8_t *out, uint64_t conn_id, int err)

@@ -46,11 +46,16 @@
  *   time is more than RS_HELLO_TTL_MS old (or RS_HELLO_SKEW_MS in the future)
  *   is refused.  The edge finds the session by trying each session's key.
  *
- * Bind (edge -> agent on a pooled connection, then the client's stream), 128
+ * Bind (edge -> agent on a pooled connection, then the client's stream), 168
  * bytes: magic(4) version(1) kind(1) reserved(2) nonce(24)
  *   XChaCha20-Poly1305-IETF(bind key, nonce, ad = first 8 bytes,
- *     {be64 conn_id, be64 pool_id, u8 name_len, name[63] zero padded}) (80+16)
+ *     {be64 conn_id, be64 pool_id, u8 name_len, name[63] zero padded,
+ *      addrs[40]}) (120+16)
  *   nonce = 16 random bytes | be64 per-session bind counter (never repeated).
+ *
+ * CONNECT and the bind both carry the client's address and the edge's public
+ * address it reached (struct rs_conn_addrs, proxy_proto.h), for services that
+ * want a PROXY protocol v2 header; both travel only encrypted.
  *
  * Bulk data after a hello or bind is NOT encrypted: it is the raw TCP stream
  * the kernel splices.  Nothing secret (service names, tickets, keys) travels
@@ -62,6 +67,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proxy_proto.h"
 
 #define RS_MAGIC 0x5253504cU /* "RSPL" */
 #define RS_PROTO_VERSION 2
@@ -95,9 +102,9 @@ struct rs_bind {
 	__u8 kind;       /* RS_BIND_KIND */
 	__be16 reserved; /* must be zero */
 	__u8 nonce[24];
-	__u8 sealed[80 + RS_TAG_LEN];
+	__u8 sealed[120 + RS_TAG_LEN];
 };
-_Static_assert(sizeof(struct rs_bind) == 128, "bind is fixed-size on the wire");
+_Static_assert(sizeof(struct rs_bind) == 168, "bind is fixed-size on the wire");
 #define RS_BIND_KIND 4
 
 struct rs_frame_hdr {
@@ -115,7 +122,7 @@ enum rs_frame_type {
 	RS_F_SERVICES = 4,     /* agent->edge: count(2) {len(1) name}* */
 	RS_F_PING = 5,         /* either: token(8); edge: be64 session ms */
 	RS_F_PONG = 6,         /* either: token(8) echoed */
-	RS_F_CONNECT = 7,      /* edge->agent: ticket(8) len(1) service */
+	RS_F_CONNECT = 7,      /* edge->agent: ticket(8) len(1) service addrs(40) */
 	RS_F_CONNECT_FAIL = 8, /* agent->edge: ticket(8) errno(4) */
 	RS_F_ERROR = 9,        /* either: reason text (<= 255 bytes), then close */
 	RS_F_EDGE_AUTH = 10,   /* edge->agent: see above */
@@ -184,11 +191,13 @@ int rs_hello_fresh(uint32_t t_ms, uint64_t now_ms);
 /* ---- bind (pooled connections) ---- */
 /* seq: a per-key counter (never repeated under one key), part of the nonce */
 void rs_bind_make(struct rs_bind *b, uint64_t conn_id, uint64_t pool_id, const char *service,
-		  const uint8_t key[RS_KEY_LEN], uint64_t seq);
-/* Checks the fixed fields, the AEAD tag, the pool id and the name; 0 or
- * -EPROTO/-EPERM (*why set).  service receives the NUL-terminated name. */
+		  const struct rs_conn_addrs *addrs, const uint8_t key[RS_KEY_LEN], uint64_t seq);
+/* Checks the fixed fields, the AEAD tag, the pool id, the name and the address
+ * block; 0 or -EPROTO/-EPERM (*why set).  service receives the NUL-terminated
+ * name, addrs the client's addresses. */
 int rs_bind_check(const struct rs_bind *b, uint64_t pool_id, const uint8_t key[RS_KEY_LEN],
-		  uint64_t *conn_id, char service[64], const char **why);
+		  uint64_t *conn_id, char service[64], struct rs_conn_addrs *addrs,
+		  const char **why);
 
 /* Anti-replay window for per-session counters (as in IPsec): accepts each
  * id once, and refuses ids more than 64 behind the highest seen. */
@@ -227,8 +236,12 @@ struct rs_frame {
 int rs_frame_peek(const struct rs_buf *b, struct rs_frame *f, const char **why);
 
 /* ---- frame payloads: encoders return payload length, decoders 0 or -EPROTO ---- */
-size_t rs_enc_connect(uint8_t *out, uint64_t ticket, const char *service);
-int rs_dec_connect(const struct rs_frame *f, uint64_t *ticket, char service[64]);
+/* CONNECT: out needs 9 + 63 + RS_CONN_ADDRS_LEN bytes; addrs is checked with
+ * rs_conn_addrs_check() by the decoder. */
+size_t rs_enc_connect(uint8_t *out, uint64_t ticket, const char *service,
+		      const struct rs_conn_addrs *addrs);
+int rs_dec_connect(const struct rs_frame *f, uint64_t *ticket, char service[64],
+		   struct rs_conn_addrs *addrs);
 size_t rs_enc_connect_fail(uint8_t *out, uint64_t ticket, int err);
 int rs_dec_connect_fail(const struct rs_frame *f, uint64_t *ticket, int *err);
 

@@ -6,6 +6,7 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <linux/magic.h>
 #include <stdarg.h>
@@ -178,15 +179,19 @@ static bool is_bpffs(const char *path)
 struct attach_opts {
 	bool force;
 	__u32 max_socks; /* 0: default (fresh load) or keep (replace) */
+	const char *group; /* --group: maps readable and writable by it */
+	gid_t gid;
 };
 
 static void attach_usage(FILE *f)
 {
-	fprintf(f, "Usage: rsplice attach [ -f ] [ --max-socks N ]\n"
+	fprintf(f, "Usage: rsplice attach [ -f ] [ --max-socks N ] [ --group GROUP ]\n"
 		   "  -f, --force        replace the program of an attached rsplice; the pinned\n"
 		   "                     maps and the connections spliced through them stay\n"
 		   "  --max-socks N      capacity of the sockhash (2 sockets per spliced\n"
-		   "                     connection), default %d\n",
+		   "                     connection), default %d\n"
+		   "  --group GROUP      pin dir and map pins owned by GROUP (0750, 0660), so\n"
+		   "                     daemons switched to a user of that group reopen them\n",
 		RS_DEFAULT_MAX_SOCKS);
 }
 
@@ -206,6 +211,29 @@ static int ensure_pin_dir(const char *dir)
 	if (!is_bpffs(dir)) {
 		p_err("pin dir %s is not on a bpf filesystem", dir);
 		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --group: daemons that run as another user (--user) in this group reopen
+ * the maps after a new attach: CAP_BPF does not bypass file permissions, and
+ * bpf_obj_get() opens maps read-write.  The program pin stays root's. */
+static int share_pins(const char *dir, gid_t gid)
+{
+	static const char *const maps[] = { RS_PIN_SOCKHASH, RS_PIN_PEERS };
+	char path[PATH_MAX];
+
+	if (chown(dir, (uid_t)-1, gid) || chmod(dir, 0750)) {
+		p_err("cannot give group access to %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		if (pin_path(path, sizeof(path), dir, maps[i]))
+			return -ENAMETOOLONG;
+		if (chown(path, (uid_t)-1, gid) || chmod(path, 0660)) {
+			p_err("cannot give group access to %s: %s", path, strerror(errno));
+			return -errno;
+		}
 	}
 	return 0;
 }
@@ -358,6 +386,7 @@ static int parse_attach_opts(int argc, char **argv, struct attach_opts *o)
 	static const struct option opts[] = {
 		{ "force", no_argument, NULL, 'f' },
 		{ "max-socks", required_argument, NULL, 'm' },
+		{ "group", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
@@ -381,6 +410,17 @@ static int parse_attach_opts(int argc, char **argv, struct attach_opts *o)
 			}
 			o->max_socks = v;
 			break;
+		case 'g': {
+			struct group *gr = getgrnam(optarg);
+
+			if (!gr) {
+				p_err("unknown group '%s'", optarg);
+				return -EINVAL;
+			}
+			o->group = optarg;
+			o->gid = gr->gr_gid;
+			break;
+		}
 		case 'h':
 			attach_usage(stdout);
 			return 1;
@@ -431,6 +471,8 @@ static int do_attach(int argc, char **argv)
 		goto out;
 	}
 	err = replace ? pin_progs(skel, dir) : pin_all(skel, dir);
+	if (!err && o.group)
+		err = share_pins(dir, o.gid);
 	if (err)
 		goto out;
 	if (json_output) {

@@ -279,7 +279,8 @@ class Session:
         return head + nonce + aead_seal(key or self.k_hello, nonce, plain, head)
 
     def open_bind(self, b):
-        """(conn_id, pool_id, service) of a 128-byte bind, or None."""
+        """(conn_id, pool_id, service) of a 168-byte bind, or None (the
+        client address block after the name is not decoded)."""
         head, nonce, ct = b[:8], b[8:32], b[32:]
         p = aead_open(self.k_bind, nonce, ct, head, x=True)
         if p is None:
