@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "conntab.h"
 #include "ctl.h"
 #include "daemon.h"
 #include "log.h"
@@ -57,6 +58,7 @@ struct client {
 	struct client *hnext;    /* pending hash chain (C_REQUESTED) */
 	struct client *wnext, *wprev; /* waiting list (C_WAIT_AGENT) */
 	char peer[64];
+	char agent[RS_NAME_MAX + 1]; /* name of the agent asked, for the connection table */
 };
 
 /* An idle pre-opened data connection of an agent, waiting for a client. */
@@ -246,6 +248,7 @@ static void client_request(struct client *c, struct agent *a)
 	c->state = C_REQUESTED;
 	c->conn_id = new_conn_id();
 	memcpy(c->key, a->key, RS_KEY_LEN);
+	snprintf(c->agent, sizeof(c->agent), "%s", a->name);
 	c->hnext = *pending_slot(c->conn_id);
 	*pending_slot(c->conn_id) = c;
 	timer_arm(&c->timer, cfg.connect_timeout_ms);
@@ -263,6 +266,7 @@ static void relay_done(void *ctx, const struct relay_stats *st)
 	pr_info("conn %016llx: done via %s: %llu bytes client->agent, %llu agent->client (%s)",
 		(unsigned long long)id, st->path, (unsigned long long)st->bytes_ab,
 		(unsigned long long)st->bytes_ba, st->end);
+	conntab_end(id, st);
 }
 
 /* ---- pooled data connections ---- */
@@ -355,7 +359,10 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer, i
 		return false;
 	pr_info("conn %016llx: client %s paired with a pooled data connection of agent %s "
 		"(service %s)", (unsigned long long)id, client_peer, a->name, route_service(route));
-	relay_start(client_fd, fd, id, relay_done, (void *)(uintptr_t)id);
+	conntab_add(id, route_service(route), a->name, client_peer, NULL,
+		    rs_idle_timeout(&cfg.c, route_service(route)));
+	if (relay_start(client_fd, fd, id, relay_done, (void *)(uintptr_t)id))
+		conntab_end(id, NULL);
 	return true;
 }
 
@@ -460,6 +467,8 @@ static void data_hello(struct inbound *in)
 		return;
 	}
 	client_fd = c->fd;
+	conntab_add(id, route_service(c->route), c->agent, c->peer, NULL,
+		    rs_idle_timeout(&cfg.c, route_service(c->route)));
 	pr_info("conn %016llx: client %s paired with data connection from %s (service %s)",
 		(unsigned long long)id, c->peer, in->peer, route_service(c->route));
 	client_free(c, true);
@@ -470,9 +479,11 @@ static void data_hello(struct inbound *in)
 	ret = relay_start_prefixed(client_fd, in->fd, early, early_len, flags, id, relay_done,
 				   (void *)(uintptr_t)id);
 	free(early);
-	if (ret)
+	if (ret) {
 		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)id,
 			strerror(-ret));
+		conntab_end(id, NULL);
+	}
 }
 
 /* ---- agents ---- */
@@ -812,6 +823,7 @@ int main(int argc, char **argv)
 		return ret > 0 ? 0 : 1;
 	if (daemon_init(&cfg.c, edge_stop_accepting))
 		return 1;
+	conntab_init("edge", true, cfg.c.run_dir);
 	if (listener_open(&control_l, &cfg.control, -1))
 		return 1;
 	route_l = calloc(cfg.n_routes ? cfg.n_routes : 1, sizeof(*route_l));
