@@ -297,11 +297,9 @@ static json_object *ct_conn_json(struct ct_entry *e, uint64_t now, uint64_t *up,
 	jadd_u64(o, "idle_timeout_ms", e->idle_ms);
 	socks = json_object_new_array();
 	if (live) {
-		int outer = ct.a_is_client ? ri.fd_a : ri.fd_b;
-		int tunnel = ct.a_is_client ? ri.fd_b : ri.fd_a;
-
-		json_object_array_add(socks, ct_sock_json(outer, ct.a_is_client ? "client" : "service"));
-		json_object_array_add(socks, ct_sock_json(tunnel, "tunnel"));
+		/* both daemons hand the relay their outer socket as fd_a */
+		json_object_array_add(socks, ct_sock_json(ri.fd_a, ct.a_is_client ? "client" : "service"));
+		json_object_array_add(socks, ct_sock_json(ri.fd_b, "tunnel"));
 	}
 	json_object_object_add(o, "sockets", socks);
 	return o;
