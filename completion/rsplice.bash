@@ -13,11 +13,13 @@
 
 _rsplice_edge_opts_static='-c --config --control --token-file --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
- --heartbeat --drain-timeout -v --verbose -h --help -V --version'
+ --heartbeat --drain-timeout --idle-timeout --run-dir -v --verbose -h --help
+ -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --service --name
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
- --heartbeat --drain-timeout -v --verbose -h --help -V --version'
-_rsplice_cmds_static='attach detach status help'
+ --heartbeat --drain-timeout --idle-timeout --run-dir -v --verbose -h --help
+ -V --version'
+_rsplice_cmds_static='attach detach status conns kill help'
 
 # _rsplice_help_opts PROG: the options that "PROG --help" lists, one per word.
 _rsplice_help_opts()
@@ -60,7 +62,7 @@ _rsplice_daemon()
 		_rsplice_files "$cur"
 		return 0
 		;;
-	--pin-dir)
+	--pin-dir | --run-dir)
 		_rsplice_dirs "$cur"
 		return 0
 		;;
@@ -70,7 +72,7 @@ _rsplice_daemon()
 		;;
 	--control | --route | --edge | --service | --name | --agent-wait | \
 		--connect-timeout | --hello-timeout | --max-pending | --heartbeat | --drain-timeout | \
-		--backoff-min | --backoff-max | --pool)
+		--backoff-min | --backoff-max | --pool | --idle-timeout)
 		return 0 # a value of the user's own
 		;;
 	esac
@@ -92,13 +94,17 @@ _rsplice_daemon()
 _rsplice()
 {
 	local cur prev prog=${COMP_WORDS[0]} cmd='' i w cmds usage
-	local global='-j --json -p --pretty --pin-dir -v --verbose -h --help -V --version'
+	local global='-j --json -p --pretty --pin-dir --run-dir -v --verbose -h --help -V --version'
 	COMPREPLY=()
 	_rsplice_words
 
 	case $prev in
-	--pin-dir)
+	--pin-dir | --run-dir)
 		_rsplice_dirs "$cur"
+		return 0
+		;;
+	--socket)
+		_rsplice_files "$cur"
 		return 0
 		;;
 	--max-socks)
@@ -110,7 +116,7 @@ _rsplice()
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		w=${COMP_WORDS[i]}
 		case $w in
-		--pin-dir) [[ ${COMP_WORDS[i + 1]-} == = ]] && ((i++)); ((i++)) ;;
+		--pin-dir | --run-dir) [[ ${COMP_WORDS[i + 1]-} == = ]] && ((i++)); ((i++)) ;;
 		-*) ;;
 		*) cmd=$w; break ;;
 		esac
@@ -120,7 +126,7 @@ _rsplice()
 		if [[ $cur == -* ]]; then
 			_rsplice_words_of "$global" "$cur"
 		else
-			# "Usage: rsplice [ OPTIONS ] { attach | detach | status | help }"
+			# "Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill | help }"
 			usage=$(LC_ALL=C "$prog" help 2>/dev/null | sed -n 's/^Usage:.*{\(.*\)}.*/\1/p' | head -n 1)
 			cmds=${usage//|/ }
 			[[ -n ${cmds// /} ]] || cmds=$_rsplice_cmds_static
@@ -133,6 +139,8 @@ _rsplice()
 	case $cmd in
 	a | at | att | atta | attac | attach)
 		_rsplice_words_of '-f --force --max-socks -h --help -j --json -p --pretty' "$cur" ;;
+	c | co | con | conn | conns | k | ki | kil | kill)
+		_rsplice_words_of '--socket -h --help -j --json -p --pretty' "$cur" ;;
 	*)
 		_rsplice_words_of '-h --help -j --json -p --pretty' "$cur" ;;
 	esac

@@ -3,7 +3,8 @@
 # Whole rsplice test suite (`make check`).  Runs, in order:
 #   1. the unit test binaries build/test_*
 #   2. selftests/test_cli.sh and selftests/test_relay.sh (when present)
-#   3. selftests/test_e2e.sh (namespaces, both data paths)
+#   3. selftests/test_e2e.sh (namespaces, both data paths), then
+#      selftests/test_ops.sh (metering, conns, kill, idle reaper, admin socket)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
 # any "not ok" line (crash, timeout) as one more failure, and ends with
@@ -17,7 +18,7 @@
 #      (splice) and test_e2e.sh (splice path) again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle e2e fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle e2e ops fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -32,7 +33,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export BUILD=${BUILD:-build}
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle e2e fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle e2e ops fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -113,6 +114,10 @@ wants cli && run_counted "test_install.sh" "$SCRIPT_TIMEOUT" bash selftests/test
 
 if wants e2e; then
 	run_counted "test_e2e.sh" "$E2E_TIMEOUT" bash selftests/test_e2e.sh
+fi
+
+if wants ops; then
+	run_counted "test_ops.sh" "$SCRIPT_TIMEOUT" bash selftests/test_ops.sh
 fi
 
 if wants fuzz; then

@@ -295,8 +295,12 @@ static int rl_start(int fd_a, int fd_b, const struct relay_owner *o, unsigned in
 	if (err)
 		goto fail;
 	err = flags & RELAY_SPLICE_ONLY ? -EOPNOTSUPP : rl_try_sockmap(fd_a, fd_b, o);
-	if (!err)
+	if (!err) {
+		if (o->prefix_ba)
+			pr_debug("relay %llu: %llu bytes copied by user space, the rest by sockmap",
+				 (unsigned long long)id, (unsigned long long)o->prefix_ba);
 		return 0;
+	}
 	if (err == -ECONNABORTED) {
 		pr_warn("relay %llu: bytes lost while inserting into the sockhash: resetting", (unsigned long long)id);
 		relay_sock_reset(fd_a);
@@ -304,8 +308,12 @@ static int rl_start(int fd_a, int fd_b, const struct relay_owner *o, unsigned in
 		goto fail;
 	}
 	err = relay_splice_start(fd_a, fd_b, o);
-	if (!err)
+	if (!err) {
+		if (o->prefix_ba)
+			pr_debug("relay %llu: %llu bytes copied by user space, the rest by splice",
+				 (unsigned long long)id, (unsigned long long)o->prefix_ba);
 		return 0;
+	}
 fail:
 	pr_warn("relay %llu: cannot start: %s", (unsigned long long)id, strerror(-err));
 	close(fd_a);
