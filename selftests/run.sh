@@ -33,6 +33,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export BUILD=${BUILD:-build}
+# The daemons of every test make their admin sockets here, not in /run/rsplice
+# (test_ops.sh passes a --run-dir of its own).
+if [ -z "${RSPLICE_RUN_DIR:-}" ]; then
+	RSPLICE_RUN_DIR=$(mktemp -d /tmp/rsplice-run.XXXXXX) || exit 2
+	export RSPLICE_RUN_DIR
+	trap 'rm -rf "$RSPLICE_RUN_DIR"' EXIT
+fi
 RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle e2e ops fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
