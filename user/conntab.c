@@ -30,8 +30,8 @@ struct ct_total {
 };
 
 struct ct_totals {
-	struct ct_total *v;
-	unsigned int n, cap;
+	struct ct_total *v; /* CT_MAX_TOTALS entries, n used */
+	unsigned int n;
 };
 
 struct ct_entry {
@@ -64,20 +64,14 @@ static struct ct_total *ct_total_get(struct ct_totals *t, const char *name)
 	for (unsigned int i = 0; i < t->n; i++)
 		if (!strcmp(t->v[i].name, name))
 			return &t->v[i];
-	if (t->n == t->cap) {
-		unsigned int cap = t->cap ? t->cap * 2 : 16;
-		struct ct_total *v;
-
-		/* entries point into v: it never moves, so it is sized once */
-		if (t->v || cap > CT_MAX_TOTALS)
-			return NULL;
-		cap = CT_MAX_TOTALS;
-		v = calloc(cap, sizeof(*v));
-		if (!v)
-			return NULL;
-		t->v = v;
-		t->cap = cap;
-	}
+	if (t->n == CT_MAX_TOTALS)
+		return NULL; /* only the totals miss it, the connection is listed */
+	/* entries point into v: it never moves, so it is sized once (calloc
+	 * maps it lazily: untouched entries cost no memory) */
+	if (!t->v)
+		t->v = calloc(CT_MAX_TOTALS, sizeof(*t->v));
+	if (!t->v)
+		return NULL;
 	snprintf(t->v[t->n].name, sizeof(t->v[t->n].name), "%s", name);
 	return &t->v[t->n++];
 }
