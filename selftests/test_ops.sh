@@ -36,8 +36,8 @@ HELPERS=$HERE/helpers
 DATAPATHS=${OPS_DATAPATHS:-splice sockmap}
 
 CTRL_PORT=7000
-P_METER=8090 P_STREAM=8091 P_IDLE=8092
-S_METER=9300 S_STREAM=9301 S_ECHO=9000
+P_METER=8090 P_STREAM=8091 P_IDLE=8092 P_SLOW=8093
+S_METER=9300 S_STREAM=9301 S_ECHO=9000 S_SLOW=9302
 METER_DOWN=3000017          # bytes the meter service sends (a prime)
 METER_UP=1000003            # bytes the client sends (a prime)
 STREAM_DOWN=$((48 << 20))   # long transfers, read (and sent) at STREAM_RATE by
@@ -120,7 +120,27 @@ start_services() {
 	spawn stream "$NS_LANSVC" "$log" $(py meter.py) server --bind "$IP_SVC" --port "$S_STREAM" \
 		--down "$STREAM_DOWN"
 	spawn echo "$NS_LANSVC" "$log" $(py echo_server.py) --bind "$IP_SVC" --port "$S_ECHO"
-	for p in "$S_METER" "$S_STREAM" "$S_ECHO"; do
+	spawn slow "$NS_LANSVC" "$log" $(py meter.py) server --bind "$IP_SVC" --port "$S_SLOW" \
+		--down "$METER_DOWN"
+	# slowsyn: the first SYN of every connection is dropped, so the agent's
+	# dial takes a retransmission (~1 s) and the client's bytes queue on the
+	# data connection meanwhile: the agent copies them itself (< 1 MiB, so
+	# the pair may still go to the kernel), the data path carries the rest
+	in_ns "$NS_LANSVC" nft -f - <<-EOF || return 1
+	table ip rsslowsyn {
+		set seen {
+			type ipv4_addr . inet_service
+			flags dynamic, timeout
+			timeout 30s
+		}
+		chain input {
+			type filter hook input priority filter; policy accept;
+			tcp dport $S_SLOW tcp flags & (syn | ack) == syn ip saddr . tcp sport @seen accept
+			tcp dport $S_SLOW tcp flags & (syn | ack) == syn add @seen { ip saddr . tcp sport } drop
+		}
+	}
+	EOF
+	for p in "$S_METER" "$S_STREAM" "$S_ECHO" "$S_SLOW"; do
 		wait_until 50 0.1 listening "$NS_LANSVC" "$p" || return 1
 	done
 }
@@ -130,20 +150,40 @@ dp_args() {
 	[ "$DP" = sockmap ] && echo "--pin-dir $PIN_DIR"
 }
 
+start_daemons_agent_only() {
+	# shellcheck disable=SC2046
+	spawn agent "$NS_AGENT" "$LOGS/$DP-agent.log" "$AGENT_BIN" \
+		--edge "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" --name lan1 \
+		--service "meter=$IP_SVC:$S_METER" --service "stream=$IP_SVC:$S_STREAM" \
+		--service "idle=$IP_SVC:$S_ECHO" --service "slowsyn=$IP_SVC:$S_SLOW" \
+		--run-dir "$RUN" $(dp_args) -v
+	wait_until 50 0.2 tunnel_ping
+}
+
 start_daemons() {
 	# shellcheck disable=SC2046
 	spawn edge "$NS_EDGE" "$LOGS/$DP-edge.log" "$EDGE_BIN" \
 		--control "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" \
 		--route "$IP_EDGE_PUB:$P_METER=meter" --route "$IP_EDGE_PUB:$P_STREAM=stream" \
-		--route "$IP_EDGE_PUB:$P_IDLE=idle" --idle-timeout "idle=$IDLE_MS" \
+		--route "$IP_EDGE_PUB:$P_IDLE=idle" --route "$IP_EDGE_PUB:$P_SLOW=slowsyn" \
+		--idle-timeout "idle=$IDLE_MS" \
 		--run-dir "$RUN" $(dp_args) -v
 	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" || return 1
-	# shellcheck disable=SC2046
-	spawn agent "$NS_AGENT" "$LOGS/$DP-agent.log" "$AGENT_BIN" \
-		--edge "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" --name lan1 \
-		--service "meter=$IP_SVC:$S_METER" --service "stream=$IP_SVC:$S_STREAM" \
-		--service "idle=$IP_SVC:$S_ECHO" --run-dir "$RUN" $(dp_args) -v
-	wait_until 50 0.2 tunnel_ping
+	start_daemons_agent_only
+}
+
+# A connection carried first by user space, then by the data path: the
+# agent's dial to slowsyn takes ~1 s (first SYN dropped), the client's upload
+# queues behind the bind meanwhile and the agent writes it itself.
+t_exact_mixed() {
+	local dec line
+	t_exact "user space, then $DP" slowsyn "$P_SLOW"
+	dec=$(printf '%u' "0x$METER_ID" 2>/dev/null)
+	line=$(grep -o "relay $dec: [0-9]* bytes copied by user space, the rest by $DP" \
+		"$LOGS/$DP-agent.log")
+	diag "agent: ${line:-no line for relay $dec}"
+	assert "[$DP] ... the agent copied part of that connection's upload itself, then $DP carried it" \
+		'[ -n "$line" ]' "no 'copied by user space' line for relay $dec"
 }
 
 tunnel_ping() {
@@ -167,7 +207,7 @@ conns_json() { cli conns -j 2>"$WORK/conns.err"; }
 # ================================================================ TESTS ===
 
 t_conns_running() {
-	local j1 j2 b1 b2 id path n fields
+	local j1 j2 b1 b2 path n fields
 	stream_client s1 "$WORK/s1.out"
 	wait_until 50 0.1 bash -c "$(declare -f cli); CLI_BIN=$CLI_BIN RUN=$RUN; \
 		cli conns -j | grep -q '\"service\":\"stream\"'"
@@ -191,67 +231,82 @@ t_conns_running() {
 	assert "[$DP] conns -j: client address on the edge, agent name and LAN address on the agent" \
 		'[ "$(pyj "[x[\"client\"].split(\":\")[0] for x in c if x[\"daemon\"] == \"edge\" and x[\"service\"] == \"stream\"][0]" "$j2")" = "$IP_CLIENT" ] && [ "$(pyj "[x[\"agent\"] + \" \" + x[\"lan\"] for x in c if x[\"daemon\"] == \"agent\" and x[\"service\"] == \"stream\"][0]" "$j2")" = "lan1 $IP_SVC:$S_STREAM" ]' \
 		"$j2"
-	id=$(pyj '[x["id"] for x in c if x["service"] == "stream"][0]' "$j2")
-	S1_ID=$id
 }
 
 t_kill() {
-	local id2 j out1 out2 left k
+	local j ids victim other k o2 o3 failed ok left i
+	# the transfer of t_conns_running first ends, then two fresh ones start
+	# together; one is killed early (well before its 4 s), the other must
+	# go on byte-exact
+	wait "${PIDS[s1]}"
+	unset 'PIDS[s1]'
 	stream_client s2 "$WORK/s2.out"
+	stream_client s3 "$WORK/s3.out"
 	wait_until 50 0.1 bash -c "$(declare -f cli); CLI_BIN=$CLI_BIN RUN=$RUN; \
 		[ \$(cli conns -j | grep -o '\"service\":\"stream\"' | wc -l) -ge 4 ]"
 	j=$(conns_json)
-	id2=$(pyj '[x["id"] for x in c if x["service"] == "stream" and x["id"] != "'"$S1_ID"'"][0]' "$j")
-	diag "killing $S1_ID, keeping $id2"
-	k=$(cli kill "$S1_ID" 2>&1)
-	diag "rsplice kill: $k"
-	assert "[$DP] kill ID reports the connection closed" '[[ "$k" == killed* ]]' "$k"
-	wait "${PIDS[s1]}"
-	unset 'PIDS[s1]'
-	out1=$(cat "$WORK/s1.out")
-	diag "killed client: $out1"
-	assert "[$DP] the killed client's transfer ends early" \
-		'[[ "$out1" == FAIL* ]] && [ "$(kv received "$out1")" -lt "$STREAM_DOWN" ]' "$out1"
-	j=$(conns_json)
-	left=$(pyj '",".join(sorted(set(x["id"] for x in c)))' "$j")
+	ids=$(pyj '" ".join(sorted(set(x["id"] for x in c if x["service"] == "stream")))' "$j")
+	victim=${ids%% *} other=${ids##* }
+	diag "stream connections: $ids; killing $victim"
+	k=$(cli kill "$victim" 2>&1)
+	diag "rsplice kill: $(tr '\n' ' ' <<<"$k")"
+	# the first daemon's close reaches the other one as FIN: it may have
+	# closed its half by the time it is asked
+	assert "[$DP] kill ID reports the connection closed (edge first)" \
+		'[[ "$k" == "killed $victim on edge"* ]]' "$k"
+	for ((i = 0; i < 30; i++)); do
+		j=$(conns_json)
+		left=$(pyj '",".join(sorted(set(x["id"] for x in c)))' "$j")
+		[[ ",$left," != *",$victim,"* ]] && break
+		sleep 0.1
+	done
 	assert "[$DP] conns no longer lists the killed connection, still lists the other" \
-		'[[ ",$left," != *",$S1_ID,"* ]] && [[ ",$left," == *",$id2,"* ]]' "left: $left"
+		'[ "$victim" != "$other" ] && [[ ",$left," != *",$victim,"* ]] && [[ ",$left," == *",$other,"* ]]' \
+		"ids $ids; left: $left"
 	assert "[$DP] kill of an unknown ID fails with an error" \
 		'! cli kill 0123456789abcdef >/dev/null 2>&1' "succeeded"
 	wait "${PIDS[s2]}"
-	unset 'PIDS[s2]'
-	out2=$(cat "$WORK/s2.out")
-	diag "other client: $out2"
-	assert "[$DP] the other connection completes byte-exact ($STREAM_DOWN bytes down, $STREAM_UP up)" \
-		'[[ "$out2" == OK* ]] && wait_until 30 0.1 grep -q "served up=$STREAM_UP down=" "$LOGS/services.log"' \
-		"$out2; service: $(grep served "$LOGS/services.log" | tail -n 2 | tr '\n' ' ')"
-	: >"$LOGS/services.log.seen"; cat "$LOGS/services.log" >>"$LOGS/services.log.seen"; : >"$LOGS/services.log"
+	wait "${PIDS[s3]}"
+	unset 'PIDS[s2]' 'PIDS[s3]'
+	o2=$(cat "$WORK/s2.out")
+	o3=$(cat "$WORK/s3.out")
+	diag "clients: $o2 | $o3"
+	failed=$(grep -c '^FAIL' <<<"$o2"$'\n'"$o3")
+	ok=$(grep -c '^OK' <<<"$o2"$'\n'"$o3")
+	assert "[$DP] exactly one client's transfer was cut short, the other completed byte-exact" \
+		'[ "$failed" = 1 ] && [ "$ok" = 1 ]' "$o2 | $o3"
+	assert "[$DP] ... and the service received all $STREAM_UP bytes of the other's upload" \
+		'wait_until 30 0.1 grep -q "served up=$STREAM_UP down=" "$LOGS/services.log"' \
+		"service: $(grep served "$LOGS/services.log" | tail -n 2 | tr '\n' ' ')"
+	cat "$LOGS/services.log" >>"$LOGS/services.log.seen"
+	: >"$LOGS/services.log"
 }
 
 kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -n 1; }
 
 # Numbers of the meter connection on one daemon: "up down sock0_rx sock0_acked"
-meter_numbers() { # meter_numbers JSON DAEMON
-	pyj '" ".join(str(v) for v in [[(x["bytes_up"], x["bytes_down"], x["sockets"][0]["bytes_received"], x["sockets"][0]["bytes_acked"], x["datapath"]) for x in c if x["service"] == "meter" and x["daemon"] == "'"$2"'"][0]][0])' "$1"
+meter_numbers() { # meter_numbers JSON DAEMON SERVICE
+	pyj '" ".join(str(v) for v in [[(x["bytes_up"], x["bytes_down"], x["sockets"][0]["bytes_received"], x["sockets"][0]["bytes_acked"], x["datapath"]) for x in c if x["service"] == "'"$3"'" and x["daemon"] == "'"$2"'"][0]][0])' "$1"
 }
 
-svc_totals() { # svc_totals DAEMON: "total up down" of service meter
+svc_totals() { # svc_totals DAEMON SERVICE: "total up down" of the service
 	local s
 	s=$(cli status -j 2>/dev/null)
 	python3 -c 'import json, sys
 for d in json.loads(sys.argv[1])["daemons"]:
     if d["daemon"] == sys.argv[2]:
         for s in d["services"]:
-            if s["name"] == "meter":
-                print(s["total"], s["bytes_up"], s["bytes_down"])' "$s" "$1" 2>/dev/null
+            if s["name"] == sys.argv[3]:
+                print(s["total"], s["bytes_up"], s["bytes_down"])' "$s" "$1" "$2" 2>/dev/null
 }
 
-t_exact() {
-	local ready=$WORK/m.ready go=$WORK/m.go j e a out pid t0e t0a t1e t1a i
+t_exact() { # t_exact LABEL SERVICE PORT
+	local label=$1 svc=$2 port=$3 ready=$WORK/m.ready go=$WORK/m.go j e a out pid t0e t0a t1e t1a i id
+	local want_e want_a
 	rm -f "$ready" "$go"
-	t0e=$(svc_totals edge)
-	t0a=$(svc_totals agent)
-	run_in "$NS_CLIENT" 60 $(py meter.py) client --host "$IP_EDGE_PUB" --port "$P_METER" \
+	t0e=$(svc_totals edge "$svc")
+	t0a=$(svc_totals agent "$svc")
+	run_in "$NS_CLIENT" 60 $(py meter.py) client --host "$IP_EDGE_PUB" --port "$port" \
 		--up "$METER_UP" --down "$METER_DOWN" --ready-file "$ready" --go-file "$go" \
 		--timeout 50 >"$WORK/m.out" 2>&1 &
 	pid=$!
@@ -268,33 +323,36 @@ t_exact() {
 	want_a="$METER_UP $METER_DOWN $METER_DOWN $((METER_UP + 1)) $DP"
 	for ((i = 0; i < 50; i++)); do
 		j=$(conns_json)
-		e=$(meter_numbers "$j" edge)
-		a=$(meter_numbers "$j" agent)
+		e=$(meter_numbers "$j" edge "$svc")
+		a=$(meter_numbers "$j" agent "$svc")
 		[ "$e" = "$want_e" ] && [ "$a" = "$want_a" ] && break
 		sleep 0.1
 	done
+	id=$(pyj '[x["id"] for x in c if x["service"] == "'"$svc"'"][0]' "$j")
+	METER_ID=$id
+	diag "connection $id ($label)"
 	diag "edge:  up down client_rx client_acked path = $e"
 	diag "agent: up down service_rx service_acked path = $a"
-	assert "[$DP] edge counters: exactly $METER_UP bytes up, $METER_DOWN down; = TCP_INFO of the client socket" \
+	assert "[$DP] $label: edge counters: exactly $METER_UP bytes up, $METER_DOWN down; = TCP_INFO of the client socket" \
 		'[ "$e" = "$want_e" ]' "edge: $e, want $want_e"
-	assert "[$DP] agent counters: exactly $METER_UP bytes up, $METER_DOWN down; = TCP_INFO of the service socket (acked: + SYN)" \
+	assert "[$DP] $label: agent counters: exactly $METER_UP bytes up, $METER_DOWN down; = TCP_INFO of the service socket (acked: + SYN)" \
 		'[ "$a" = "$want_a" ]' "agent: $a, want $want_a"
 	touch "$go"
 	wait "$pid"
 	out=$(cat "$WORK/m.out")
-	assert "[$DP] the client received exactly $METER_DOWN bytes, intact, then EOF" \
+	assert "[$DP] $label: the client received exactly $METER_DOWN bytes, intact, then EOF" \
 		'[[ "$out" == OK* ]] && [ "$(kv down "$out")" = "$METER_DOWN" ]' "$out"
 	# closed: its final numbers move into the service totals
-	wait_until 50 0.1 bash -c "[ \"\$(cli conns -j | grep -c '\"service\":\"meter\"')\" = 0 ]" \
-		2>/dev/null
+	wait_until 50 0.1 bash -c "$(declare -f cli); CLI_BIN=$CLI_BIN RUN=$RUN; \
+		! cli conns -j | grep -q '\"service\":\"$svc\"'"
 	for ((i = 0; i < 30; i++)); do
-		t1e=$(svc_totals edge)
-		t1a=$(svc_totals agent)
+		t1e=$(svc_totals edge "$svc")
+		t1a=$(svc_totals agent "$svc")
 		[ "${t1e%% *}" != "${t0e%% *}" ] && [ "${t1a%% *}" != "${t0a%% *}" ] && break
 		sleep 0.1
 	done
-	diag "service meter totals (conns up down): edge ${t0e:-none} -> $t1e, agent ${t0a:-none} -> $t1a"
-	assert "[$DP] after close the service totals grew by exactly one connection and its bytes" \
+	diag "service $svc totals (conns up down): edge ${t0e:-none} -> $t1e, agent ${t0a:-none} -> $t1a"
+	assert "[$DP] $label: after close the service totals grew by exactly one connection and its bytes" \
 		'delta_ok "$t0e" "$t1e" && delta_ok "$t0a" "$t1a"' "edge $t0e -> $t1e, agent $t0a -> $t1a"
 }
 
@@ -416,9 +474,10 @@ run_datapath() {
 	pass "[$DP] edge + agent up with --run-dir, tunnel works"
 	t_conns_running
 	t_kill
-	t_exact
+	t_exact "pooled data connection" meter "$P_METER"
 	t_idle
 	t_admin_socket
+	t_exact_mixed
 	stop agent
 	stop edge
 	assert "[$DP] the daemons remove their admin sockets when they exit" \

@@ -128,9 +128,11 @@ out:
 	return ret;
 }
 
+/* edge.sock before agent.sock (and else by name): `kill` closes the public
+ * client's side first, and conns lists the edge's rows first */
 static int cmp_str(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(*(char *const *)b, *(char *const *)a);
 }
 
 /* The sockets to ask: the one given, else every *.sock in the run dir. */
