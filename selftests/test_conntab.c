@@ -70,7 +70,7 @@ static void test_totals(void)
 	struct relay_stats st = { .bytes_ab = 1000, .bytes_ba = 5000, .path = "splice", .end = "closed" };
 	json_object *o, *c, *svcs;
 
-	conntab_add(0x1234, "web", "lan1", "192.0.2.1:5555", NULL, 0);
+	conntab_add(0x1234, "web", "lan1", 0);
 	o = request("conns");
 	ASSERT_EQ(u64_at(o, "totals", "open"), 1, "one open");
 	c = json_object_array_get_idx(json_object_object_get(o, "connections"), 0);
@@ -78,13 +78,14 @@ static void test_totals(void)
 	ASSERT_STREQ(json_object_get_string(json_object_object_get(c, "datapath")), "starting",
 		     "starting");
 	ASSERT_TRUE(json_object_object_get(c, "lan") == NULL, "lan null on the edge");
+	ASSERT_STREQ(json_object_get_string(json_object_object_get(c, "agent")), "lan1", "agent");
 	json_object_put(o);
 	o = request("kill 1234");
 	ASSERT_STRSTR(error_of(o), "still starting", "kill while starting");
 	json_object_put(o);
 	conntab_end(0x1234, &st);
 	conntab_end(0x1234, &st); /* idempotent */
-	conntab_add(0x99, "web", "lan2", NULL, NULL, 0);
+	conntab_add(0x99, "web", "lan2", 0);
 	conntab_end(0x99, NULL); /* never started: counted as a connection, 0 bytes */
 	o = request("status");
 	ASSERT_EQ(u64_at(o, "totals", "open"), 0, "none open");

@@ -145,8 +145,8 @@ static void dial_edge_done(struct dial *d)
 	pr_debug("conn %016llx: data connection open for service '%s'",
 		 (unsigned long long)d->conn_id, cfg.services[d->svc].name);
 	dial_free(d);
-	conntab_add(d->conn_id, cfg.services[d->svc].name, cfg.name, NULL,
-		    cfg.services[d->svc].addr.text, rs_idle_timeout(&cfg.c, cfg.services[d->svc].name));
+	conntab_add(d->conn_id, cfg.services[d->svc].name, cfg.name,
+		    rs_idle_timeout(&cfg.c, cfg.services[d->svc].name));
 	ret = relay_start(d->lan_fd, d->edge_fd, d->conn_id, relay_done,
 			  (void *)(uintptr_t)d->conn_id);
 	if (ret) {
@@ -319,8 +319,8 @@ static void pool_lan_done(struct pool_conn *pc)
 	flags = relay_read_queued(pc->fd, &early, &len);
 	pr_debug("conn %016llx: pooled data connection bound to service '%s'",
 		 (unsigned long long)pc->conn_id, cfg.services[pc->svc].name);
-	conntab_add(pc->conn_id, cfg.services[pc->svc].name, cfg.name, NULL,
-		    cfg.services[pc->svc].addr.text, rs_idle_timeout(&cfg.c, cfg.services[pc->svc].name));
+	conntab_add(pc->conn_id, cfg.services[pc->svc].name, cfg.name,
+		    rs_idle_timeout(&cfg.c, cfg.services[pc->svc].name));
 	ret = relay_start_prefixed(pc->lan_fd, pc->fd, early, len, flags, pc->conn_id, relay_done,
 				   (void *)(uintptr_t)pc->conn_id);
 	free(early);

@@ -18,6 +18,7 @@
 #include "ctlsock.h"
 #include "log.h"
 #include "loop.h"
+#include "net.h"
 
 #define CT_BUCKETS 4096     /* power of two */
 #define CT_MAX_TOTALS 4096  /* distinct service / agent names kept in totals */
@@ -34,14 +35,20 @@ struct ct_totals {
 	unsigned int n;
 };
 
+/* Small on purpose (one per relayed connection): names live in the totals,
+ * addresses are read from the sockets when asked. */
 struct ct_entry {
 	struct ct_entry *next, *prev, *hnext;
 	uint64_t id;
-	char service[64], agent[64], client[64], lan[128];
 	unsigned int idle_ms;
 	uint64_t added_ms, active_ms, seen;
 	struct ct_total *svc_t, *agent_t; /* NULL when the totals are full */
 };
+
+static const char *ct_name(const struct ct_total *t)
+{
+	return t ? t->name : "(other)";
+}
 
 static struct {
 	const char *daemon;
@@ -114,8 +121,7 @@ static void ct_sweep_arm(void)
 		timer_arm(&ct.sweep, ct.sweep_ms);
 }
 
-void conntab_add(uint64_t id, const char *service, const char *agent, const char *client,
-		 const char *lan, unsigned int idle_ms)
+void conntab_add(uint64_t id, const char *service, const char *agent, unsigned int idle_ms)
 {
 	struct ct_entry *e = calloc(1, sizeof(*e));
 	struct ct_entry **b = ct_bucket(id);
@@ -123,14 +129,10 @@ void conntab_add(uint64_t id, const char *service, const char *agent, const char
 	if (!e)
 		return; /* only the table misses it; the connection is served */
 	e->id = id;
-	snprintf(e->service, sizeof(e->service), "%s", service ? service : "");
-	snprintf(e->agent, sizeof(e->agent), "%s", agent ? agent : "");
-	snprintf(e->client, sizeof(e->client), "%s", client ? client : "");
-	snprintf(e->lan, sizeof(e->lan), "%s", lan ? lan : "");
 	e->idle_ms = idle_ms;
 	e->added_ms = e->active_ms = now_ms();
-	e->svc_t = ct_total_get(&ct.svcs, e->service);
-	e->agent_t = ct_total_get(&ct.agents, e->agent);
+	e->svc_t = ct_total_get(&ct.svcs, service ? service : "");
+	e->agent_t = ct_total_get(&ct.agents, agent ? agent : "");
 	ct_total_add(e->svc_t, 1, 1, 0, 0);
 	ct_total_add(e->agent_t, 1, 1, 0, 0);
 	ct_total_add(&ct.all, 1, 1, 0, 0);
@@ -210,7 +212,7 @@ static void ct_sweep(struct timer *t)
 			continue;
 		pr_info("conn %016llx: idle for %llu ms (service %s, idle timeout %u ms, %s): closing",
 			(unsigned long long)e->id, (unsigned long long)(now - e->active_ms),
-			e->service, e->idle_ms, ri.path);
+			ct_name(e->svc_t), e->idle_ms, ri.path);
 		ct.reaped++;
 		relay_kill(e->id, "idle");
 	}
@@ -265,16 +267,20 @@ static json_object *ct_conn_json(struct ct_entry *e, uint64_t now, uint64_t *up,
 	json_object *o = json_object_new_object(), *socks;
 	struct relay_info ri;
 	uint64_t sup = 0, sdown = 0;
-	char id[17];
+	char id[17], peer[64];
 	bool live = !relay_info_get(e->id, &ri);
 
 	snprintf(id, sizeof(id), "%016llx", (unsigned long long)e->id);
 	jadd_str(o, "id", id);
 	jadd_str(o, "daemon", ct.daemon);
-	jadd_str(o, "service", e->service);
-	jadd_str(o, "agent", e->agent);
-	jadd_str(o, "client", e->client);
-	jadd_str(o, "lan", e->lan);
+	jadd_str(o, "service", ct_name(e->svc_t));
+	jadd_str(o, "agent", ct_name(e->agent_t));
+	/* fd_a is the outer socket on both daemons: the public client's on
+	 * the edge, the LAN service's on the agent */
+	if (live)
+		net_peer(ri.fd_a, peer, sizeof(peer));
+	jadd_str(o, "client", live && ct.a_is_client ? peer : NULL);
+	jadd_str(o, "lan", live && !ct.a_is_client ? peer : NULL);
 	jadd_str(o, "datapath", live ? ri.path : "starting");
 	*up = *down = 0;
 	if (live) {

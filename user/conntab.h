@@ -29,10 +29,10 @@
 int conntab_init(const char *daemon, bool a_is_client, const char *run_dir);
 
 /* A connection whose pair was handed (or is about to be handed) to the
- * relay.  client: the public client's address (edge), lan: the service's LAN
- * address (agent); either may be NULL.  idle_ms 0 = no idle timeout. */
-void conntab_add(uint64_t id, const char *service, const char *agent, const char *client,
-		 const char *lan, unsigned int idle_ms);
+ * relay, with fd_a its outer socket (the public client's on the edge, the
+ * LAN service's on the agent: the address shown is that socket's peer).
+ * idle_ms 0 = no idle timeout. */
+void conntab_add(uint64_t id, const char *service, const char *agent, unsigned int idle_ms);
 
 /* The connection ended; st NULL when its relay never started.  Adds its final
  * numbers to the totals.  Unknown ids are ignored (idempotent). */

@@ -359,7 +359,7 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer, i
 		return false;
 	pr_info("conn %016llx: client %s paired with a pooled data connection of agent %s "
 		"(service %s)", (unsigned long long)id, client_peer, a->name, route_service(route));
-	conntab_add(id, route_service(route), a->name, client_peer, NULL,
+	conntab_add(id, route_service(route), a->name,
 		    rs_idle_timeout(&cfg.c, route_service(route)));
 	if (relay_start(client_fd, fd, id, relay_done, (void *)(uintptr_t)id))
 		conntab_end(id, NULL);
@@ -467,7 +467,7 @@ static void data_hello(struct inbound *in)
 		return;
 	}
 	client_fd = c->fd;
-	conntab_add(id, route_service(c->route), c->agent, c->peer, NULL,
+	conntab_add(id, route_service(c->route), c->agent,
 		    rs_idle_timeout(&cfg.c, route_service(c->route)));
 	pr_info("conn %016llx: client %s paired with data connection from %s (service %s)",
 		(unsigned long long)id, c->peer, in->peer, route_service(c->route));
