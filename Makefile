@@ -89,6 +89,11 @@ check: all
 clean:
 	rm -rf $(BUILD)
 
+# ---------------------------------------------------------- operations (ops)
+# json-c: the admin socket's answers (daemons) and their parsing (rsplice conns).
+PKGS      += json-c
+DEB_PKGS  += libjson-c-dev
+
 # ------------------------------------------------------------------ sanitizers
 # SAN_FLAGS (set by SANITIZE=1 at the top) go into compiling and linking.
 CFLAGS    += $(SAN_FLAGS)

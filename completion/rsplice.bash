@@ -15,14 +15,14 @@ _rsplice_edge_opts_static='-c --config --control --token-file --service-token
  --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
  --max-conns --max-agents --max-handshakes
- --heartbeat --drain-timeout --user --group --allow-root -v --verbose -h --help
- -V --version'
+ --heartbeat --drain-timeout --idle-timeout --run-dir --user --group --allow-root
+ -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
  --service --name
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
- --heartbeat --drain-timeout --user --group --allow-root -v --verbose -h --help
- -V --version'
-_rsplice_cmds_static='attach detach status keygen help'
+ --heartbeat --drain-timeout --idle-timeout --run-dir --user --group --allow-root
+ -v --verbose -h --help -V --version'
+_rsplice_cmds_static='attach detach status conns kill keygen help'
 
 # _rsplice_help_opts PROG: the options that "PROG --help" lists, one per word.
 _rsplice_help_opts()
@@ -65,7 +65,7 @@ _rsplice_daemon()
 		_rsplice_files "$cur"
 		return 0
 		;;
-	--pin-dir)
+	--pin-dir | --run-dir)
 		_rsplice_dirs "$cur"
 		return 0
 		;;
@@ -84,7 +84,7 @@ _rsplice_daemon()
 	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
 		--max-handshakes | --heartbeat | --drain-timeout | \
-		--backoff-min | --backoff-max | --pool)
+		--backoff-min | --backoff-max | --pool | --idle-timeout)
 		return 0 # a value of the user's own
 		;;
 	esac
@@ -106,13 +106,17 @@ _rsplice_daemon()
 _rsplice()
 {
 	local cur prev prog=${COMP_WORDS[0]} cmd='' i w cmds usage
-	local global='-j --json -p --pretty --pin-dir -v --verbose -h --help -V --version'
+	local global='-j --json -p --pretty --pin-dir --run-dir -v --verbose -h --help -V --version'
 	COMPREPLY=()
 	_rsplice_words
 
 	case $prev in
-	--pin-dir)
+	--pin-dir | --run-dir)
 		_rsplice_dirs "$cur"
+		return 0
+		;;
+	--socket)
+		_rsplice_files "$cur"
 		return 0
 		;;
 	--max-socks | -C | --comment)
@@ -128,7 +132,7 @@ _rsplice()
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		w=${COMP_WORDS[i]}
 		case $w in
-		--pin-dir) [[ ${COMP_WORDS[i + 1]-} == = ]] && ((i++)); ((i++)) ;;
+		--pin-dir | --run-dir) [[ ${COMP_WORDS[i + 1]-} == = ]] && ((i++)); ((i++)) ;;
 		-*) ;;
 		*) cmd=$w; break ;;
 		esac
@@ -138,7 +142,7 @@ _rsplice()
 		if [[ $cur == -* ]]; then
 			_rsplice_words_of "$global" "$cur"
 		else
-			# "Usage: rsplice [ OPTIONS ] { attach | detach | status | help }"
+			# "Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill | help }"
 			usage=$(LC_ALL=C "$prog" help 2>/dev/null | sed -n 's/^Usage:.*{\(.*\)}.*/\1/p' | head -n 1)
 			cmds=${usage//|/ }
 			[[ -n ${cmds// /} ]] || cmds=$_rsplice_cmds_static
@@ -151,12 +155,14 @@ _rsplice()
 	case $cmd in
 	a | at | att | atta | attac | attach)
 		_rsplice_words_of '-f --force --max-socks --group -h --help -j --json -p --pretty' "$cur" ;;
-	k | ke | key | keyg | keyge | keygen)
+	ke | key | keyg | keyge | keygen)
 		if [[ $cur == -* ]]; then
 			_rsplice_words_of '-f --force -C --comment -h --help -j --json -p --pretty' "$cur"
 		else
 			_rsplice_files "$cur"
 		fi ;;
+	c | co | con | conn | conns | ki | kil | kill)
+		_rsplice_words_of '--socket -h --help -j --json -p --pretty' "$cur" ;;
 	*)
 		_rsplice_words_of '-h --help -j --json -p --pretty' "$cur" ;;
 	esac

@@ -11,10 +11,15 @@
 #endif
 
 /* Value of the "peers" hash map, keyed by the __u64 socket cookie of the
- * socket whose received bytes are redirected.  User space creates the entry
- * (both directions) before it inserts the pair into the sockhash, the verdict
- * program only looks it up and adds to the counters, and user space deletes it
- * before the sockets leave the sockhash. */
+ * socket whose received bytes are redirected.  It is also the metering of the
+ * kernel path: bytes and segments per connection and direction.
+ * User space creates the entry (both directions) before it inserts the pair
+ * into the sockhash; the verdict program only looks it up and adds to the
+ * counters; user space removes the sockets from the sockhash first, then
+ * reads the final counters, and only then deletes the entry.  So an entry
+ * outlives its sockhash entry until user space has collected it, and
+ * `bpftool map dump pinned /sys/fs/bpf/rsplice/peers` shows every live
+ * spliced socket (key: its SO_COOKIE, value: these four __u64). */
 struct rs_peer {
 	__u64 peer_cookie; /* cookie of the partner socket: sockhash key to redirect to */
 	__u64 bytes;       /* bytes redirected from this socket to the partner */

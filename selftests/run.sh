@@ -6,7 +6,8 @@
 #      test_proxy.sh (PROXY v2 with nginx) and test_privdrop.sh (when present)
 #   3. selftests/test_e2e.sh (namespaces, both data paths),
 #      selftests/test_auth.sh (keys, tokens, hostile agents; both data paths) and
-#      selftests/test_hostile.sh (floods, garbage, limits; both data paths)
+#      selftests/test_hostile.sh (floods, garbage, limits; both data paths),
+#      selftests/test_ops.sh (metering, conns, kill, idle reaper, admin socket)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
 # any "not ok" line (crash, timeout) as one more failure, and ends with
@@ -21,7 +22,7 @@
 #      again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -36,7 +37,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export BUILD=${BUILD:-build}
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile fuzz}
+# The daemons of every test make their admin sockets here, not in /run/rsplice
+# (test_ops.sh passes a --run-dir of its own).
+if [ -z "${RSPLICE_RUN_DIR:-}" ]; then
+	RSPLICE_RUN_DIR=$(mktemp -d /tmp/rsplice-run.XXXXXX) || exit 2
+	export RSPLICE_RUN_DIR
+	trap 'rm -rf "$RSPLICE_RUN_DIR"' EXIT
+fi
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -125,6 +133,10 @@ fi
 
 if wants hostile; then
 	run_counted "test_hostile.sh" "$SCRIPT_TIMEOUT" bash selftests/test_hostile.sh
+fi
+
+if wants ops; then
+	run_counted "test_ops.sh" "$SCRIPT_TIMEOUT" bash selftests/test_ops.sh
 fi
 
 if wants fuzz; then

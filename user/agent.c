@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "conntab.h"
 #include "ctl.h"
 #include "daemon.h"
 #include "log.h"
@@ -155,6 +156,7 @@ static void relay_done(void *ctx, const struct relay_stats *st)
 	pr_info("conn %016llx: done via %s: %llu bytes service->edge, %llu edge->service (%s)",
 		(unsigned long long)id, st->path, (unsigned long long)st->bytes_ab,
 		(unsigned long long)st->bytes_ba, st->end);
+	conntab_end(id, st);
 }
 
 static void dial_edge_done(struct dial *d)
@@ -174,11 +176,15 @@ static void dial_edge_done(struct dial *d)
 	pr_debug("conn %016llx: data connection open for service '%s'",
 		 (unsigned long long)d->conn_id, cfg.services[d->svc].name);
 	dial_free(d);
+	conntab_add(d->conn_id, cfg.services[d->svc].name, cfg.name,
+		    rs_idle_timeout(&cfg.c, cfg.services[d->svc].name));
 	ret = relay_start(d->lan_fd, d->edge_fd, d->conn_id, relay_done,
 			  (void *)(uintptr_t)d->conn_id);
-	if (ret)
+	if (ret) {
 		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)d->conn_id,
 			strerror(-ret));
+		conntab_end(d->conn_id, NULL);
+	}
 }
 
 static void dial_start_edge(struct dial *d)
@@ -361,12 +367,16 @@ static void pool_lan_done(struct pool_conn *pc)
 	flags = relay_read_queued(pc->fd, &early, &len);
 	pr_debug("conn %016llx: pooled data connection bound to service '%s'",
 		 (unsigned long long)pc->conn_id, cfg.services[pc->svc].name);
+	conntab_add(pc->conn_id, cfg.services[pc->svc].name, cfg.name,
+		    rs_idle_timeout(&cfg.c, cfg.services[pc->svc].name));
 	ret = relay_start_prefixed(pc->lan_fd, pc->fd, early, len, flags, pc->conn_id, relay_done,
 				   (void *)(uintptr_t)pc->conn_id);
 	free(early);
-	if (ret)
+	if (ret) {
 		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)pc->conn_id,
 			strerror(-ret));
+		conntab_end(pc->conn_id, NULL);
+	}
 	loop_defer_free(pc);
 }
 
@@ -786,7 +796,11 @@ int main(int argc, char **argv)
 	ret = rs_agent_config_load(argc, argv, &cfg);
 	if (ret)
 		return ret > 0 ? 0 : 1;
-	if (daemon_init(&cfg.c, agent_stop_accepting) || daemon_drop_privileges(&cfg.c))
+	if (daemon_init(&cfg.c, agent_stop_accepting))
+		return 1;
+	/* the admin socket lives in a root-owned directory: make it first */
+	conntab_init("agent", false, cfg.c.run_dir);
+	if (daemon_drop_privileges(&cfg.c))
 		return 1;
 	for (int i = 0; i < cfg.n_services; i++)
 		pr_info("service '%s' -> %s%s", cfg.services[i].name, cfg.services[i].addr.text,

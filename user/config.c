@@ -696,6 +696,8 @@ enum opt_id {
 	O_USER,
 	O_GROUP,
 	O_ALLOW_ROOT,
+	O_RUN_DIR,
+	O_IDLE_TIMEOUT,
 	O__MAX,
 };
 
@@ -742,6 +744,8 @@ static const struct optdef optdefs[] = {
 	{ "authorized-keys", required_argument, O_AUTHORIZED_KEYS, FOR_EDGE, true, false },
 	{ "service-token", required_argument, O_SERVICE_TOKEN, FOR_EDGE, true, true },
 	{ "edge-pubkey", required_argument, O_EDGE_PUBKEY, FOR_AGENT, true, false },
+	{ "run-dir", required_argument, O_RUN_DIR, FOR_BOTH, true, false },
+	{ "idle-timeout", required_argument, O_IDLE_TIMEOUT, FOR_BOTH, true, true },
 };
 #define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
 
@@ -875,6 +879,45 @@ static int service_token_parse(struct ctx *x, const char *val, bool from_flag, c
 	return 0;
 }
 
+/* "MS" (every service) or "SERVICE=MS"; a later one for the same service wins. */
+static int idle_parse(struct rs_common *c, const char *val, char *err)
+{
+	const char *eq = strchr(val, '=');
+	char name[RS_NAME_MAX + 1];
+	unsigned int ms;
+	int i, rc;
+
+	if (!eq)
+		return parse_uint(val, 0, MS_MAX, &c->idle_timeout_ms, err);
+	if ((size_t)(eq - val) > RS_NAME_MAX)
+		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
+			      val, RS_NAME_MAX);
+	memcpy(name, val, eq - val);
+	name[eq - val] = '\0';
+	rc = name_check(name, "service name", err);
+	if (!rc)
+		rc = parse_uint(eq + 1, 0, MS_MAX, &ms, err);
+	if (rc)
+		return rc;
+	for (i = 0; i < c->n_idle && strcmp(c->idle[i].service, name); i++)
+		;
+	if (i == RS_MAX_SERVICES)
+		return seterr(err, -E2BIG, "too many per-service idle timeouts (max %d)", RS_MAX_SERVICES);
+	strcpy(c->idle[i].service, name);
+	c->idle[i].ms = ms;
+	if (i == c->n_idle)
+		c->n_idle++;
+	return 0;
+}
+
+unsigned int rs_idle_timeout(const struct rs_common *c, const char *service)
+{
+	for (int i = 0; i < c->n_idle; i++)
+		if (!strcmp(c->idle[i].service, service))
+			return c->idle[i].ms;
+	return c->idle_timeout_ms;
+}
+
 /* Apply one setting (flag or INI key of the daemon's own section).  val is NULL
  * for the flag form of --verbose. */
 static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *err)
@@ -989,6 +1032,10 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		if (!rc)
 			x->agent->has_edge_pubkey = true;
 		return rc;
+	case O_RUN_DIR:
+		return copy_str(c->run_dir, sizeof(c->run_dir), val, "run directory", err);
+	case O_IDLE_TIMEOUT:
+		return idle_parse(c, val, err);
 	}
 	return seterr(err, -EINVAL, "internal error: option %d", id);
 }
@@ -1284,6 +1331,12 @@ static void edge_usage(FILE *f)
 "                             A connection over any limit is closed at accept\n"
 "                             (the agent never hears of it) and logged, at most\n"
 "                             once a second per limit; open ones are untouched.\n"
+"      --idle-timeout [SERVICE=]MS\n"
+"                             close a connection after MS without a byte either\n"
+"                             way (default 0: never); SERVICE=MS for one\n"
+"                             service, repeatable\n"
+"      --run-dir DIR          admin socket directory for 'rsplice conns'\n"
+"                             (default $RSPLICE_RUN_DIR or /run/rsplice)\n"
 "      --heartbeat MS         control connection ping interval (default 5000)\n"
 "      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
 "                             before the daemon exits (default 10000)\n"
@@ -1357,6 +1410,12 @@ static void agent_usage(FILE *f)
 "      --connect-timeout MS   dialing a service or the edge (default 5000)\n"
 "      --backoff-min MS       first reconnect delay (default 500)\n"
 "      --backoff-max MS       largest reconnect delay (default 30000)\n"
+"      --idle-timeout [SERVICE=]MS\n"
+"                             close a connection after MS without a byte either\n"
+"                             way (default 0: never); SERVICE=MS for one\n"
+"                             service, repeatable\n"
+"      --run-dir DIR          admin socket directory for 'rsplice conns'\n"
+"                             (default $RSPLICE_RUN_DIR or /run/rsplice)\n"
 "      --pool N               data connections kept open to the edge ahead of\n"
 "                             clients, so that a new client does not wait for\n"
 "                             a dial (default 8, 0 disables, at most 256)\n"

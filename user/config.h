@@ -70,7 +70,17 @@ struct rs_common {
 	unsigned int heartbeat_ms; /* control-connection ping interval, default 5000 */
 	unsigned int drain_timeout_ms; /* SIGTERM: open connections may finish this long, default 10000 */
 	struct rs_privs privs;     /* --user, --group, --allow-root (resolved at load) */
+	char run_dir[108];         /* --run-dir: admin socket directory; empty = $RSPLICE_RUN_DIR or /run/rsplice */
+	unsigned int idle_timeout_ms; /* --idle-timeout MS: close idle connections, 0 = never */
+	struct rs_idle {           /* --idle-timeout SERVICE=MS: per service */
+		char service[RS_NAME_MAX + 1];
+		unsigned int ms;
+	} idle[RS_MAX_SERVICES];
+	int n_idle;
 };
+
+/* The idle timeout of a service's connections (ms, 0 = none). */
+unsigned int rs_idle_timeout(const struct rs_common *c, const char *service);
 
 struct rs_edge_config {
 	struct rs_common c;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "conntab.h"
 #include "ctl.h"
 #include "daemon.h"
 #include "log.h"
@@ -69,6 +70,7 @@ struct client {
 	struct client *wnext, *wprev; /* waiting list (C_WAIT_AGENT) */
 	char peer[64];
 	struct rs_conn_addrs addrs; /* told to the agent (PROXY protocol) */
+	char agent[RS_NAME_MAX + 1]; /* name of the agent asked, for the connection table */
 };
 
 /* An idle pre-opened data connection of an agent, waiting for a client. */
@@ -303,6 +305,7 @@ static void client_request(struct client *c, struct agent *a)
 	memcpy(c->key, a->hello_key, RS_KEY_LEN);
 	c->serial = a->serial;
 	c->epoch_ms = a->ctl.epoch_ms;
+	snprintf(c->agent, sizeof(c->agent), "%s", a->name);
 	c->hnext = *pending_slot(c->conn_id);
 	*pending_slot(c->conn_id) = c;
 	timer_arm(&c->timer, cfg.connect_timeout_ms);
@@ -320,6 +323,7 @@ static void relay_done(void *ctx, const struct relay_stats *st)
 	pr_info("conn %016llx: done via %s: %llu bytes client->agent, %llu agent->client (%s)",
 		(unsigned long long)ref->id, st->path, (unsigned long long)st->bytes_ab,
 		(unsigned long long)st->bytes_ba, st->end);
+	conntab_end(ref->id, st);
 	conn_release(ref->route);
 	free(ref);
 }
@@ -327,8 +331,8 @@ static void relay_done(void *ctx, const struct relay_stats *st)
 /* Hand a client and its data connection to the relay; the client's slot
  * in the limits is given back when the relay is done (relay_done), or here
  * when it cannot start.  prefix: bytes already read behind a hello. */
-static void conn_relay(int client_fd, int data_fd, uint64_t id, int route, const void *prefix,
-		       size_t len, unsigned int flags)
+static void conn_relay(int client_fd, int data_fd, uint64_t id, int route, const char *agent,
+		       const void *prefix, size_t len, unsigned int flags)
 {
 	struct conn_ref *ref = malloc(sizeof(*ref));
 	int ret;
@@ -340,10 +344,12 @@ static void conn_relay(int client_fd, int data_fd, uint64_t id, int route, const
 		return;
 	}
 	*ref = (struct conn_ref){ .id = id, .route = route };
+	conntab_add(id, route_service(route), agent, rs_idle_timeout(&cfg.c, route_service(route)));
 	ret = relay_start_prefixed(client_fd, data_fd, prefix, len, flags, id, relay_done, ref);
 	if (ret) {
 		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)id,
 			strerror(-ret));
+		conntab_end(id, NULL);
 		conn_release(route);
 		free(ref);
 	}
@@ -460,7 +466,7 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer, i
 		return false;
 	pr_info("conn %016llx: client %s paired with a pooled data connection of agent %s "
 		"(service %s)", (unsigned long long)id, client_peer, a->name, route_service(route));
-	conn_relay(client_fd, fd, id, route, NULL, 0, 0);
+	conn_relay(client_fd, fd, id, route, a->name, NULL, 0, 0);
 	return true;
 }
 
@@ -586,6 +592,7 @@ static void data_hello(struct inbound *in)
 	unsigned int flags;
 	size_t early_len;
 	void *early;
+	char agent[RS_NAME_MAX + 1];
 	struct agent *a;
 	int client_fd, route;
 
@@ -622,6 +629,7 @@ static void data_hello(struct inbound *in)
 	}
 	client_fd = c->fd;
 	route = c->route;
+	snprintf(agent, sizeof(agent), "%s", c->agent);
 	pr_info("conn %016llx: client %s paired with data connection from %s (service %s)",
 		(unsigned long long)id, c->peer, in->peer, route_service(c->route));
 	client_free(c, true);
@@ -629,7 +637,7 @@ static void data_hello(struct inbound *in)
 	 * an skb with the hello just read: splicing a partly read skb makes the
 	 * kernel forward it again from its start (bpf/splice.bpf.c). */
 	flags = relay_read_queued(in->fd, &early, &early_len);
-	conn_relay(client_fd, in->fd, id, route, early, early_len, flags);
+	conn_relay(client_fd, in->fd, id, route, agent, early, early_len, flags);
 	free(early);
 }
 
@@ -1186,6 +1194,7 @@ int main(int argc, char **argv)
 		return ret > 0 ? 0 : 1;
 	if (daemon_init(&cfg.c, edge_stop_accepting))
 		return 1;
+	conntab_init("edge", true, cfg.c.run_dir);
 	if (listener_open(&control_l, &cfg.control, -1))
 		return 1;
 	route_l = calloc(cfg.n_routes ? cfg.n_routes : 1, sizeof(*route_l));

@@ -24,12 +24,16 @@
 
 enum rl_path { RL_PATH_NONE = -1, RL_PATH_SPLICE = 0, RL_PATH_SOCKMAP = 1 };
 
+#define RL_BUCKETS 4096 /* power of two */
+
 static struct {
 	enum dp_mode mode;
 	char pin_dir[256];
 	struct relay_gen *cur;  /* attached generation used for new pairs, or NULL */
 	enum rl_path last_path; /* path announced in the log, to log changes once */
 	unsigned int live[2];   /* indexed by enum rl_path */
+	struct relay_link *links;              /* every live pair */
+	struct relay_link *by_id[RL_BUCKETS];  /* the same, hashed by id */
 } rl = { .mode = DP_SPLICE, .last_path = RL_PATH_NONE };
 
 static const char *const rl_mode_names[] = {
@@ -154,11 +158,108 @@ static int rl_set_nonblock(int fd)
 	return 0;
 }
 
-void relay_finished(const struct relay_owner *o, const struct relay_stats *st)
-{
-	enum rl_path p = strcmp(st->path, RELAY_PATH_SOCKMAP) ? RL_PATH_SPLICE : RL_PATH_SOCKMAP;
+/* ---- the table of live pairs ---- */
 
-	rl.live[p]--;
+static struct relay_link **rl_bucket(uint64_t id)
+{
+	return &rl.by_id[(id ^ (id >> 32)) & (RL_BUCKETS - 1)];
+}
+
+static enum rl_path rl_path_of(const char *path)
+{
+	return strcmp(path, RELAY_PATH_SOCKMAP) ? RL_PATH_SPLICE : RL_PATH_SOCKMAP;
+}
+
+void relay_link_add(struct relay_link *l, const struct relay_owner *o, const char *path, int fd_a,
+		    int fd_b, const struct relay_link_ops *ops)
+{
+	struct relay_link **b = rl_bucket(o->id);
+
+	l->o = *o;
+	l->path = path;
+	l->fd[0] = fd_a;
+	l->fd[1] = fd_b;
+	l->ops = ops;
+	l->started_ms = now_ms();
+	l->prev = NULL;
+	l->next = rl.links;
+	if (rl.links)
+		rl.links->prev = l;
+	rl.links = l;
+	l->hnext = *b;
+	*b = l;
+	rl.live[rl_path_of(path)]++;
+}
+
+static void rl_link_del(struct relay_link *l)
+{
+	for (struct relay_link **p = rl_bucket(l->o.id); *p; p = &(*p)->hnext) {
+		if (*p == l) {
+			*p = l->hnext;
+			break;
+		}
+	}
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		rl.links = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	l->next = l->prev = l->hnext = NULL;
+}
+
+static struct relay_link *rl_find(uint64_t id)
+{
+	for (struct relay_link *l = *rl_bucket(id); l; l = l->hnext)
+		if (l->o.id == id)
+			return l;
+	return NULL;
+}
+
+/* The prefix was written by user space b->a before the path took over:
+ * one segment, whichever path carries the rest. */
+static void rl_add_prefix(const struct relay_owner *o, struct relay_stats *st)
+{
+	if (!o->prefix_ba)
+		return;
+	st->bytes_ba += o->prefix_ba;
+	st->segs_ba++;
+}
+
+int relay_info_get(uint64_t id, struct relay_info *out)
+{
+	struct relay_link *l = rl_find(id);
+	struct relay_stats st = { 0 };
+
+	if (!l)
+		return -ENOENT;
+	l->ops->counters(l, &st);
+	rl_add_prefix(&l->o, &st);
+	*out = (struct relay_info){
+		.id = id, .path = l->path, .fd_a = l->fd[0], .fd_b = l->fd[1],
+		.bytes_ab = st.bytes_ab, .bytes_ba = st.bytes_ba,
+		.segs_ab = st.segs_ab, .segs_ba = st.segs_ba, .started_ms = l->started_ms,
+	};
+	return 0;
+}
+
+int relay_kill(uint64_t id, const char *why)
+{
+	struct relay_link *l = rl_find(id);
+
+	if (!l)
+		return -ENOENT;
+	l->ops->kill(l, why);
+	return 0;
+}
+
+void relay_finished(struct relay_link *l, struct relay_stats *st)
+{
+	const struct relay_owner *o = &l->o;
+
+	rl_link_del(l);
+	rl.live[rl_path_of(st->path)]--;
+	rl_add_prefix(o, st);
 	pr_debug("relay %llu: %s a->b %llu b->a %llu bytes, %s", (unsigned long long)o->id, st->path,
 		 (unsigned long long)st->bytes_ab, (unsigned long long)st->bytes_ba, st->end);
 	if (o->done)
@@ -177,9 +278,7 @@ static int rl_try_sockmap(int fd_a, int fd_b, const struct relay_owner *o)
 	if (!g)
 		return -ENOENT;
 	err = relay_sockmap_start(g, fd_a, fd_b, o);
-	if (!err)
-		rl.live[RL_PATH_SOCKMAP]++;
-	else if (err != -ECONNABORTED)
+	if (err && err != -ECONNABORTED)
 		pr_debug("relay %llu: sockmap insert failed (%s), using splice", (unsigned long long)o->id,
 			 strerror(-err));
 	return err;
@@ -196,8 +295,12 @@ static int rl_start(int fd_a, int fd_b, const struct relay_owner *o, unsigned in
 	if (err)
 		goto fail;
 	err = flags & RELAY_SPLICE_ONLY ? -EOPNOTSUPP : rl_try_sockmap(fd_a, fd_b, o);
-	if (!err)
+	if (!err) {
+		if (o->prefix_ba)
+			pr_debug("relay %llu: %llu bytes copied by user space, the rest by sockmap",
+				 (unsigned long long)id, (unsigned long long)o->prefix_ba);
 		return 0;
+	}
 	if (err == -ECONNABORTED) {
 		pr_warn("relay %llu: bytes lost while inserting into the sockhash: resetting", (unsigned long long)id);
 		relay_sock_reset(fd_a);
@@ -206,7 +309,9 @@ static int rl_start(int fd_a, int fd_b, const struct relay_owner *o, unsigned in
 	}
 	err = relay_splice_start(fd_a, fd_b, o);
 	if (!err) {
-		rl.live[RL_PATH_SPLICE]++;
+		if (o->prefix_ba)
+			pr_debug("relay %llu: %llu bytes copied by user space, the rest by splice",
+				 (unsigned long long)id, (unsigned long long)o->prefix_ba);
 		return 0;
 	}
 fail:
@@ -279,9 +384,10 @@ static void rl_prefix_event(struct ev_handler *h, uint32_t events)
 	if (!ret)
 		return;
 	loop_del(p->fd_a);
+	p->o.prefix_ba = p->len;
 	if (rl_start(p->fd_a, p->fd_b, &p->o, p->flags) && p->o.done) {
-		/* the caller got 0 back from relay_start_prefixed: it waits for done */
-		struct relay_stats st = { .bytes_ba = p->off, .path = "prefix", .end = "error" };
+		/* the owner hears of every pair it handed over, even this one */
+		struct relay_stats st = { .bytes_ba = p->len, .path = "prefix", .end = "error" };
 
 		p->o.done(p->o.ctx, &st);
 	}
@@ -348,6 +454,7 @@ int relay_start_prefixed(int fd_a, int fd_b, const void *prefix, size_t len, uns
 	if (ret == 1) {
 		free(p->buf);
 		free(p);
+		o.prefix_ba = len;
 		return rl_start(fd_a, fd_b, &o, flags);
 	}
 	/* fd_b is not watched meanwhile: its bytes wait in its receive queue */

@@ -24,11 +24,18 @@ int dp_mode_parse(const char *s, enum dp_mode *out);
  * DP_AUTO it logs which path new connections take.  0 or -errno. */
 int relay_init(enum dp_mode mode, const char *pin_dir);
 
+/* Final numbers of a pair.  Bytes and segments are counted where they were
+ * carried: by the verdict program (per socket cookie, BPF map "peers") on the
+ * sockmap path, by the relay on the splice path, plus the bytes of a prefix
+ * (relay_start_prefixed) written by user space first, counted as one segment
+ * b->a.  A segment is one skb redirected by the kernel, one splice() into the
+ * destination socket, or the prefix. */
 struct relay_stats {
 	uint64_t bytes_ab; /* bytes forwarded from fd_a to fd_b */
 	uint64_t bytes_ba;
+	uint64_t segs_ab, segs_ba;
 	const char *path;  /* "sockmap" or "splice" */
-	const char *end;   /* "closed", "reset", "timeout", "error" */
+	const char *end;   /* "closed", "reset", "timeout", "error", "killed", "idle" */
 };
 
 typedef void (*relay_done_fn)(void *ctx, const struct relay_stats *st);
@@ -55,5 +62,24 @@ int relay_start_prefixed(int fd_a, int fd_b, const void *prefix, size_t len, uns
 
 /* live relays by path, for status and tests */
 unsigned int relay_count(const char *path);
+
+/* A live pair, as relay_info() sees it now (counters read from the BPF map
+ * or the splice path at the time of the call). */
+struct relay_info {
+	uint64_t id;
+	const char *path;  /* "sockmap" or "splice" */
+	int fd_a, fd_b;    /* for TCP_INFO; owned by the relay */
+	uint64_t bytes_ab, bytes_ba, segs_ab, segs_ba; /* prefix included */
+	uint64_t started_ms; /* now_ms() when the data path took the pair */
+};
+
+/* 0, or -ENOENT when no pair with this id is being forwarded (yet/any more:
+ * a prefix still being written counts as not yet). */
+int relay_info_get(uint64_t id, struct relay_info *out);
+
+/* Close the pair with this id now: both sockets are shut down and closed
+ * (FIN, no RST), the done callback runs with end = why ("killed", "idle").
+ * 0 or -ENOENT. */
+int relay_kill(uint64_t id, const char *why);
 
 #endif

@@ -34,11 +34,37 @@ struct relay_owner {
 	uint64_t id;
 	relay_done_fn done;
 	void *ctx;
+	uint64_t prefix_ba; /* bytes user space wrote b->a before the path started */
 };
 
-/* Called by a path exactly once, after it closed both fds: logs the end
- * line, updates relay_count() and calls the owner's done callback. */
-void relay_finished(const struct relay_owner *o, const struct relay_stats *st);
+struct relay_link;
+
+/* What relay.c asks of a live pair, whatever its path. */
+struct relay_link_ops {
+	/* counters of the path alone (the prefix is added by relay.c) */
+	void (*counters)(struct relay_link *l, struct relay_stats *st);
+	/* finish now: shut down and close both sockets, end = why */
+	void (*kill)(struct relay_link *l, const char *why);
+};
+
+/* Embedded in every live pair of either path: relay.c keeps them in a list
+ * and a hash by id for relay_info_get() / relay_kill(). */
+struct relay_link {
+	struct relay_link *next, *prev, *hnext;
+	struct relay_owner o;
+	const char *path;
+	int fd[2];
+	uint64_t started_ms;
+	const struct relay_link_ops *ops;
+};
+
+/* A path calls relay_link_add() once the pair is its own (fds owned),
+ * and relay_finished() exactly once, after it closed both fds: that unlinks,
+ * logs the end line, adds the prefix, updates relay_count() and calls the
+ * owner's done callback. */
+void relay_link_add(struct relay_link *l, const struct relay_owner *o, const char *path, int fd_a,
+		    int fd_b, const struct relay_link_ops *ops);
+void relay_finished(struct relay_link *l, struct relay_stats *st);
 
 /* Make close() send a RST instead of a FIN (reset propagation). */
 void relay_sock_reset(int fd);

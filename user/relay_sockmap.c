@@ -61,7 +61,7 @@ struct sm_relay {
 	uint64_t base_rx[2]; /* bytes of fd[i] read by user space before insertion */
 	struct sm_dir d[2];
 	struct relay_gen *g;
-	struct relay_owner o;
+	struct relay_link link;
 };
 
 /* ---- socket counters ---- */
@@ -176,26 +176,45 @@ static void sm_size_sndbuf(int fd)
 
 /* ---- teardown ---- */
 
-static void sm_unmap(struct sm_relay *r)
+/* The verdict program's counters of both directions (the metering). */
+static void sm_counters(struct relay_link *l, struct relay_stats *st)
 {
-	/* peers first: the verdict program passes bytes locally on a peers miss
-	 * instead of redirecting to a key that is about to disappear */
-	for (int i = 0; i < 2; i++)
-		bpf_map_delete_elem(r->g->m.peers_fd, &r->cookie[i]);
-	for (int i = 0; i < 2; i++)
-		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[i]);
+	struct sm_relay *r = container_of(l, struct sm_relay, link);
+	struct rs_peer p;
+
+	if (!sm_peer_get(r, 0, &p)) {
+		st->bytes_ab = p.bytes;
+		st->segs_ab = p.segs;
+	}
+	if (!sm_peer_get(r, 1, &p)) {
+		st->bytes_ba = p.bytes;
+		st->segs_ba = p.segs;
+	}
 }
 
+/* The sockets leave the sockhash first: from then on the verdict program no
+ * longer runs for them (a redirect towards a socket already gone fails, and
+ * the verdict keeps those bytes locally), so the peers entries hold the
+ * final counts.  They are read into *st and only then deleted: the metering
+ * entry outlives the sockhash entry until user space has collected it. */
+static void sm_unmap(struct sm_relay *r, struct relay_stats *st)
+{
+	for (int i = 0; i < 2; i++)
+		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[i]);
+	if (st)
+		sm_counters(&r->link, st);
+	for (int i = 0; i < 2; i++)
+		bpf_map_delete_elem(r->g->m.peers_fd, &r->cookie[i]);
+}
+
+/* "closed": both FINs forwarded.  "killed"/"idle" (relay_kill): FIN both
+ * ways now.  Anything else: RST both ways. */
 static void sm_finish(struct sm_relay *r, const char *end)
 {
 	struct relay_stats st = { .path = RELAY_PATH_SOCKMAP, .end = end };
-	bool reset = strcmp(end, "closed") != 0;
-	struct rs_peer p;
+	bool reset = strcmp(end, "closed") && strcmp(end, "killed") && strcmp(end, "idle");
+	bool kill = !reset && strcmp(end, "closed");
 
-	if (!sm_peer_get(r, 0, &p))
-		st.bytes_ab = p.bytes;
-	if (!sm_peer_get(r, 1, &p))
-		st.bytes_ba = p.bytes;
 	timer_cancel(&r->poll);
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
@@ -203,13 +222,22 @@ static void sm_finish(struct sm_relay *r, const char *end)
 		if (reset)
 			relay_sock_reset(r->fd[i]);
 	}
-	sm_unmap(r);
+	sm_unmap(r, &st);
+	for (int i = 0; kill && i < 2; i++)
+		shutdown(r->fd[i], SHUT_RDWR);
 	close(r->fd[0]);
 	close(r->fd[1]);
 	relay_gen_put(r->g);
-	relay_finished(&r->o, &st);
+	relay_finished(&r->link, &st);
 	free(r);
 }
+
+static void sm_kill(struct relay_link *l, const char *why)
+{
+	sm_finish(container_of(l, struct sm_relay, link), why);
+}
+
+static const struct relay_link_ops sm_ops = { .counters = sm_counters, .kill = sm_kill };
 
 /* ---- FIN forwarding ---- */
 
@@ -277,7 +305,7 @@ static void sm_poll_dirs(struct sm_relay *r)
 			continue;
 		ret = sm_dir_check(r, i);
 		if (ret < 0) {
-			pr_debug("relay %llu: sockmap: direction %d: %s", (unsigned long long)r->o.id, i,
+			pr_debug("relay %llu: sockmap: direction %d: %s", (unsigned long long)r->link.o.id, i,
 				 strerror(-ret));
 			sm_finish(r, "error");
 			return;
@@ -324,7 +352,7 @@ static void sm_event(struct ev_handler *h, uint32_t ev)
 	int err = ev & (EPOLLERR | EPOLLHUP) ? sm_sock_error(r->fd[s->i]) : 0;
 
 	if ((ev & EPOLLERR) || err) {
-		pr_debug("relay %llu: sockmap: socket %c: events 0x%x, %s", (unsigned long long)r->o.id,
+		pr_debug("relay %llu: sockmap: socket %c: events 0x%x, %s", (unsigned long long)r->link.o.id,
 			 'a' + s->i, ev, strerror(err));
 		sm_finish(r, "reset");
 		return;
@@ -474,7 +502,6 @@ int relay_sockmap_start(struct relay_gen *g, int fd_a, int fd_b, const struct re
 	r->fd[0] = fd_a;
 	r->fd[1] = fd_b;
 	r->g = g;
-	r->o = *o;
 	timer_init(&r->poll, sm_poll_timer);
 	for (int i = 0; i < 2; i++)
 		r->side[i] = (struct sm_side){ .h.fn = sm_event, .r = r, .i = i };
@@ -493,7 +520,7 @@ int relay_sockmap_start(struct relay_gen *g, int fd_a, int fd_b, const struct re
 	if (!err && sm_check_clean(r)) {
 		/* a FIN (or memory pressure) got through the hold: reset the
 		 * pair rather than deliver reordered bytes */
-		sm_unmap(r);
+		sm_unmap(r, NULL);
 		err = -ECONNABORTED;
 	}
 	sm_kick(fd_a);
@@ -501,6 +528,7 @@ int relay_sockmap_start(struct relay_gen *g, int fd_a, int fd_b, const struct re
 	if (err)
 		goto err_unregister;
 	relay_gen_get(g);
+	relay_link_add(&r->link, o, RELAY_PATH_SOCKMAP, fd_a, fd_b, &sm_ops);
 	return 0;
 
 err_unregister:

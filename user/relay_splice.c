@@ -35,6 +35,7 @@ struct sp_dir {
 	size_t in_pipe;  /* bytes sitting in the pipe */
 	size_t pipe_cap;
 	uint64_t bytes;  /* delivered to the destination socket */
+	uint64_t segs;   /* splice() calls that delivered them */
 	bool can_read;   /* source may have data (cleared on a certain EAGAIN) */
 	bool can_write;  /* destination may have room */
 	bool eof;        /* source returned 0 */
@@ -47,7 +48,7 @@ struct sp_relay {
 	struct timer resume; /* zero-delay timer for directions that used their budget */
 	int fd[2];
 	struct sp_dir d[2];
-	struct relay_owner o;
+	struct relay_link link;
 };
 
 static void sp_dir_close(struct sp_dir *d)
@@ -75,26 +76,47 @@ static int sp_dir_init(struct sp_dir *d)
 
 /* Close everything and report.  reset: make both sockets send RST, so that
  * an error on one side reaches the peer of the other promptly. */
+static void sp_counters(struct relay_link *l, struct relay_stats *st)
+{
+	struct sp_relay *r = container_of(l, struct sp_relay, link);
+
+	st->bytes_ab = r->d[0].bytes;
+	st->bytes_ba = r->d[1].bytes;
+	st->segs_ab = r->d[0].segs;
+	st->segs_ba = r->d[1].segs;
+}
+
+/* Close everything and report.  "closed": both FINs forwarded; "killed" and
+ * "idle" (relay_kill): FIN both ways now, bytes still in the pipes are
+ * dropped; anything else is an error: make both sockets send RST, so that
+ * an error on one side reaches the peer of the other promptly. */
 static void sp_finish(struct sp_relay *r, const char *end)
 {
-	struct relay_stats st = {
-		.bytes_ab = r->d[0].bytes, .bytes_ba = r->d[1].bytes,
-		.path = RELAY_PATH_SPLICE, .end = end,
-	};
-	bool reset = end[0] != 'c'; /* anything but "closed" */
+	struct relay_stats st = { .path = RELAY_PATH_SPLICE, .end = end };
+	bool reset = strcmp(end, "closed") && strcmp(end, "killed") && strcmp(end, "idle");
 
+	sp_counters(&r->link, &st);
 	timer_cancel(&r->resume);
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
 		loop_forget(&r->side[i].h);
 		if (reset)
 			relay_sock_reset(r->fd[i]);
+		else
+			shutdown(r->fd[i], SHUT_RDWR);
 		close(r->fd[i]);
 		sp_dir_close(&r->d[i]);
 	}
-	relay_finished(&r->o, &st);
+	relay_finished(&r->link, &st);
 	free(r);
 }
+
+static void sp_kill(struct relay_link *l, const char *why)
+{
+	sp_finish(container_of(l, struct sp_relay, link), why);
+}
+
+static const struct relay_link_ops sp_ops = { .counters = sp_counters, .kill = sp_kill };
 
 /* Socket -> pipe.  1 progress, 0 nothing to do now, -errno error. */
 static int sp_fill(struct sp_dir *d, int src)
@@ -136,6 +158,7 @@ static ssize_t sp_drain(struct sp_dir *d, int dst)
 	if (n > 0) {
 		d->in_pipe -= n;
 		d->bytes += n;
+		d->segs++;
 		return n;
 	}
 	if (n < 0 && errno == EAGAIN) {
@@ -189,7 +212,7 @@ static void sp_run(struct sp_relay *r, unsigned int dirs)
 			continue;
 		err = sp_pump(r, i);
 		if (err) {
-			pr_debug("relay %llu: splice: %s", (unsigned long long)r->o.id, strerror(-err));
+			pr_debug("relay %llu: splice: %s", (unsigned long long)r->link.o.id, strerror(-err));
 			sp_finish(r, err == -ECONNRESET || err == -EPIPE ? "reset" : "error");
 			return;
 		}
@@ -258,7 +281,6 @@ int relay_splice_start(int fd_a, int fd_b, const struct relay_owner *o)
 		return -ENOMEM;
 	r->fd[0] = fd_a;
 	r->fd[1] = fd_b;
-	r->o = *o;
 	timer_init(&r->resume, sp_resume);
 	r->d[1].pipe[0] = r->d[1].pipe[1] = -1;
 	for (int i = 0; i < 2; i++) {
@@ -270,6 +292,7 @@ int relay_splice_start(int fd_a, int fd_b, const struct relay_owner *o)
 	err = sp_register(r);
 	if (err)
 		goto err_free;
+	relay_link_add(&r->link, o, RELAY_PATH_SPLICE, fd_a, fd_b, &sp_ops);
 	/* Bytes may already be queued (early data): epoll ADD reports current
 	 * readiness, so the first round picks them up. */
 	return 0;

@@ -21,6 +21,8 @@
 
 #include "bpf_pins.h"
 #include "keys.h"
+#include "cli.h"
+#include "ctlsock.h"
 #include "log.h"
 #include "rsplice_bpf.h"
 #include "splice.skel.h"
@@ -31,8 +33,9 @@
 
 #define BPFFS_ROOT "/sys/fs/bpf"
 
-static bool json_output;
-static bool pretty_output;
+bool json_output;
+bool pretty_output;
+const char *run_dir_opt;
 static const char *pin_dir_opt;
 
 /* ------------------------------------------------------------------------ */
@@ -124,10 +127,17 @@ static void jw_bool(const char *name, bool val)
 	fputs(val ? "true" : "false", stdout);
 }
 
+/* a value that is JSON text already */
+static void jw_raw(const char *name, const char *json)
+{
+	jw_member(name);
+	fputs(json, stdout);
+}
+
 /* ------------------------------------------------------------------------ */
 
 /* One error line: "Error: ..." on stderr, or {"error": "..."} on stdout. */
-__attribute__((format(printf, 1, 2))) static void p_err(const char *fmt, ...)
+void p_err(const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -618,6 +628,7 @@ struct status {
 	struct map_desc maps[2];
 	int nmaps;
 	int spliced_pairs;
+	char *daemons; /* JSON array: totals of the daemons reachable, see cli_conns.c */
 };
 
 static const char *map_type_name(__u32 type)
@@ -733,6 +744,8 @@ static void print_status_json(const struct status *st)
 	}
 	jw_arr_end();
 	jw_uint("spliced_pairs", st->spliced_pairs);
+	if (st->daemons)
+		jw_raw("daemons", st->daemons);
 	jw_obj_end();
 }
 
@@ -747,6 +760,7 @@ static void print_status_plain(const struct status *st)
 		printf("map %s id %u type %s max_entries %u\n", st->maps[i].name, st->maps[i].id,
 		       st->maps[i].type, st->maps[i].max_entries);
 	printf("spliced pairs: %d\n", st->spliced_pairs);
+	cli_daemons_plain();
 }
 
 static int do_status(int argc, char **argv)
@@ -763,10 +777,13 @@ static int do_status(int argc, char **argv)
 	}
 	if (collect_status(&st))
 		return -1;
-	if (json_output)
+	if (json_output) {
+		st.daemons = cli_daemons_json();
 		print_status_json(&st);
-	else
+		free(st.daemons);
+	} else {
 		print_status_plain(&st);
+	}
 	return 0;
 }
 
@@ -842,15 +859,18 @@ static int do_keygen(int argc, char **argv)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: rsplice [ OPTIONS ] { attach | detach | status | keygen | help }\n"
-		   "       rsplice attach [ -f ] [ --max-socks N ]\n"
+	fprintf(f, "Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill | keygen | help }\n"
+		   "       rsplice attach [ -f ] [ --max-socks N ] [ --group GROUP ]\n"
 		   "       rsplice detach\n"
 		   "       rsplice status\n"
+		   "       rsplice conns [ --socket PATH ]\n"
+		   "       rsplice kill ID [ --socket PATH ]\n"
 		   "       rsplice keygen [ -f|--force ] [ -C|--comment TEXT ] FILE\n"
-		   "OPTIONS := { -j|--json [ -p|--pretty ] | --pin-dir DIR | -v|--verbose |\n"
-		   "             -h|--help | -V|--version }\n"
-		   "The pin dir defaults to $RSPLICE_PIN_DIR, else %s.\n",
-		RS_PIN_DIR_DEFAULT);
+		   "OPTIONS := { -j|--json [ -p|--pretty ] | --pin-dir DIR | --run-dir DIR |\n"
+		   "             -v|--verbose | -h|--help | -V|--version }\n"
+		   "The pin dir defaults to $RSPLICE_PIN_DIR, else %s.\n"
+		   "The daemons' admin sockets are in --run-dir, else $RSPLICE_RUN_DIR, else %s.\n",
+		RS_PIN_DIR_DEFAULT, RS_RUN_DIR_DEFAULT);
 }
 
 static int do_help(int argc, char **argv)
@@ -871,6 +891,8 @@ static const struct cmd {
 	{ "attach", do_attach },
 	{ "detach", do_detach },
 	{ "status", do_status },
+	{ "conns", do_conns },
+	{ "kill", do_kill },
 	{ "keygen", do_keygen },
 	{ "help", do_help },
 };
@@ -924,6 +946,7 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "pretty", no_argument, NULL, 'p' },
 		{ "pin-dir", required_argument, NULL, 'd' },
+		{ "run-dir", required_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -947,6 +970,9 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			pin_dir_opt = optarg;
+			break;
+		case 'r':
+			run_dir_opt = optarg;
 			break;
 		case 'v':
 			log_set_level(LOG_LEVEL_DEBUG);
