@@ -18,8 +18,8 @@
 #      is installed; `make fuzz-regress`)
 #   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
-#      (splice), test_e2e.sh (splice path), test_proxy.sh and test_privdrop.sh
-#      again with those binaries; a
+#      (splice), test_e2e.sh, test_auth.sh and test_hostile.sh (splice path),
+#      test_proxy.sh and test_privdrop.sh again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
 # Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops fuzz"
@@ -178,13 +178,14 @@ san_run() {
 	RC_SAVE=$saved run_counted "$name" "$limit" env BUILD="$SAN_BUILD" \
 		ASAN_OPTIONS="${SAN_ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 		UBSAN_OPTIONS="${SAN_UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
-		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 "$@"
+		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 HOSTILE_KEEP=1 "$@"
 	# the work directories (daemon logs) the scripts kept for us: test_e2e.sh
-	# names its own (E2E_KEEP=1), test_relay.sh's is a new /tmp dir (KEEP=1)
+	# and test_hostile.sh name their own (E2E_KEEP=1, HOSTILE_KEEP=1),
+	# test_relay.sh's is a new /tmp dir (KEEP=1)
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|proxy|privdrop)\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|proxy|privdrop)\.' "$saved")
 	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
 		-name 'rsplice-test-relay.*' -newer "$marker")
 	local files=("$saved")
@@ -229,6 +230,12 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 			wants "$t" && [ -f "selftests/test_$t.sh" ] || continue
 			san_run "asan test_$t.sh" "$SCRIPT_TIMEOUT" bash "selftests/test_$t.sh"
 		done
+		if wants hostile; then
+			# ASan's shadow memory and quarantine: no VmRSS bound here
+			san_run "asan test_hostile.sh splice" "$SCRIPT_TIMEOUT" \
+				env HOSTILE_DATAPATHS=splice RSS_SLACK_KIB=1000000 \
+				bash selftests/test_hostile.sh
+		fi
 	fi
 fi
 
