@@ -382,6 +382,7 @@ t_capture() {
 	wait_until 50 0.2 echo_ping
 	sleep 0.5
 	p2=$(echo_ping)
+	sleep 0.3
 	touch "$stopf"
 	for _ in $(seq 50); do alive sniff || break; sleep 0.1; done
 	stop sniff
