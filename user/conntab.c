@@ -381,13 +381,15 @@ static json_object *ct_report(bool with_conns)
 	json_object *all;
 
 	for (struct ct_entry *e = ct.list; e; e = e->next) {
-		uint64_t up, down;
-		json_object *c = ct_conn_json(e, now, &up, &down);
+		uint64_t up = 0, down = 0;
+		struct relay_info ri;
 
-		if (with_conns)
-			json_object_array_add(conns, c);
-		else
-			json_object_put(c);
+		if (with_conns) {
+			json_object_array_add(conns, ct_conn_json(e, now, &up, &down));
+		} else if (!relay_info_get(e->id, &ri)) { /* totals only: no TCP_INFO */
+			ct_refresh(e, &ri, now);
+			ct_updown(ri.bytes_ab, ri.bytes_ba, &up, &down);
+		}
 		lv.all_up += up;
 		lv.all_down += down;
 		if (e->svc_t && lv.svc_up && lv.svc_down) {
