@@ -222,7 +222,14 @@ t_conns_running() {
 	path=$(pyj '",".join(sorted(set(x["datapath"] for x in c if x["service"] == "stream")))' "$j2")
 	n=$(pyj 'len([x for x in c if x["service"] == "stream"])' "$j2")
 	diag "edge bytes_up: $b1 then $b2 one second later; datapath $path; rows $n"
-	cli conns | head -n 5 | diag_file
+	cli conns >"$WORK/table.txt" 2>&1
+	head -n 5 "$WORK/table.txt" | diag_file
+	assert "[$DP] conns (table): a header, and the transfer on an edge and an agent row" \
+		'head -n 1 "$WORK/table.txt" | grep -q "^ID .*BYTES_UP .*BYTES_DOWN" && [ "$(grep -cE " (edge|agent) +stream +lan1 .* $DP " "$WORK/table.txt")" = 2 ]' \
+		"$(cat "$WORK/table.txt")"
+	assert "[$DP] conns -p: indented JSON that parses" \
+		'[ "$(cli conns -p | pyj "type(c).__name__" "$(cli conns -p)")" = list ] && [ "$(cli conns -p | wc -l)" -gt 10 ]' \
+		"$(cli conns -p 2>&1 | head -n 3)"
 	assert "[$DP] conns shows the running transfer on edge and agent (2 rows)" '[ "$n" = 2 ]' \
 		"rows: $n; $(cat "$WORK/conns.err")"
 	assert "[$DP] conns: bytes_up of a running (rate-limited) upload grows" \
@@ -267,6 +274,11 @@ t_kill() {
 		"ids $ids; left: $left"
 	assert "[$DP] kill of an unknown ID fails with an error" \
 		'! cli kill 0123456789abcdef >/dev/null 2>&1' "succeeded"
+	k=$(cli kill -j 0123456789abcdef 2>&1)
+	assert "[$DP] kill -j of an unknown ID: {\"error\": \"no connection ...\"}" \
+		'[ "$(pyj "c[\"error\"][:13]" "$k")" = "no connection" ]' "$k"
+	k=$(cli kill zz 2>&1)
+	assert "[$DP] kill of a malformed ID: one Error: line" '[[ "$k" == "Error: invalid connection ID"* ]]' "$k"
 	wait "${PIDS[s2]}"
 	wait "${PIDS[s3]}"
 	unset 'PIDS[s2]' 'PIDS[s3]'
