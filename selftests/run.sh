@@ -15,7 +15,7 @@
 #      is installed; `make fuzz-regress`)
 #   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
-#      (splice) and test_e2e.sh (splice path) again with those binaries; a
+#      (splice), test_e2e.sh and test_ops.sh (splice path) again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
 # Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle e2e ops fuzz"
@@ -172,7 +172,7 @@ san_run() {
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -a '^# logs kept in /tmp/rsplice-e2e\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|ops)\.' "$saved")
 	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
 		-name 'rsplice-test-relay.*' -newer "$marker")
 	local files=("$saved")
@@ -208,6 +208,10 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 		if wants e2e; then
 			san_run "asan test_e2e.sh splice" "$E2E_TIMEOUT" \
 				env E2E_DATAPATHS=splice bash selftests/test_e2e.sh
+		fi
+		if wants ops; then
+			san_run "asan test_ops.sh splice" "$SCRIPT_TIMEOUT" \
+				env OPS_DATAPATHS=splice bash selftests/test_ops.sh
 		fi
 	fi
 fi
