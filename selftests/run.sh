@@ -18,8 +18,8 @@
 #      is installed; `make fuzz-regress`)
 #   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
-#      (splice), test_e2e.sh, test_auth.sh and test_hostile.sh (splice path),
-#      test_proxy.sh and test_privdrop.sh again with those binaries; a
+#      (splice), test_e2e.sh, test_auth.sh, test_hostile.sh and test_ops.sh
+#      (splice path), test_proxy.sh and test_privdrop.sh again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
 # Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops fuzz"
@@ -185,7 +185,7 @@ san_run() {
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|proxy|privdrop)\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|ops|proxy|privdrop)\.' "$saved")
 	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
 		-name 'rsplice-test-relay.*' -newer "$marker")
 	local files=("$saved")
@@ -235,6 +235,10 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 			san_run "asan test_hostile.sh splice" "$SCRIPT_TIMEOUT" \
 				env HOSTILE_DATAPATHS=splice RSS_SLACK_KIB=1000000 \
 				bash selftests/test_hostile.sh
+		fi
+		if wants ops; then
+			san_run "asan test_ops.sh splice" "$SCRIPT_TIMEOUT" \
+				env OPS_DATAPATHS=splice bash selftests/test_ops.sh
 		fi
 	fi
 fi

@@ -15,7 +15,8 @@
 #   - a non-root user cannot use the admin socket; garbage gets an error and
 #     the daemon keeps serving
 #
-# Environment: BUILD, OPS_DATAPATHS="splice sockmap", OPS_KEEP=1 (keep logs).
+# Environment: BUILD, OPS_DATAPATHS="splice sockmap", OPS_KEEP=1 or E2E_KEEP=1
+# (keep the logs; run.sh's sanitized pass sets E2E_KEEP and scans them).
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -63,7 +64,7 @@ cleanup() {
 		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
 		rm -rf "$PIN_DIR"
 	fi
-	if [ "$T_FAIL" -gt 0 ] || [ "${OPS_KEEP:-0}" = 1 ]; then
+	if [ "$T_FAIL" -gt 0 ] || [ "${OPS_KEEP:-0}" = 1 ] || [ "${E2E_KEEP:-0}" = 1 ]; then
 		echo "# logs kept in $LOGS"
 	else
 		rm -rf "$WORK"

@@ -1108,8 +1108,22 @@ static int on_ini_key(void *user, const char *section, const char *key, const ch
 		return ini_fail(x, rc);
 
 	if (kind == SEC_SERVICE) {
+		if (!strcmp(key, "idle-timeout")) { /* read by both daemons */
+			char spec[RS_NAME_MAX + 2 + 16];
+
+			rc = strlen(value) > 10 ? seterr(msg, -ERANGE, "'%s' out of range", value) : 0;
+			if (!rc) {
+				snprintf(spec, sizeof(spec), "%s=%s", name, value);
+				rc = idle_parse(x->c, spec, msg);
+			}
+			if (rc) {
+				seterr(x->err, 0, "%s '%s': %s", key, value, msg);
+				return ini_fail(x, rc);
+			}
+			return 1;
+		}
 		if (strcmp(key, "bind") && strcmp(key, "local") && strcmp(key, "proxy")) {
-			seterr(x->err, 0, "unknown key '%s' in [%s] (expected bind, local or proxy)",
+			seterr(x->err, 0, "unknown key '%s' in [%s] (expected bind, local, proxy or idle-timeout)",
 			       key, section);
 			return ini_fail(x, -EINVAL);
 		}
