@@ -224,7 +224,7 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 		fi
 		if wants auth; then
 			san_run "asan test_auth.sh splice" "$E2E_TIMEOUT" \
-				env AUTH_DATAPATHS=splice bash selftests/test_auth.sh
+				env AUTH_DATAPATHS=splice RSS_SLACK_KIB=1000000 bash selftests/test_auth.sh
 		fi
 		for t in proxy privdrop; do
 			wants "$t" && [ -f "selftests/test_$t.sh" ] || continue
