@@ -12,8 +12,13 @@
  * SIGTERM stops gracefully: stop_accepting() is called (the daemon closes its
  * listeners and drops what is not connected yet), open relays may finish for
  * c->drain_timeout_ms, then the loop stops.  SIGINT, or a second SIGTERM,
- * stops the loop at once.  SIGHUP is logged and ignored (no reload yet). */
-int daemon_init(const struct rs_common *c, void (*stop_accepting)(void));
+ * stops the loop at once.  SIGHUP calls reload() (re-read the configuration,
+ * see reload.h), except while draining. */
+int daemon_init(const struct rs_common *c, void (*stop_accepting)(void), void (*reload)(void));
+
+/* The settings of c this file owns that a reload may change: the log level
+ * (--verbose) and --drain-timeout. */
+void daemon_apply(const struct rs_common *c);
 
 /* After daemon_init() and after binding every listener: drop to the
  * capabilities the daemon still needs while it runs (privdrop.h), which are
