@@ -31,7 +31,9 @@ void daemon_apply(const struct rs_common *c);
  *   CAP_SYS_RESOURCE 1 MiB pipes on the splice(2) path past
  *                    fs.pipe-user-pages-soft
  * and only CAP_SYS_RESOURCE with --datapath splice.  Ports are bound
- * before, so CAP_NET_BIND_SERVICE is not kept.  0 or -errno (logged). */
+ * before, so CAP_NET_BIND_SERVICE is not kept: a route below port 1024
+ * added by a reload fails with EACCES and the reload is rejected (the edge
+ * says to restart).  0 or -errno (logged). */
 int daemon_drop_privileges(const struct rs_common *c);
 
 #endif
