@@ -5,9 +5,12 @@
 # file (-c) plus flags; the test edits the files and sends SIGHUP:
 #   - connections open across every reload stay byte-exact (two echo
 #     sessions, one on a route that gets removed, and a 1 GiB download)
-#   - a route added starts serving; a removed route's port refuses new clients
+#   - a route added starts serving; a removed route's port refuses new clients;
+#     a changed route (service, max-conns lowered under an open client, an
+#     allow-list) applies to the next client
 #   - a changed service address on the agent applies to the next client; a
-#     service added on the agent is announced again without a new session
+#     service added on the agent is announced again without a new session;
+#     proxy=v2 switched on applies to the next connection
 #   - rejected, with one "reload: rejected:" line and the old configuration
 #     still serving: syntax error, unknown key, port in use (and the other new
 #     route of that reload not bound), a port below 1024 (no
@@ -314,6 +317,26 @@ run_datapath() {
 		wait_until 20 0.1 ping_port "$P_EXTRA"
 	assert "[$DP] ... on the same control session (no new authentication)" \
 		'[ "$(count_lines "$ELOG" "agent lan1 authenticated")" = "$auth0" ]'
+
+	# --- proxy=v2 switched on for a service: the next connection starts with
+	# the PROXY v2 header (the echo service sends it back to us)
+	agent_conf "service = extra=$IP_SVC:$S_ECHO,proxy=v2"
+	line=$(hup agent "$ALOG")
+	assert "[$DP] agent: proxy=v2 on a service is a change (~1), the session is kept" \
+		'[[ "$line" == *"(+0 -0 ~1)"*"control connection kept"* ]]' "$line"
+	out=$(run_in "$NS_CLIENT" 8 python3 -c 'import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+c.sendall(b"hi")
+got = b""
+while not got.endswith(b"hi"):
+    b = c.recv(4096)
+    if not b:
+        break
+    got += b
+print("v2" if got.startswith(b"\r\n\r\n\x00\r\nQUIT\n") else "none", len(got))' \
+		"$IP_EDGE_PUB" "$P_EXTRA" 2>&1)
+	assert "[$DP] ... the next client's connection carries the PROXY v2 header" \
+		'[[ "$out" == v2* ]]' "$out"
 
 	# --- bad configurations are rejected whole
 	edge_conf "route = $IP_EDGE_PUB:$P_ADD=web" "this is not ini"
