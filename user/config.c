@@ -1833,3 +1833,69 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 	}
 	return key_load(&cfg->c);
 }
+
+/* ------------------------------------------------------------------ reload */
+
+bool rs_addr_equal(const struct rs_addr *a, const struct rs_addr *b)
+{
+	return a->len == b->len && !memcmp(&a->ss, &b->ss, a->len);
+}
+
+bool rs_route_same(const struct rs_route *a, const struct rs_route *b)
+{
+	if (strcmp(a->service, b->service) || a->max_conns != b->max_conns ||
+	    a->n_allow != b->n_allow)
+		return false;
+	for (int i = 0; i < a->n_allow; i++) {
+		const struct rs_cidr *x = &a->allow[i], *y = &b->allow[i];
+
+		if (x->family != y->family || x->prefix != y->prefix ||
+		    memcmp(x->addr, y->addr, sizeof(x->addr)))
+			return false;
+	}
+	return true;
+}
+
+bool rs_service_same(const struct rs_service *a, const struct rs_service *b)
+{
+	return rs_addr_equal(&a->addr, &b->addr) && a->proxy == b->proxy;
+}
+
+static void diff_add(char *out, size_t len, int *n, bool differs, const char *name)
+{
+	size_t used = strlen(out);
+
+	if (!differs)
+		return;
+	snprintf(out + used, len - used, "%s%s", (*n)++ ? ", " : "", name);
+}
+
+static int common_fixed_diff(const struct rs_common *a, const struct rs_common *b, char *out,
+			     size_t len)
+{
+	int n = 0;
+
+	out[0] = '\0';
+	diff_add(out, len, &n, a->datapath != b->datapath, "datapath");
+	diff_add(out, len, &n, strcmp(a->pin_dir, b->pin_dir), "pin-dir");
+	diff_add(out, len, &n, strcmp(a->run_dir, b->run_dir), "run-dir");
+	diff_add(out, len, &n, strcmp(a->privs.user, b->privs.user), "user");
+	diff_add(out, len, &n, strcmp(a->privs.group, b->privs.group), "group");
+	diff_add(out, len, &n, a->privs.allow_root != b->privs.allow_root, "allow-root");
+	return n;
+}
+
+int rs_edge_fixed_diff(const struct rs_edge_config *a, const struct rs_edge_config *b, char *out,
+		       size_t len)
+{
+	int n = common_fixed_diff(&a->c, &b->c, out, len);
+
+	diff_add(out, len, &n, !rs_addr_equal(&a->control, &b->control), "control");
+	return n;
+}
+
+int rs_agent_fixed_diff(const struct rs_agent_config *a, const struct rs_agent_config *b,
+			char *out, size_t len)
+{
+	return common_fixed_diff(&a->c, &b->c, out, len);
+}
