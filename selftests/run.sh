@@ -178,23 +178,20 @@ san_verdict() {
 # san_run NAME TIMEOUT CMD...: run_counted with the sanitizer environment,
 # then san_verdict over its output and the daemon logs it left in /tmp.
 san_run() {
-	local name=$1 limit=$2 saved marker failed0=$FAILED d f dirs=()
+	local name=$1 limit=$2 saved failed0=$FAILED d f dirs=()
 	shift 2
 	saved=$(mktemp)
-	marker=$(mktemp)
 	RC_SAVE=$saved run_counted "$name" "$limit" env BUILD="$SAN_BUILD" \
 		ASAN_OPTIONS="${SAN_ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 		UBSAN_OPTIONS="${SAN_UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
 		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 HOSTILE_KEEP=1 RELOAD_KEEP=1 "$@"
-	# the work directories (daemon logs) the scripts kept for us: test_e2e.sh
-	# and test_hostile.sh name their own (E2E_KEEP=1, HOSTILE_KEEP=1),
-	# test_relay.sh's is a new /tmp dir (KEEP=1)
+	# the work directories (daemon logs) the scripts kept for us (*_KEEP=1,
+	# KEEP=1): each names its own in a "# logs kept in DIR" line, so that a
+	# run never touches another run's directories
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|ops|proxy|privdrop|reload)\.' "$saved")
-	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
-		-name 'rsplice-test-relay.*' -newer "$marker")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|ops|proxy|privdrop|reload|test-relay)\.' "$saved")
 	local files=("$saved")
 	for d in "${dirs[@]}"; do
 		while IFS= read -r f; do files+=("$f"); done < <(find "$d" -type f -size -64M)
@@ -205,7 +202,7 @@ san_run() {
 	elif [ ${#dirs[@]} -gt 0 ]; then
 		echo "# logs kept in: ${dirs[*]}"
 	fi
-	rm -f "$saved" "$marker"
+	rm -f "$saved"
 }
 
 if [ "$RUN_SANITIZED" = 1 ]; then
