@@ -3,6 +3,7 @@
 # Whole rsplice test suite (`make check`).  Runs, in order:
 #   1. the unit test binaries build/test_*
 #   2. selftests/test_cli.sh, test_relay.sh, test_limits.sh, test_lifecycle.sh,
+#      test_listen.sh,
 #      test_proxy.sh (PROXY v2 with nginx) and test_privdrop.sh (when present)
 #   3. selftests/test_e2e.sh (namespaces, both data paths),
 #      selftests/test_auth.sh (keys, tokens, hostile agents; both data paths) and
@@ -25,7 +26,7 @@
 #      with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops reload fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -47,7 +48,7 @@ if [ -z "${RSPLICE_RUN_DIR:-}" ]; then
 	export RSPLICE_RUN_DIR
 	trap 'rm -rf "$RSPLICE_RUN_DIR"' EXIT
 fi
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops reload fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -116,7 +117,7 @@ if wants unit; then
 	[ "$found" = 1 ] || echo "# no unit test binaries in $BUILD/test_*"
 fi
 
-for s in cli relay limits lifecycle proxy privdrop; do
+for s in cli relay limits lifecycle listen proxy privdrop; do
 	wants "$s" || continue
 	if [ -f "selftests/test_$s.sh" ]; then
 		run_counted "test_$s.sh" "$SCRIPT_TIMEOUT" bash "selftests/test_$s.sh"

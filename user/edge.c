@@ -1246,10 +1246,35 @@ static void listener_resume(struct timer *t)
 	loop_mod(l->fd, EPOLLIN, &l->ev);
 }
 
-/* 0 or -errno (not logged: at start that is fatal, on reload a rejection). */
-static int listener_open(struct listener *l, const struct rs_addr *a, struct route *route)
+static unsigned int addr_port(const struct rs_addr *a)
 {
-	int fd = net_listen((const struct sockaddr *)&a->ss, a->len, 1024);
+	return ntohs(a->ss.ss_family == AF_INET ? ((const struct sockaddr_in *)&a->ss)->sin_port :
+			 ((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
+/* An IPv6 listener is dual-stack (it takes IPv4 clients too) unless c also
+ * listens on its port over IPv4: then each keeps its own family, so that
+ * `--route 8080=a --route [::]:8080=b` both bind instead of the second
+ * failing with EADDRINUSE. */
+static bool v6only_for(const struct rs_edge_config *c, const struct rs_addr *a)
+{
+	if (a->ss.ss_family != AF_INET6)
+		return false;
+	if (c->control.ss.ss_family == AF_INET && addr_port(&c->control) == addr_port(a))
+		return true;
+	for (int i = 0; i < c->n_routes; i++)
+		if (c->routes[i].bind.ss.ss_family == AF_INET &&
+		    addr_port(&c->routes[i].bind) == addr_port(a))
+			return true;
+	return false;
+}
+
+/* 0 or -errno (not logged: at start that is fatal, on reload a rejection).
+ * c: the configuration a belongs to (see v6only_for). */
+static int listener_open(struct listener *l, const struct rs_edge_config *c,
+			 const struct rs_addr *a, struct route *route)
+{
+	int fd = net_listen((const struct sockaddr *)&a->ss, a->len, 1024, v6only_for(c, a));
 	int ret;
 
 	if (fd < 0)
@@ -1278,7 +1303,8 @@ static void listener_close(struct listener *l)
 }
 
 /* A new route with its listener bound, holding the table's reference. */
-static int route_open(const struct rs_route *r, struct route **out)
+static int route_open(const struct rs_edge_config *c, const struct rs_route *r,
+		      struct route **out)
 {
 	struct route *rt = calloc(1, sizeof(*rt));
 	int ret;
@@ -1287,7 +1313,7 @@ static int route_open(const struct rs_route *r, struct route **out)
 		return -ENOMEM;
 	rt->r = *r;
 	rt->refs = 1;
-	ret = listener_open(&rt->l, &r->bind, rt);
+	ret = listener_open(&rt->l, c, &r->bind, rt);
 	if (ret) {
 		free(rt);
 		return ret;
@@ -1346,12 +1372,6 @@ static int route_find(const struct rs_addr *bind)
 	return -1;
 }
 
-static unsigned int addr_port(const struct rs_addr *a)
-{
-	return ntohs(a->ss.ss_family == AF_INET ? ((const struct sockaddr_in *)&a->ss)->sin_port :
-			 ((const struct sockaddr_in6 *)&a->ss)->sin6_port);
-}
-
 /* Parse the configuration again; bind the listeners of new routes (the one
  * step that can fail, so it comes first and is undone on failure); then
  * switch over: removed routes stop accepting, changed ones apply to the next
@@ -1390,7 +1410,7 @@ static void edge_reload(void)
 			kept[j] = true;
 			continue;
 		}
-		ret = route_open(&nc->routes[i], &next[i]);
+		ret = route_open(nc, &nc->routes[i], &next[i]);
 		if (ret) {
 			/* after the drop the edge has no CAP_NET_BIND_SERVICE */
 			bool low = ret == -EACCES && addr_port(bind) < 1024;
@@ -1463,13 +1483,13 @@ int main(int argc, char **argv)
 	if (daemon_init(&cfg.c, edge_stop_accepting, edge_reload))
 		return 1;
 	conntab_init("edge", true, cfg.c.run_dir);
-	ret = listener_open(&control_l, &cfg.control, NULL);
+	ret = listener_open(&control_l, &cfg, &cfg.control, NULL);
 	if (ret) {
 		pr_warn("Error: cannot listen on %s: %s", cfg.control.text, strerror(-ret));
 		return 1;
 	}
 	for (n_routes = 0; n_routes < cfg.n_routes; n_routes++) {
-		ret = route_open(&cfg.routes[n_routes], &routes[n_routes]);
+		ret = route_open(&cfg, &cfg.routes[n_routes], &routes[n_routes]);
 		if (ret) {
 			pr_warn("Error: cannot listen on %s: %s", cfg.routes[n_routes].bind.text,
 				strerror(-ret));

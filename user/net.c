@@ -13,7 +13,7 @@
 #include "log.h"
 #include "loop.h"
 
-int net_listen(const struct sockaddr *sa, socklen_t len, int backlog)
+int net_listen(const struct sockaddr *sa, socklen_t len, int backlog, bool v6only)
 {
 	int one = 1, fd, err;
 
@@ -21,6 +21,12 @@ int net_listen(const struct sockaddr *sa, socklen_t len, int backlog)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (v6only && sa->sa_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
 	if (bind(fd, sa, len) || listen(fd, backlog)) {
 		err = -errno;
 		close(fd);

@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 
 /* Non-blocking, close-on-exec listening TCP socket with SO_REUSEADDR. */
-int net_listen(const struct sockaddr *sa, socklen_t len, int backlog);
+int net_listen(const struct sockaddr *sa, socklen_t len, int backlog, bool v6only);
 /* Non-blocking connect; *in_progress set when the connect is still running. */
 int net_connect(const struct sockaddr *sa, socklen_t len, bool *in_progress);
 /* "1.2.3.4:80" or "[::1]:80" */
