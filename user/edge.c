@@ -1217,6 +1217,8 @@ int main(int argc, char **argv)
 	if (daemon_init(&cfg.c, edge_stop_accepting))
 		return 1;
 	conntab_init("edge", true, cfg.c.run_dir);
+	if (metrics_open(&cfg.c, "edge", edge_metrics))
+		return 1;
 	if (listener_open(&control_l, &cfg.control, -1))
 		return 1;
 	route_l = calloc(cfg.n_routes ? cfg.n_routes : 1, sizeof(*route_l));
@@ -1226,8 +1228,6 @@ int main(int argc, char **argv)
 	for (int i = 0; i < cfg.n_routes; i++)
 		if (listener_open(&route_l[i], &cfg.routes[i].bind, i))
 			return 1;
-	if (metrics_open(&cfg.c, "edge", edge_metrics))
-		return 1;
 	/* every port is bound: what follows needs far less than root */
 	if (daemon_drop_privileges(&cfg.c))
 		return 1;

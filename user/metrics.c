@@ -619,7 +619,12 @@ static void met_accept(struct ev_handler *h, uint32_t events)
 						   "Content-Length: 19\r\nRetry-After: 1\r\n"
 						   "Connection: close\r\n\r\n503 too many scrapers";
 
+			char drop[4096];
+
 			met.requests[HC_503]++;
+			/* a request already queued would turn our close into a
+			 * reset that can take the answer with it: read it first */
+			(void)!recv(fd, drop, sizeof(drop), MSG_DONTWAIT);
 			(void)!send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 			close(fd);
 			continue;
