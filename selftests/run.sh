@@ -7,7 +7,8 @@
 #   3. selftests/test_e2e.sh (namespaces, both data paths),
 #      selftests/test_auth.sh (keys, tokens, hostile agents; both data paths) and
 #      selftests/test_hostile.sh (floods, garbage, limits; both data paths),
-#      selftests/test_ops.sh (metering, conns, kill, idle reaper, admin socket)
+#      selftests/test_ops.sh (metering, conns, kill, idle reaper, admin socket),
+#      selftests/test_metrics.sh (the Prometheus endpoint; both data paths)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
 # any "not ok" line (crash, timeout) as one more failure, and ends with
@@ -19,10 +20,10 @@
 #   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
 #      (splice), test_e2e.sh (splice path), test_proxy.sh and test_privdrop.sh
-#      again with those binaries; a
+#      again with those binaries, and test_metrics.sh (splice path); a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops metrics fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -44,7 +45,7 @@ if [ -z "${RSPLICE_RUN_DIR:-}" ]; then
 	export RSPLICE_RUN_DIR
 	trap 'rm -rf "$RSPLICE_RUN_DIR"' EXIT
 fi
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops metrics fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -139,6 +140,10 @@ if wants ops; then
 	run_counted "test_ops.sh" "$SCRIPT_TIMEOUT" bash selftests/test_ops.sh
 fi
 
+if wants metrics; then
+	run_counted "test_metrics.sh" "$SCRIPT_TIMEOUT" bash selftests/test_metrics.sh
+fi
+
 if wants fuzz; then
 	if command -v "${FUZZ_CC:-clang-14}" >/dev/null; then
 		run_counted "fuzz-regress" "$SCRIPT_TIMEOUT" \
@@ -178,13 +183,13 @@ san_run() {
 	RC_SAVE=$saved run_counted "$name" "$limit" env BUILD="$SAN_BUILD" \
 		ASAN_OPTIONS="${SAN_ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 		UBSAN_OPTIONS="${SAN_UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
-		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 "$@"
+		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 METRICS_KEEP=1 "$@"
 	# the work directories (daemon logs) the scripts kept for us: test_e2e.sh
 	# names its own (E2E_KEEP=1), test_relay.sh's is a new /tmp dir (KEEP=1)
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|proxy|privdrop)\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|proxy|privdrop|metrics)\.' "$saved")
 	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
 		-name 'rsplice-test-relay.*' -newer "$marker")
 	local files=("$saved")
@@ -224,6 +229,10 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 		if wants auth; then
 			san_run "asan test_auth.sh splice" "$E2E_TIMEOUT" \
 				env AUTH_DATAPATHS=splice bash selftests/test_auth.sh
+		fi
+		if wants metrics; then
+			san_run "asan test_metrics.sh splice" "$SCRIPT_TIMEOUT" \
+				env METRICS_DATAPATHS=splice bash selftests/test_metrics.sh
 		fi
 		for t in proxy privdrop; do
 			wants "$t" && [ -f "selftests/test_$t.sh" ] || continue
