@@ -219,26 +219,62 @@ static void sample(struct mbuf *b, const char *name, const char *k1, const char 
 	mb_printf(b, " %llu\n", value);
 }
 
-static void svc_open(void *ctx, const struct conntab_svc *s)
-{
-	struct mbuf *b = ctx;
+/* The services' numbers of one scrape: one walk of the connection table
+ * (which reads each live pair's counters) for all three families. */
+struct svc_list {
+	struct conntab_svc *v;
+	size_t n, cap;
+	bool oom;
+};
 
-	sample(b, "rsplice_connections_open", "service", s->name, "path", "sockmap", s->open_sockmap);
-	sample(b, "rsplice_connections_open", "service", s->name, "path", "splice", s->open_splice);
-	if (s->open_starting)
-		sample(b, "rsplice_connections_open", "service", s->name, "path", "starting",
-		       s->open_starting);
+static void svc_add(void *ctx, const struct conntab_svc *s)
+{
+	struct svc_list *l = ctx;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct conntab_svc *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v) {
+			l->oom = true;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *s; /* its name stays valid: conntab never moves them */
 }
 
-static void svc_total(void *ctx, const struct conntab_svc *s)
+static void render_services(struct mbuf *b)
 {
-	sample(ctx, "rsplice_connections_total", "service", s->name, NULL, NULL, s->total);
-}
+	struct svc_list l = { 0 };
 
-static void svc_bytes(void *ctx, const struct conntab_svc *s)
-{
-	sample(ctx, "rsplice_bytes_total", "service", s->name, "direction", "up", s->bytes_up);
-	sample(ctx, "rsplice_bytes_total", "service", s->name, "direction", "down", s->bytes_down);
+	if (conntab_services(svc_add, &l) || l.oom)
+		b->oom = true;
+	fam(b, "rsplice_connections_open", "gauge", "Relayed connections open now, by service and data path.");
+	for (size_t i = 0; i < l.n; i++) {
+		const struct conntab_svc *s = &l.v[i];
+
+		sample(b, "rsplice_connections_open", "service", s->name, "path", "sockmap",
+		       s->open_sockmap);
+		sample(b, "rsplice_connections_open", "service", s->name, "path", "splice",
+		       s->open_splice);
+		if (s->open_starting)
+			sample(b, "rsplice_connections_open", "service", s->name, "path", "starting",
+			       s->open_starting);
+	}
+	fam(b, "rsplice_connections_total", "counter", "Relayed connections since start, by service.");
+	for (size_t i = 0; i < l.n; i++)
+		sample(b, "rsplice_connections_total", "service", l.v[i].name, NULL, NULL, l.v[i].total);
+	fam(b, "rsplice_bytes_total", "counter",
+	    "Bytes relayed by service; direction up is client to service, down service to client.");
+	for (size_t i = 0; i < l.n; i++) {
+		sample(b, "rsplice_bytes_total", "service", l.v[i].name, "direction", "up",
+		       l.v[i].bytes_up);
+		sample(b, "rsplice_bytes_total", "service", l.v[i].name, "direction", "down",
+		       l.v[i].bytes_down);
+	}
+	free(l.v);
 }
 
 static unsigned long long resident_bytes(void)
@@ -267,13 +303,7 @@ static void render_common(struct mbuf *b)
 	fam(b, "rsplice_datapath_sockmap", "gauge",
 	    "1 when new connections go to the kernel sockmap path (BPF programs attached), 0 for splice.");
 	sample(b, "rsplice_datapath_sockmap", NULL, NULL, NULL, NULL, relay_sockmap_active());
-	fam(b, "rsplice_connections_open", "gauge", "Relayed connections open now, by service and data path.");
-	conntab_services(svc_open, b);
-	fam(b, "rsplice_connections_total", "counter", "Relayed connections since start, by service.");
-	conntab_services(svc_total, b);
-	fam(b, "rsplice_bytes_total", "counter",
-	    "Bytes relayed by service; direction up is client to service, down service to client.");
-	conntab_services(svc_bytes, b);
+	render_services(b);
 	conntab_closed_counts(&killed, &idle);
 	fam(b, "rsplice_connections_closed_total", "counter",
 	    "Relayed connections closed by the daemon, by reason (killed: rsplice kill; idle: idle timeout).");
