@@ -294,6 +294,7 @@ t_refusals() {
 	run_in "$NS_CLIENT" 6 $(py echo_client.py) ping --host "$IP_EDGE_PUB" --port "$P_DENY" \
 		--delay 0 --timeout 3 >/dev/null 2>&1
 	# route max-conns=1: one held, the second refused
+	rm -f "$WORK/held"
 	run_in "$NS_CLIENT" 10 python3 -c 'import socket, sys, time
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
 c.sendall(b"x"); c.recv(1); open(sys.argv[3], "w").close(); time.sleep(4)' \
