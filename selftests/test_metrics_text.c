@@ -113,8 +113,59 @@ static void test_addr_policy(void)
 	}
 }
 
+static void test_http_request(void)
+{
+	static const struct {
+		const char *req;
+		int want;
+		bool head;
+	} cases[] = {
+		{ "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 200, false },
+		{ "GET /metrics HTTP/1.0\r\n\r\n", 200, false },
+		{ "GET /metrics?name[]=x HTTP/1.1\n\n", 200, false },
+		{ "HEAD /metrics HTTP/1.1\r\n\r\n", 200, true },
+		{ "GET /metrics HTTP/1.1\r\nHost: x\r\n", 0, false },      /* not complete yet */
+		{ "GET /metrics HTTP/1.1", 0, false },
+		{ "GET / HTTP/1.1\r\n\r\n", 404, false },
+		{ "GET /metricsx HTTP/1.1\r\n\r\n", 404, false },
+		{ "HEAD /nope HTTP/1.1\r\n\r\n", 404, true },
+		{ "POST /metrics HTTP/1.1\r\n\r\n", 405, false },
+		{ "get /metrics HTTP/1.1\r\n\r\n", 405, false },
+		{ "GET /metrics HTTP/2.0\r\n\r\n", 505, false },
+		{ "GET /metrics\r\n\r\n", 400, false },                    /* HTTP/0.9 */
+		{ "GET  /metrics HTTP/1.1\r\n\r\n", 400, false },
+		{ "GET /metrics HTTP/1.1 x\r\n\r\n", 400, false },
+		{ "G(T /metrics HTTP/1.1\r\n\r\n", 400, false },
+		{ "GET /met\x01rics HTTP/1.1\r\n\r\n", 400, false },
+		{ "GET /metrics FTP/1.1\r\n\r\n", 400, false },
+		{ "\r\n\r\n", 400, false },
+	};
+	static char big[METRICS_REQ_MAX];
+	bool head;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = strlen(cases[i].req);
+		int got = metrics_http_request(cases[i].req, len, 0, &head), inc = 0;
+
+		ASSERT_EQ(got, cases[i].want, cases[i].req);
+		if (got == 200)
+			ASSERT_EQ(head, cases[i].head, cases[i].req);
+		/* byte by byte, as a slow client sends it: the same answer, at the end */
+		for (size_t n = 1; n <= len && !inc; n++)
+			inc = metrics_http_request(cases[i].req, n, n - 1, &head);
+		ASSERT_EQ(inc, cases[i].want, cases[i].req);
+	}
+	ASSERT_EQ(metrics_http_request("GET /\0 HTTP/1.1\r\n\r\n", 21, 0, &head), 400, "NUL");
+	memset(big, 'a', sizeof(big));
+	ASSERT_EQ(metrics_http_request(big, sizeof(big) - 1, 0, &head), 414, "request line too long");
+	memcpy(big, "GET / HTTP/1.1\r\n", 16);
+	ASSERT_EQ(metrics_http_request(big, sizeof(big) - 1, 0, &head), 431, "head too long");
+	ASSERT_EQ(metrics_http_request(big, sizeof(big) - 2, 0, &head), 0, "still room");
+}
+
 static const struct test tests[] = {
 	TEST(text),
+	TEST(http_request),
 	TEST(addr_policy),
 };
 

@@ -528,20 +528,56 @@ static int mc_route(char *line, bool *head)
 	return HC_200;
 }
 
-/* The request head is complete; its first line is c->req[0..line_len). */
-static void mc_handle(struct met_client *c, size_t line_len)
+static int hc_of(int code)
+{
+	for (int i = 0; i < HC__N; i++)
+		if (http_codes[i].code == code)
+			return i;
+	return HC_400;
+}
+
+int metrics_http_request(const char *buf, size_t len, size_t from, bool *head)
+{
+	const char *nl = memchr(buf, '\n', len);
+	char line[METRICS_REQ_MAX];
+	size_t line_len;
+	bool end = false;
+
+	*head = false;
+	if (memchr(buf + from, '\0', len - from))
+		return 400;
+	/* the head ends with an empty line (CRLF CRLF; a bare LF LF is taken too);
+	 * an end made of the bytes before from was seen already */
+	for (size_t i = from > 3 ? from - 3 : 0; i + 1 < len && !end; i++) {
+		if (buf[i] != '\n')
+			continue;
+		end = buf[i + 1] == '\n' || (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n');
+	}
+	if (!end)
+		return len >= METRICS_REQ_MAX - 1 ? (nl ? 431 : 414) : 0;
+	line_len = (size_t)(nl - buf);
+	if (line_len && buf[line_len - 1] == '\r')
+		line_len--;
+	if (line_len >= sizeof(line))
+		return 414;
+	memcpy(line, buf, line_len);
+	line[line_len] = '\0';
+	return http_codes[mc_route(line, head)].code;
+}
+
+/* Bytes of the request head are in (from old on): answer once it is
+ * complete, or too big, or bad. */
+static void mc_check(struct met_client *c, size_t old)
 {
 	bool head = false;
 	size_t len = 0;
 	char *body;
-	int hc;
+	int code = metrics_http_request(c->req, c->got, old, &head);
 
-	if (line_len && c->req[line_len - 1] == '\r')
-		line_len--;
-	c->req[line_len] = '\0';
-	hc = mc_route(c->req, &head);
-	if (hc != HC_200) {
-		mc_answer(c, hc, NULL, 0, head);
+	if (!code)
+		return;
+	if (code != 200) {
+		mc_answer(c, hc_of(code), NULL, 0, head);
 		return;
 	}
 	body = metrics_render(&len);
@@ -550,28 +586,6 @@ static void mc_handle(struct met_client *c, size_t line_len)
 		return;
 	}
 	mc_answer(c, HC_200, body, len, head);
-}
-
-/* Bytes of the request head are in (from old on): is it complete, or too big? */
-static void mc_check(struct met_client *c, size_t old)
-{
-	char *nl = memchr(c->req, '\n', c->got);
-	size_t from = old > 3 ? old - 3 : 0;
-	bool end = false;
-
-	/* the head ends with an empty line (CRLF CRLF; a bare LF LF is taken too) */
-	for (size_t i = from; i + 1 < c->got && !end; i++) {
-		if (c->req[i] != '\n')
-			continue;
-		end = c->req[i + 1] == '\n' ||
-		      (i + 2 < c->got && c->req[i + 1] == '\r' && c->req[i + 2] == '\n');
-	}
-	if (memchr(c->req + old, '\0', c->got - old))
-		mc_answer(c, HC_400, NULL, 0, false);
-	else if (end)
-		mc_handle(c, (size_t)(nl - c->req));
-	else if (c->got >= sizeof(c->req) - 1)
-		mc_answer(c, nl ? HC_431 : HC_414, NULL, 0, false);
 }
 
 static void mc_event(struct ev_handler *h, uint32_t events)

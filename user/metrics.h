@@ -18,6 +18,7 @@
 #define RSPLICE_METRICS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "config.h"
 
@@ -73,6 +74,12 @@ char *metrics_render(size_t *len);
  * daemon's state to a json-c object (declared void * to keep json-c out of
  * this header). */
 void metrics_status_json(void *json_object);
+
+/* The request head read so far, buf[0..len) with len < METRICS_REQ_MAX,
+ * of which buf[0..from) was looked at before: 0 while more is needed, else
+ * the HTTP status to answer (200: GET or HEAD /metrics, *head for HEAD;
+ * 400, 404, 405, 414, 431, 505).  Pure: for the event loop and the fuzzer. */
+int metrics_http_request(const char *buf, size_t len, size_t from, bool *head);
 
 /* 0 when addr may carry the metrics without --metrics-allow-public (loopback
  * or private), else -EPERM. */
