@@ -384,8 +384,11 @@ void metrics_status_json(void *json)
 	for (int i = 0; i < ME__N; i++)
 		if ((met.is_edge ? edge_errors : agent_errors)[i])
 			json_object_object_add(err, error_names[i], json_object_new_uint64(met.errors[i]));
-	json_object_object_add(o, "refused", ref);
 	json_object_object_add(o, "errors", err);
+	if (met.is_edge) /* only the edge refuses connections at accept */
+		json_object_object_add(o, "refused", ref);
+	else
+		json_object_put(ref);
 	if (met.is_edge) {
 		json_object_object_add(o, "agents_connected", json_object_new_uint64(met.sessions));
 	} else {
