@@ -541,6 +541,12 @@ static void pool_refill_timer(struct timer *t)
 	pool_fill(container_of(t, struct session, pool_timer));
 }
 
+/* At every scrape of the metrics: the control connection and the pool */
+static void agent_metrics(void)
+{
+	metrics_agent_state(sess && sess->authed, sess ? sess->n_pool : 0, cfg.pool);
+}
+
 /* ---- control connection ---- */
 
 static void send_services(struct session *s)
@@ -791,14 +797,6 @@ static void agent_stop_accepting(void)
 	timer_cancel(&reconnect_timer);
 	if (sess)
 		ctl_close(&sess->ctl, "the agent is shutting down");
-}
-
-/* ---- metrics ---- */
-
-/* At every scrape: the control connection and the pool (metrics.h) */
-static void agent_metrics(void)
-{
-	metrics_agent_state(sess && sess->authed, sess ? sess->n_pool : 0, cfg.pool);
 }
 
 /* ---- main ---- */

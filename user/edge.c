@@ -915,6 +915,14 @@ static void agents_count(unsigned int *authed, unsigned int *unauthed)
 	}
 }
 
+/* At every scrape of the metrics: the agents' state (metrics.h) */
+static void edge_metrics(void)
+{
+	for (struct agent *a = agents; a; a = a->next)
+		if (a->authed)
+			metrics_agent_seen(a->name, a->n_pool);
+}
+
 /* After a burst of connections that never got anywhere (a flood of hellos,
  * of clients waiting for a tunnel) is gone, give the freed heap back to the
  * kernel: their small buffers sit between longer-lived allocations, so glibc
@@ -1186,16 +1194,6 @@ static void edge_stop_accepting(void)
 	for (struct agent *a = agents; a; a = a->next)
 		while (a->pool)
 			pooled_free(a->pool, false);
-}
-
-/* ---- metrics ---- */
-
-/* At every scrape: the agents' state (metrics.h) */
-static void edge_metrics(void)
-{
-	for (struct agent *a = agents; a; a = a->next)
-		if (a->authed)
-			metrics_agent_seen(a->name, a->n_pool);
 }
 
 /* ---- main ---- */
