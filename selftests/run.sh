@@ -8,6 +8,8 @@
 #      selftests/test_auth.sh (keys, tokens, hostile agents; both data paths) and
 #      selftests/test_hostile.sh (floods, garbage, limits; both data paths),
 #      selftests/test_ops.sh (metering, conns, kill, idle reaper, admin socket),
+#      selftests/test_reload.sh (SIGHUP: routes, services, credentials, bad
+#      configs; both data paths),
 #      selftests/test_metrics.sh (the Prometheus endpoint; both data paths)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
@@ -19,11 +21,12 @@
 #      is installed; `make fuzz-regress`)
 #   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
-#      (splice), test_e2e.sh (splice path), test_proxy.sh and test_privdrop.sh
-#      again with those binaries, and test_metrics.sh (splice path); a
+#      (splice), test_e2e.sh, test_auth.sh, test_hostile.sh, test_ops.sh and
+#      test_reload.sh and test_metrics.sh (splice path), test_proxy.sh and
+#      test_privdrop.sh again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops metrics fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops reload metrics fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -45,7 +48,7 @@ if [ -z "${RSPLICE_RUN_DIR:-}" ]; then
 	export RSPLICE_RUN_DIR
 	trap 'rm -rf "$RSPLICE_RUN_DIR"' EXIT
 fi
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops metrics fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops reload metrics fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -140,6 +143,10 @@ if wants ops; then
 	run_counted "test_ops.sh" "$SCRIPT_TIMEOUT" bash selftests/test_ops.sh
 fi
 
+if wants reload; then
+	run_counted "test_reload.sh" "$SCRIPT_TIMEOUT" bash selftests/test_reload.sh
+fi
+
 if wants metrics; then
 	run_counted "test_metrics.sh" "$SCRIPT_TIMEOUT" bash selftests/test_metrics.sh
 fi
@@ -176,22 +183,20 @@ san_verdict() {
 # san_run NAME TIMEOUT CMD...: run_counted with the sanitizer environment,
 # then san_verdict over its output and the daemon logs it left in /tmp.
 san_run() {
-	local name=$1 limit=$2 saved marker failed0=$FAILED d f dirs=()
+	local name=$1 limit=$2 saved failed0=$FAILED d f dirs=()
 	shift 2
 	saved=$(mktemp)
-	marker=$(mktemp)
 	RC_SAVE=$saved run_counted "$name" "$limit" env BUILD="$SAN_BUILD" \
 		ASAN_OPTIONS="${SAN_ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 		UBSAN_OPTIONS="${SAN_UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
-		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 METRICS_KEEP=1 "$@"
-	# the work directories (daemon logs) the scripts kept for us: test_e2e.sh
-	# names its own (E2E_KEEP=1), test_relay.sh's is a new /tmp dir (KEEP=1)
+		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 HOSTILE_KEEP=1 RELOAD_KEEP=1 METRICS_KEEP=1 "$@"
+	# the work directories (daemon logs) the scripts kept for us (*_KEEP=1,
+	# KEEP=1): each names its own in a "# logs kept in DIR" line, so that a
+	# run never touches another run's directories
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|proxy|privdrop|metrics)\.' "$saved")
-	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
-		-name 'rsplice-test-relay.*' -newer "$marker")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|ops|proxy|privdrop|reload|metrics|test-relay)\.' "$saved")
 	local files=("$saved")
 	for d in "${dirs[@]}"; do
 		while IFS= read -r f; do files+=("$f"); done < <(find "$d" -type f -size -64M)
@@ -202,7 +207,7 @@ san_run() {
 	elif [ ${#dirs[@]} -gt 0 ]; then
 		echo "# logs kept in: ${dirs[*]}"
 	fi
-	rm -f "$saved" "$marker"
+	rm -f "$saved"
 }
 
 if [ "$RUN_SANITIZED" = 1 ]; then
@@ -228,16 +233,30 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 		fi
 		if wants auth; then
 			san_run "asan test_auth.sh splice" "$E2E_TIMEOUT" \
-				env AUTH_DATAPATHS=splice bash selftests/test_auth.sh
+				env AUTH_DATAPATHS=splice RSS_SLACK_KIB=1000000 bash selftests/test_auth.sh
 		fi
-		if wants metrics; then
-			san_run "asan test_metrics.sh splice" "$SCRIPT_TIMEOUT" \
-				env METRICS_DATAPATHS=splice bash selftests/test_metrics.sh
+		if wants reload; then
+			san_run "asan test_reload.sh splice" "$E2E_TIMEOUT" \
+				env RELOAD_DATAPATHS=splice bash selftests/test_reload.sh
 		fi
 		for t in proxy privdrop; do
 			wants "$t" && [ -f "selftests/test_$t.sh" ] || continue
 			san_run "asan test_$t.sh" "$SCRIPT_TIMEOUT" bash "selftests/test_$t.sh"
 		done
+		if wants hostile; then
+			# ASan's shadow memory and quarantine: no VmRSS bound here
+			san_run "asan test_hostile.sh splice" "$SCRIPT_TIMEOUT" \
+				env HOSTILE_DATAPATHS=splice RSS_SLACK_KIB=1000000 \
+				bash selftests/test_hostile.sh
+		fi
+		if wants ops; then
+			san_run "asan test_ops.sh splice" "$SCRIPT_TIMEOUT" \
+				env OPS_DATAPATHS=splice bash selftests/test_ops.sh
+		fi
+		if wants metrics; then
+			san_run "asan test_metrics.sh splice" "$SCRIPT_TIMEOUT" \
+				env METRICS_DATAPATHS=splice bash selftests/test_metrics.sh
+		fi
 	fi
 fi
 

@@ -193,6 +193,33 @@ legit_ok() {
 		"gen: $(tail -n 1 <<<"$o1"); echo: $(tail -n 1 <<<"$o2")"
 }
 
+# ------------------------------------------------------ edge's resources ---
+# After each refusal the edge must be back to its descriptor count and near
+# its memory (RSS_SLACK_KIB, default 2 MiB; the sanitized pass sets more).
+# The edge only: tests restart the agent.
+RSS_SLACK_KIB=${RSS_SLACK_KIB:-2048}
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+edge_fds_back() { [ "$(fd_count "${PIDS[edge]}")" -le "$BASE_FD" ]; }
+edge_baseline() {
+	BASE_FD=$(fd_count "${PIDS[edge]}")
+	BASE_RSS=$(rss_kib "${PIDS[edge]}")
+	diag "[$DP] edge baseline: $BASE_RSS KiB, $BASE_FD fds"
+}
+# edge_recovered TEST: descriptors back (pooled connections refilled, test
+# agents gone) within 15 s, VmRSS within the slack
+edge_recovered() {
+	local fds rss
+	wait_until 60 0.25 edge_fds_back
+	fds=$(fd_count "${PIDS[edge]}")
+	rss=$(rss_kib "${PIDS[edge]}")
+	assert "[$DP] after $1: edge descriptors back to baseline ($BASE_FD)" \
+		'[ "$fds" -le "$BASE_FD" ]' "$fds fds, baseline $BASE_FD"
+	assert "[$DP] after $1: edge VmRSS within $RSS_SLACK_KIB KiB of baseline" \
+		'[ -n "$rss" ] && [ "$rss" -le $((BASE_RSS + RSS_SLACK_KIB)) ]' \
+		"VmRSS ${rss:-?} KiB, baseline $BASE_RSS KiB"
+}
+
 # wait_log FILE N REGEX [TRIES]: a line after line N of FILE matches
 wait_log() {
 	local f=$1 n=$2 re=$3 tries=${4:-50} i
@@ -382,6 +409,7 @@ t_capture() {
 	wait_until 50 0.2 echo_ping
 	sleep 0.5
 	p2=$(echo_ping)
+	sleep 0.3
 	touch "$stopf"
 	for _ in $(seq 50); do alive sniff || break; sleep 0.1; done
 	stop sniff
@@ -452,6 +480,9 @@ run_datapath() {
 		return
 	fi
 	pass "[$DP] edge + key agent up, a first connection works"
+	legit_ok "warm-up before the baseline"
+	sleep 0.5 # the pool refills
+	edge_baseline
 	for t in "${TESTS[@]}"; do
 		if ! alive agent || ! wait_until 25 0.2 echo_ping; then
 			stop agent
@@ -460,6 +491,7 @@ run_datapath() {
 		fi
 		diag "--- $t"
 		"$t"
+		edge_recovered "$t"
 	done
 	assert "[$DP] edge still running at the end" 'alive edge' "edge died"
 	stop agent

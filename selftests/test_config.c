@@ -12,6 +12,7 @@
 
 #include "assert.h"
 #include "config.h"
+#include "reload.h"
 
 static struct rs_edge_config ecfg;
 static struct rs_agent_config acfg;
@@ -1099,6 +1100,68 @@ static void test_limits(void)
 	drop_tmp(p);
 }
 
+/* ---- reload: comparison helpers and the captured re-parse ---- */
+
+static void test_reload_compare(void)
+{
+	static struct rs_edge_config old;
+	static struct rs_agent_config aold;
+	struct rs_route r1, r2;
+	char out[256], err[640];
+	int rc;
+
+	if (!ASSERT_OK(EDGE("--token-file", token_file(), "--control", "127.0.0.1:7000",
+			    "--route", "8080=web"), "edge"))
+		return;
+	old = ecfg;
+	ASSERT_EQ(rs_edge_fixed_diff(&old, &ecfg, out, sizeof(out)), 0, "same");
+	ASSERT_STREQ(out, "", "nothing named");
+	ASSERT_OK(EDGE("--token-file", token_file(), "--control", "127.0.0.1:7001",
+		       "--route", "8080=web", "--datapath", "splice", "--run-dir", "/tmp/x"),
+		  "edge 2");
+	ASSERT_EQ(rs_edge_fixed_diff(&old, &ecfg, out, sizeof(out)), 3, "three fixed");
+	ASSERT_STREQ(out, "datapath, run-dir, control", "named");
+	/* routes: max-conns or the allow-list differ; the bind text does not count */
+	ASSERT_OK(rs_route_parse("8080=web", &r1), "r1");
+	ASSERT_OK(rs_route_parse("0.0.0.0:8080=web", &r2), "r2");
+	ASSERT_TRUE(rs_addr_equal(&r1.bind, &r2.bind), "same bind");
+	ASSERT_TRUE(rs_route_same(&r1, &r2), "same route");
+	ASSERT_OK(rs_route_parse("8080=web,max-conns=5", &r2), "r2 max");
+	ASSERT_FALSE(rs_route_same(&r1, &r2), "max-conns differs");
+	ASSERT_OK(rs_route_parse("10.0.0.0/8@8080=web", &r2), "r2 allow");
+	ASSERT_FALSE(rs_route_same(&r1, &r2), "allow-list differs");
+	ASSERT_OK(rs_route_parse("8080=ssh", &r2), "r2 svc");
+	ASSERT_FALSE(rs_route_same(&r1, &r2), "service differs");
+	ASSERT_OK(rs_route_parse("8081=web", &r2), "r2 port");
+	ASSERT_FALSE(rs_addr_equal(&r1.bind, &r2.bind), "other port");
+
+	ASSERT_OK(AGENT("--token-file", token_file(), "--edge", "127.0.0.1:7000", "--service",
+			"web=127.0.0.1:80"), "agent");
+	aold = acfg;
+	ASSERT_OK(AGENT("--token-file", token_file(), "--edge", "127.0.0.1:7000", "--service",
+			"web=127.0.0.1:80,proxy=v2", "--user", "nobody"), "agent 2");
+	ASSERT_EQ(rs_agent_fixed_diff(&aold, &acfg, out, sizeof(out)), 1, "user");
+	ASSERT_STREQ(out, "user", "user named");
+	ASSERT_FALSE(rs_service_same(&aold.services[0], &acfg.services[0]), "proxy differs");
+
+	/* the re-parse hands back the one error line, prints nothing itself */
+	test_capture_stderr_start();
+	rc = reload_parse_edge(3, (char *[]){ "rsplice-edge", "--route", "99999=web", NULL },
+			       &ecfg, err, sizeof(err));
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	ASSERT_EQ(rc, -EINVAL, "bad route rejected");
+	ASSERT_TRUE(strncmp(err, "Error", 5), "no prefix");
+	ASSERT_STRSTR(err, "route '99999=web'", "reason without 'Error: '");
+	ASSERT_STREQ(errbuf, "", "nothing printed");
+	test_capture_stderr_start();
+	rc = reload_parse_agent(4, (char *[]){ "rsplice-agent", "--edge", "127.0.0.1:1",
+					       "--bogus", NULL }, &acfg, err, sizeof(err));
+	test_capture_stderr_end(errbuf, sizeof(errbuf));
+	ASSERT_EQ(rc, -EINVAL, "agent: unknown option");
+	ASSERT_STRSTR(err, "unknown or ambiguous option '--bogus'", "agent reason");
+	ASSERT_STREQ(errbuf, "", "agent: nothing printed");
+}
+
 static const struct test tests[] = {
 	TEST(keygen_files),
 	TEST(authorized_keys),
@@ -1128,6 +1191,7 @@ static const struct test tests[] = {
 	TEST(flags_agent),
 	TEST(route_allow_list),
 	TEST(limits),
+	TEST(reload_compare),
 	TEST(token_permissions),
 	TEST(help_version),
 };

@@ -212,11 +212,44 @@ static void test_idle_timeout_option(void)
 	ASSERT_STREQ(cfg.c.run_dir, "/x/y", "run dir kept");
 }
 
+/* idle-timeout in a [service NAME] section; a flag for the service wins */
+static void test_idle_timeout_ini(void)
+{
+	static struct rs_edge_config cfg;
+	char ini[100], err[1024];
+	FILE *f;
+
+	snprintf(ini, sizeof(ini), "%s/t.conf", run_dir);
+	f = fopen(ini, "w");
+	if (!ASSERT_OK_PTR(f, "write ini"))
+		return;
+	fprintf(f, "[edge]\nidle-timeout = 700\n[service web]\nbind = 8080\nidle-timeout = 250\n"
+		   "[service ssh]\nbind = 2222\n");
+	fclose(f);
+	if (ASSERT_OK(load_edge(&cfg, "-c", ini, NULL), "load")) {
+		ASSERT_EQ(rs_idle_timeout(&cfg.c, "web"), 250, "from [service web]");
+		ASSERT_EQ(rs_idle_timeout(&cfg.c, "ssh"), 700, "default from [edge]");
+	}
+	if (ASSERT_OK(load_edge(&cfg, "-c", ini, "--idle-timeout=web=99"), "load + flag"))
+		ASSERT_EQ(rs_idle_timeout(&cfg.c, "web"), 99, "the flag wins");
+	f = fopen(ini, "w");
+	if (!ASSERT_OK_PTR(f, "write ini"))
+		return;
+	fprintf(f, "[service web]\nbind = 8080\nidle-timeout = soon\n");
+	fclose(f);
+	test_capture_stderr_start();
+	ASSERT_ERR(load_edge(&cfg, "-c", ini, NULL), "bad value");
+	test_capture_stderr_end(err, sizeof(err));
+	ASSERT_STRSTR(err, "t.conf:3: idle-timeout 'soon'", "FILE:LINE and the key");
+	unlink(ini);
+}
+
 static const struct test tests[] = {
 	TEST(bad_requests),
 	TEST(totals),
 	TEST(admin_socket),
 	TEST(idle_timeout_option),
+	TEST(idle_timeout_ini),
 };
 
 int main(int argc, char **argv)

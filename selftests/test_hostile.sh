@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
+# shellcheck disable=SC2046 # $(py X) splits into "python3 -u PATH" on purpose
 # Hostile input against rsplice-edge in the netns topology of netns.sh
 # (client -> edge <- NAT router <- agent -> lansvc), for both data paths:
 # floods of idle and half-open connections to a public port and to the
@@ -219,9 +220,10 @@ recovered() {
 }
 
 # log_has STAGE PATTERN: the edge logged PATTERN since mark_log
-mark_log() { LOG_MARK=$(wc -l <"$LOGS/$DP-edge.log"); AGENT_MARK=$(agent_conns); }
+mark_log() { LOG_MARK=$(wc -l <"$LOGS/$DP-edge.log"); }
 new_log() { tail -n +"$((LOG_MARK + 1))" "$LOGS/$DP-edge.log"; }
 log_has() {
+	# shellcheck disable=SC2034 # read by the assert's eval
 	LOG_PAT=$2
 	assert "[$DP] $1: the edge logs '$2'" 'new_log | grep -qF -- "$LOG_PAT"' \
 		"no such line in the edge log since the stage started"
@@ -256,6 +258,7 @@ s_public_flood() {
 	# opens their data connections (all at once, --max-pending refuses first)
 	out=$(flood "$NS_CLIENT" "$P_HOLD" --count 1000 --batch 100 --pause 0.15 --hold 3 --fast 3)
 	diag "flood: $out"
+	# shellcheck disable=SC2034 # read by the assert's eval
 	refused=$(( $(kv closed "$out") + $(kv reset "$out") ))
 	assert "[$DP] 1,000 idle clients: at least $((1000 - MAX_CONNS + 1)) refused at once" \
 		'[ "$(kv fast "$out")" -ge $((1000 - MAX_CONNS + 1)) ]' "$out"

@@ -112,6 +112,10 @@ exec_paths_exist() { # DESTDIR UNITDIR SBINDIR
 	while IFS= read -r line; do
 		path=${line#*=}
 		path=${path%% *}
+		if [ "$path" = /bin/kill ]; then # ExecReload= of the daemons: SIGHUP
+			[ -x /bin/kill ] || { echo "$line: /bin/kill is missing"; return 1; }
+			continue
+		fi
 		[[ $path == "$sbin"/* ]] || { echo "$line: not under $sbin"; return 1; }
 		[ -x "$d$path" ] || { echo "$line: $d$path is not executable"; return 1; }
 		n=$((n + 1))
@@ -308,7 +312,8 @@ daemon_units_hardened() {
 			ProtectSystem=strict ProtectHome=yes PrivateTmp=yes \
 			"RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX" SystemCallArchitectures=native \
 			Wants=rsplice-attach.service After=rsplice-attach.service \
-			After=network-online.target WantedBy=multi-user.target; do
+			After=network-online.target WantedBy=multi-user.target \
+			'ExecReload=/bin/kill -HUP $MAINPID'; do
 			has "$u" "$d" || rc=1
 		done
 	done

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # Daemon lifecycle on loopback: SIGTERM stops taking connections but lets
 # open ones finish (then exit 0); a connection that outlives --drain-timeout
-# is closed; SIGHUP is ignored.  Every process is killed by the trap.
+# is closed; SIGHUP reloads the configuration (the same flags: nothing
+# changes, the open session goes on) but not while draining.  Every process
+# is killed by the trap.  Reloads that change things: test_reload.sh.
 . "$(dirname "$0")/daemon_test.sh" lifecycle
 
 base=$((30000 + ($$ % 4000) * 4))
@@ -93,11 +95,20 @@ session 2 >"$WORK/s1.out" &
 SPID=$!
 sleep 0.5
 kill -HUP "$EPID" "$APID"
-sleep 0.2
-check "SIGHUP is ignored (both daemons still running)" kill -0 "$EPID" "$APID"
+sleep 0.3
+check "SIGHUP reloads: both daemons still running" kill -0 "$EPID" "$APID"
+check "... the edge logs one reload line (same flags: nothing changed)" \
+	grep -q "reload: 1 route(s) (+0 -0 ~0); 0 agent(s) disconnected" "$WORK/edge.log"
+check "... so does the agent (control connection kept)" \
+	grep -q "reload: 1 service(s) (+0 -0 ~0); pool 8; control connection kept" "$WORK/agent.log"
 kill -TERM "$EPID"
 sleep 0.3
 check "after SIGTERM the edge refuses new connections" refused
+kill -HUP "$EPID"
+sleep 0.2
+check "SIGHUP while draining does not reload (the listeners stay closed)" \
+	grep -q "SIGHUP: shutting down, not reloading" "$WORK/edge.log"
+check "... and the edge still refuses new connections" refused
 wait "$SPID"
 check "a connection open at SIGTERM finishes intact" grep -qx OK "$WORK/s1.out"
 check "the edge exits once its last connection finished (well before the drain timeout)" \

@@ -15,7 +15,8 @@
 #   - a non-root user cannot use the admin socket; garbage gets an error and
 #     the daemon keeps serving
 #
-# Environment: BUILD, OPS_DATAPATHS="splice sockmap", OPS_KEEP=1 (keep logs).
+# Environment: BUILD, OPS_DATAPATHS="splice sockmap", OPS_KEEP=1 or E2E_KEEP=1
+# (keep the logs; run.sh's sanitized pass sets E2E_KEEP and scans them).
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -36,7 +37,7 @@ HELPERS=$HERE/helpers
 DATAPATHS=${OPS_DATAPATHS:-splice sockmap}
 
 CTRL_PORT=7000
-P_METER=8090 P_STREAM=8091 P_IDLE=8092 P_SLOW=8093
+P_METER=8090 P_STREAM=8091 P_IDLE=8092 P_SLOW=8093 P_SLOWREAD=8094
 S_METER=9300 S_STREAM=9301 S_ECHO=9000 S_SLOW=9302
 METER_DOWN=3000017          # bytes the meter service sends (a prime)
 METER_UP=1000003            # bytes the client sends (a prime)
@@ -63,7 +64,7 @@ cleanup() {
 		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
 		rm -rf "$PIN_DIR"
 	fi
-	if [ "$T_FAIL" -gt 0 ] || [ "${OPS_KEEP:-0}" = 1 ]; then
+	if [ "$T_FAIL" -gt 0 ] || [ "${OPS_KEEP:-0}" = 1 ] || [ "${E2E_KEEP:-0}" = 1 ]; then
 		echo "# logs kept in $LOGS"
 	else
 		rm -rf "$WORK"
@@ -156,6 +157,7 @@ start_daemons_agent_only() {
 		--edge "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" --name lan1 \
 		--service "meter=$IP_SVC:$S_METER" --service "stream=$IP_SVC:$S_STREAM" \
 		--service "idle=$IP_SVC:$S_ECHO" --service "slowsyn=$IP_SVC:$S_SLOW" \
+		--service "slowread=$IP_SVC:$S_STREAM" \
 		--run-dir "$RUN" $(dp_args) -v
 	wait_until 50 0.2 tunnel_ping
 }
@@ -166,7 +168,8 @@ start_daemons() {
 		--control "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" \
 		--route "$IP_EDGE_PUB:$P_METER=meter" --route "$IP_EDGE_PUB:$P_STREAM=stream" \
 		--route "$IP_EDGE_PUB:$P_IDLE=idle" --route "$IP_EDGE_PUB:$P_SLOW=slowsyn" \
-		--idle-timeout "idle=$IDLE_MS" \
+		--route "$IP_EDGE_PUB:$P_SLOWREAD=slowread" \
+		--idle-timeout "idle=$IDLE_MS" --idle-timeout "slowread=$IDLE_MS" \
 		--run-dir "$RUN" $(dp_args) -v
 	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" || return 1
 	start_daemons_agent_only
@@ -220,7 +223,14 @@ t_conns_running() {
 	path=$(pyj '",".join(sorted(set(x["datapath"] for x in c if x["service"] == "stream")))' "$j2")
 	n=$(pyj 'len([x for x in c if x["service"] == "stream"])' "$j2")
 	diag "edge bytes_up: $b1 then $b2 one second later; datapath $path; rows $n"
-	cli conns | head -n 5 | diag_file
+	cli conns >"$WORK/table.txt" 2>&1
+	head -n 5 "$WORK/table.txt" | diag_file
+	assert "[$DP] conns (table): a header, and the transfer on an edge and an agent row" \
+		'head -n 1 "$WORK/table.txt" | grep -q "^ID .*BYTES_UP .*BYTES_DOWN" && [ "$(grep -cE " (edge|agent) +stream +lan1 .* $DP " "$WORK/table.txt")" = 2 ]' \
+		"$(cat "$WORK/table.txt")"
+	assert "[$DP] conns -p: indented JSON that parses" \
+		'[ "$(cli conns -p | pyj "type(c).__name__" "$(cli conns -p)")" = list ] && [ "$(cli conns -p | wc -l)" -gt 10 ]' \
+		"$(cli conns -p 2>&1 | head -n 3)"
 	assert "[$DP] conns shows the running transfer on edge and agent (2 rows)" '[ "$n" = 2 ]' \
 		"rows: $n; $(cat "$WORK/conns.err")"
 	assert "[$DP] conns: bytes_up of a running (rate-limited) upload grows" \
@@ -265,6 +275,11 @@ t_kill() {
 		"ids $ids; left: $left"
 	assert "[$DP] kill of an unknown ID fails with an error" \
 		'! cli kill 0123456789abcdef >/dev/null 2>&1' "succeeded"
+	k=$(cli kill -j 0123456789abcdef 2>&1)
+	assert "[$DP] kill -j of an unknown ID: {\"error\": \"no connection ...\"}" \
+		'[ "$(pyj "c[\"error\"][:13]" "$k")" = "no connection" ]' "$k"
+	k=$(cli kill zz 2>&1)
+	assert "[$DP] kill of a malformed ID: one Error: line" '[[ "$k" == "Error: invalid connection ID"* ]]' "$k"
 	wait "${PIDS[s2]}"
 	wait "${PIDS[s3]}"
 	unset 'PIDS[s2]' 'PIDS[s3]'
@@ -382,8 +397,17 @@ for i in range(14):
     time.sleep(0.3)
 print("busy OK")' "$IP_EDGE_PUB" "$P_IDLE" >"$WORK/busy.out" 2>&1 &
 	busy=$!
+	# slow reader: 48 MiB at 12 MB/s (4 s).  On the sockmap path every byte
+	# is redirected (counted) within a moment; the kernel then delivers the
+	# queue for seconds: still receiving, not idle
+	run_in "$NS_CLIENT" 30 $(py meter.py) client --host "$IP_EDGE_PUB" --port "$P_SLOWREAD" \
+		--down "$STREAM_DOWN" --rate "$STREAM_RATE" --timeout 25 >"$WORK/slowread.out" 2>&1 &
+	local slowread=$!
 	wait "$idle"
 	wait "$busy"
+	wait "$slowread"
+	assert "[$DP] idle reaper: a slow reader still receiving (4 s, timeout ${IDLE_MS} ms) is left alone" \
+		'[[ "$(cat "$WORK/slowread.out")" == OK* ]]' "$(cat "$WORK/slowread.out")"
 	out_i=$(cat "$WORK/idle.out")
 	out_b=$(cat "$WORK/busy.out")
 	diag "$out_i; $out_b"

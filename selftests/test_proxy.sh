@@ -42,7 +42,8 @@ PIN_DIR=/sys/fs/bpf/rsplice-proxy-$$
 ATTACHED=0
 declare -A PIDS=()
 DP=none
-CPORT=41000 # client source ports: private to the client namespace
+CPORT=20000 # client source ports: private to the client namespace, below the
+            # ephemeral range (32768-60999) so no kernel-chosen port ever holds one
 
 cleanup() {
 	local k

@@ -37,7 +37,11 @@ cleanup() {
 		"$RSPLICE" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
 	fi
 	rm -rf "$PIN_DIR" 2>/dev/null
-	[ "${KEEP:-0}" = 1 ] || rm -rf "$TMP"
+	if [ "${KEEP:-0}" = 1 ]; then
+		echo "# logs kept in $TMP"
+	else
+		rm -rf "$TMP"
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

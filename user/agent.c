@@ -26,6 +26,7 @@
 #include "net.h"
 #include "proto.h"
 #include "relay.h"
+#include "reload.h"
 
 #define HANDSHAKE_TIMEOUT_MS 10000
 
@@ -62,7 +63,7 @@ struct pool_conn {
 	struct rs_bind bind;
 	struct rs_conn_addrs addrs; /* the public client, from the bind */
 	size_t got;
-	int svc;
+	struct rs_service svc; /* copied: a reload may change the table meanwhile */
 };
 
 enum dial_state { D_LAN, D_EDGE };
@@ -70,7 +71,7 @@ enum dial_state { D_LAN, D_EDGE };
 /* One CONNECT request being served: dial the LAN service, then the edge. */
 struct dial {
 	uint64_t conn_id;
-	int svc;
+	struct rs_service svc; /* copied: a reload may change the table meanwhile */
 	int lan_fd, edge_fd;
 	enum dial_state state;
 	struct ev_handler ev;
@@ -87,6 +88,8 @@ static struct session *sess;
 static struct timer reconnect_timer;
 static unsigned int attempt;
 static unsigned int n_dials;
+static int agent_argc;   /* parsed again on SIGHUP */
+static char **agent_argv;
 
 static void schedule_reconnect(void);
 
@@ -95,14 +98,15 @@ static void schedule_reconnect(void);
 /* A service with proxy=v2 hears who the client is before any of its bytes:
  * the header goes into the fresh LAN connection ahead of the relay (and of
  * any early client bytes), on either data path.  0 or -errno. */
-static int lan_proxy_header(int lan_fd, int svc, const struct rs_conn_addrs *a, uint64_t id)
+static int lan_proxy_header(int lan_fd, const struct rs_service *svc,
+			    const struct rs_conn_addrs *a, uint64_t id)
 {
 	uint8_t hdr[RS_PP2_MAX_LEN];
 	size_t len;
 	ssize_t n;
 	char src[64];
 
-	if (cfg.services[svc].proxy != RS_PROXY_V2)
+	if (svc->proxy != RS_PROXY_V2)
 		return 0;
 	len = rs_pp2_header(hdr, a);
 	/* a just-connected socket's send buffer always has room for 52 bytes */
@@ -111,7 +115,7 @@ static int lan_proxy_header(int lan_fd, int svc, const struct rs_conn_addrs *a, 
 		return n < 0 ? -errno : -EIO;
 	pr_debug("conn %016llx: PROXY v2 header for client %s sent to service '%s'",
 		 (unsigned long long)id, rs_conn_addrs_src_text(a, src, sizeof(src)),
-		 cfg.services[svc].name);
+		 svc->name);
 	return 0;
 }
 
@@ -139,7 +143,7 @@ static void dial_free(struct dial *d)
 
 static void dial_fail(struct dial *d, int err, const char *what)
 {
-	const struct rs_service *s = &cfg.services[d->svc];
+	const struct rs_service *s = &d->svc;
 
 	pr_warn("conn %016llx: cannot reach %s for service '%s': %s", (unsigned long long)d->conn_id,
 		what, s->name, strerror(err));
@@ -176,10 +180,9 @@ static void dial_edge_done(struct dial *d)
 		return;
 	}
 	pr_debug("conn %016llx: data connection open for service '%s'",
-		 (unsigned long long)d->conn_id, cfg.services[d->svc].name);
+		 (unsigned long long)d->conn_id, d->svc.name);
 	dial_free(d);
-	conntab_add(d->conn_id, cfg.services[d->svc].name, cfg.name,
-		    rs_idle_timeout(&cfg.c, cfg.services[d->svc].name));
+	conntab_add(d->conn_id, d->svc.name, cfg.name, rs_idle_timeout(&cfg.c, d->svc.name));
 	ret = relay_start(d->lan_fd, d->edge_fd, d->conn_id, relay_done,
 			  (void *)(uintptr_t)d->conn_id);
 	if (ret) {
@@ -194,7 +197,7 @@ static void dial_start_edge(struct dial *d)
 	bool busy;
 	int fd, ret;
 
-	ret = lan_proxy_header(d->lan_fd, d->svc, &d->addrs, d->conn_id);
+	ret = lan_proxy_header(d->lan_fd, &d->svc, &d->addrs, d->conn_id);
 	if (ret) {
 		dial_fail(d, -ret, "the service (sending the PROXY header)");
 		return;
@@ -225,7 +228,7 @@ static void dial_event(struct ev_handler *h, uint32_t events)
 
 	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
 	if (err) {
-		dial_fail(d, err, d->state == D_LAN ? cfg.services[d->svc].addr.text : "the edge");
+		dial_fail(d, err, d->state == D_LAN ? d->svc.addr.text : "the edge");
 		return;
 	}
 	if (d->state == D_LAN) {
@@ -241,15 +244,15 @@ static void dial_timeout(struct timer *t)
 	struct dial *d = container_of(t, struct dial, timer);
 
 	dial_fail(d, ETIMEDOUT,
-		  d->state == D_LAN ? cfg.services[d->svc].addr.text : "the edge");
+		  d->state == D_LAN ? d->svc.addr.text : "the edge");
 }
 
-static int find_service(const char *name)
+static const struct rs_service *find_service(const char *name)
 {
 	for (int i = 0; i < cfg.n_services; i++)
 		if (!strcmp(cfg.services[i].name, name))
-			return i;
-	return -1;
+			return &cfg.services[i];
+	return NULL;
 }
 
 static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
@@ -258,8 +261,9 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 	uint64_t id;
 	char name[64];
 	struct dial *d;
+	const struct rs_service *svc;
 	bool busy;
-	int svc, fd;
+	int fd;
 
 	*ret = rs_dec_connect(f, &id, name, &addrs);
 	if (*ret) {
@@ -267,16 +271,15 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 		return;
 	}
 	svc = find_service(name);
-	if (svc < 0) {
+	if (!svc) {
 		pr_warn("conn %016llx: edge asked for unknown service '%s'", (unsigned long long)id, name);
 		report_fail(id, ENOENT);
 		return;
 	}
-	fd = net_connect((struct sockaddr *)&cfg.services[svc].addr.ss, cfg.services[svc].addr.len,
-			 &busy);
+	fd = net_connect((struct sockaddr *)&svc->addr.ss, svc->addr.len, &busy);
 	if (fd < 0) {
 		pr_warn("conn %016llx: cannot reach %s for service '%s': %s", (unsigned long long)id,
-			cfg.services[svc].addr.text, name, strerror(-fd));
+			svc->addr.text, name, strerror(-fd));
 		report_fail(id, -fd);
 		return;
 	}
@@ -287,7 +290,7 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 		return;
 	}
 	d->conn_id = id;
-	d->svc = svc;
+	d->svc = *svc;
 	d->lan_fd = fd;
 	d->edge_fd = -1;
 	d->state = D_LAN;
@@ -356,7 +359,7 @@ static void pool_lan_done(struct pool_conn *pc)
 	void *early;
 	int ret;
 
-	ret = lan_proxy_header(pc->lan_fd, pc->svc, &pc->addrs, pc->conn_id);
+	ret = lan_proxy_header(pc->lan_fd, &pc->svc, &pc->addrs, pc->conn_id);
 	if (ret) {
 		pool_fail(pc, "LAN", -ret);
 		return;
@@ -368,9 +371,8 @@ static void pool_lan_done(struct pool_conn *pc)
 	/* the client's first bytes may share an skb with the bind just read */
 	flags = relay_read_queued(pc->fd, &early, &len);
 	pr_debug("conn %016llx: pooled data connection bound to service '%s'",
-		 (unsigned long long)pc->conn_id, cfg.services[pc->svc].name);
-	conntab_add(pc->conn_id, cfg.services[pc->svc].name, cfg.name,
-		    rs_idle_timeout(&cfg.c, cfg.services[pc->svc].name));
+		 (unsigned long long)pc->conn_id, pc->svc.name);
+	conntab_add(pc->conn_id, pc->svc.name, cfg.name, rs_idle_timeout(&cfg.c, pc->svc.name));
 	ret = relay_start_prefixed(pc->lan_fd, pc->fd, early, len, flags, pc->conn_id, relay_done,
 				   (void *)(uintptr_t)pc->conn_id);
 	free(early);
@@ -387,8 +389,8 @@ static void pool_fail(struct pool_conn *pc, const char *what, int err)
 	metrics_error(pc->state == P_LAN ? ME_DIAL_FAILED : ME__N); /* LAN only: ME__N counts nothing */
 	if (pc->state == P_LAN)
 		pr_warn("conn %016llx: cannot reach %s for service '%s': %s",
-			(unsigned long long)pc->conn_id, cfg.services[pc->svc].addr.text,
-			cfg.services[pc->svc].name, strerror(err));
+			(unsigned long long)pc->conn_id, pc->svc.addr.text, pc->svc.name,
+			strerror(err));
 	else
 		pr_debug("pooled data connection %llu: %s: %s", (unsigned long long)pc->pool_id,
 			 what, strerror(err));
@@ -401,6 +403,7 @@ static void pool_read_bind(struct pool_conn *pc)
 {
 	struct session *s = pc->sess;
 	const char *why = NULL;
+	const struct rs_service *svc;
 	char name[64];
 	bool busy;
 	ssize_t n;
@@ -426,8 +429,8 @@ static void pool_read_bind(struct pool_conn *pc)
 		goto refill;
 	}
 	pool_unlink(pc);
-	pc->svc = find_service(name);
-	if (pc->svc < 0) {
+	svc = find_service(name);
+	if (!svc) {
 		pr_warn("conn %016llx: edge asked for unknown service '%s'",
 			(unsigned long long)pc->conn_id, name);
 		pool_close(pc);
@@ -435,8 +438,8 @@ static void pool_read_bind(struct pool_conn *pc)
 	}
 	loop_del(pc->fd); /* the client's bytes wait in the socket meanwhile */
 	pc->state = P_LAN;
-	fd = net_connect((struct sockaddr *)&cfg.services[pc->svc].addr.ss,
-			 cfg.services[pc->svc].addr.len, &busy);
+	pc->svc = *svc;
+	fd = net_connect((struct sockaddr *)&pc->svc.addr.ss, pc->svc.addr.len, &busy);
 	if (fd < 0) {
 		pool_fail(pc, "LAN", -fd);
 		goto refill;
@@ -799,6 +802,101 @@ static void agent_stop_accepting(void)
 		ctl_close(&sess->ctl, "the agent is shutting down");
 }
 
+/* ---- reload (SIGHUP) ---- */
+
+/* What the control session was made with: a change takes a new session. */
+static bool session_differs(const struct rs_agent_config *a, const struct rs_agent_config *b)
+{
+	return strcmp(a->edge_host, b->edge_host) || strcmp(a->name, b->name) ||
+	       a->c.token_len != b->c.token_len || memcmp(a->c.token, b->c.token, a->c.token_len) ||
+	       a->c.has_key != b->c.has_key || memcmp(a->c.sk, b->c.sk, sizeof(a->c.sk)) ||
+	       a->has_edge_pubkey != b->has_edge_pubkey ||
+	       memcmp(a->edge_pubkey, b->edge_pubkey, sizeof(a->edge_pubkey));
+}
+
+static const struct rs_service *service_in(const struct rs_agent_config *c, const char *name)
+{
+	for (int i = 0; i < c->n_services; i++)
+		if (!strcmp(c->services[i].name, name))
+			return &c->services[i];
+	return NULL;
+}
+
+/* Close idle pooled connections past the (smaller) pool size. */
+static void pool_trim(struct session *s)
+{
+	struct pool_conn *pc = s->pool, *next;
+
+	for (; pc && s->n_pool > cfg.pool; pc = next) {
+		next = pc->next;
+		if (pc->state != P_LAN)
+			pool_close(pc);
+	}
+}
+
+/* Parse the configuration again and switch to it: new CONNECTs and binds use
+ * the new service table (dials under way keep their copy); a changed service
+ * list is announced to the edge in a fresh SERVICES frame, which replaces the
+ * old one there; a new edge address, name, token or key takes a new control
+ * session, made at once (data connections do not depend on it). */
+static void agent_reload(void)
+{
+	struct rs_agent_config *nc = calloc(1, sizeof(*nc));
+	int added = 0, removed = 0, changed = 0, ret;
+	const char *session = "kept";
+	char err[640], fixed[256];
+	bool resession;
+
+	if (!nc) {
+		pr_warn("reload: rejected: out of memory; the old configuration stays in force");
+		return;
+	}
+	ret = reload_parse_agent(agent_argc, agent_argv, nc, err, sizeof(err));
+	if (!ret && rs_agent_fixed_diff(&cfg, nc, fixed, sizeof(fixed))) {
+		snprintf(err, sizeof(err), "%s changed, which takes a restart", fixed);
+		ret = -EINVAL;
+	}
+	if (ret) {
+		pr_warn("reload: rejected: %s; the old configuration stays in force", err);
+		goto out;
+	}
+	for (int i = 0; i < nc->n_services; i++) {
+		const struct rs_service *old = service_in(&cfg, nc->services[i].name);
+
+		added += !old;
+		changed += old && !rs_service_same(old, &nc->services[i]);
+	}
+	for (int i = 0; i < cfg.n_services; i++)
+		removed += !service_in(nc, cfg.services[i].name);
+	resession = session_differs(&cfg, nc);
+	cfg = *nc;
+	daemon_apply(&cfg.c);
+	for (int i = 0; i < cfg.n_services; i++)
+		pr_debug("service '%s' -> %s%s", cfg.services[i].name, cfg.services[i].addr.text,
+			 cfg.services[i].proxy == RS_PROXY_V2 ? " (PROXY protocol v2)" : "");
+	if (resession && !stopping) {
+		session = "reconnecting (edge address, name, token or key changed)";
+		if (sess)
+			ctl_close(&sess->ctl, "reload: new edge address, name, token or key");
+		attempt = 0;
+		timer_arm(&reconnect_timer, 0);
+	} else if (sess && sess->authed) {
+		if (added || removed) {
+			session = "services announced again";
+			send_services(sess);
+		}
+		if (sess) { /* send_services may have closed it */
+			pool_trim(sess);
+			pool_fill(sess);
+		}
+	}
+	pr_info("reload: %d service(s) (+%d -%d ~%d); pool %u; control connection %s", cfg.n_services,
+		added, removed, changed, cfg.pool, session);
+out:
+	sodium_memzero(nc, sizeof(*nc));
+	free(nc);
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv)
@@ -809,7 +907,9 @@ int main(int argc, char **argv)
 	ret = rs_agent_config_load(argc, argv, &cfg);
 	if (ret)
 		return ret > 0 ? 0 : 1;
-	if (daemon_init(&cfg.c, agent_stop_accepting))
+	agent_argc = argc;
+	agent_argv = argv;
+	if (daemon_init(&cfg.c, agent_stop_accepting, agent_reload))
 		return 1;
 	/* the admin socket lives in a root-owned directory: make it first */
 	conntab_init("agent", false, cfg.c.run_dir);

@@ -1123,8 +1123,22 @@ static int on_ini_key(void *user, const char *section, const char *key, const ch
 		return ini_fail(x, rc);
 
 	if (kind == SEC_SERVICE) {
+		if (!strcmp(key, "idle-timeout")) { /* read by both daemons */
+			char spec[RS_NAME_MAX + 2 + 16];
+
+			rc = strlen(value) > 10 ? seterr(msg, -ERANGE, "'%s' out of range", value) : 0;
+			if (!rc) {
+				snprintf(spec, sizeof(spec), "%s=%s", name, value);
+				rc = idle_parse(x->c, spec, msg);
+			}
+			if (rc) {
+				seterr(x->err, 0, "%s '%s': %s", key, value, msg);
+				return ini_fail(x, rc);
+			}
+			return 1;
+		}
 		if (strcmp(key, "bind") && strcmp(key, "local") && strcmp(key, "proxy")) {
-			seterr(x->err, 0, "unknown key '%s' in [%s] (expected bind, local or proxy)",
+			seterr(x->err, 0, "unknown key '%s' in [%s] (expected bind, local, proxy or idle-timeout)",
 			       key, section);
 			return ini_fail(x, -EINVAL);
 		}
@@ -1843,4 +1857,74 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 		}
 	}
 	return key_load(&cfg->c);
+}
+
+/* ------------------------------------------------------------------ reload */
+
+bool rs_addr_equal(const struct rs_addr *a, const struct rs_addr *b)
+{
+	return a->len == b->len && !memcmp(&a->ss, &b->ss, a->len);
+}
+
+bool rs_route_same(const struct rs_route *a, const struct rs_route *b)
+{
+	if (strcmp(a->service, b->service) || a->max_conns != b->max_conns ||
+	    a->n_allow != b->n_allow)
+		return false;
+	for (int i = 0; i < a->n_allow; i++) {
+		const struct rs_cidr *x = &a->allow[i], *y = &b->allow[i];
+
+		if (x->family != y->family || x->prefix != y->prefix ||
+		    memcmp(x->addr, y->addr, sizeof(x->addr)))
+			return false;
+	}
+	return true;
+}
+
+bool rs_service_same(const struct rs_service *a, const struct rs_service *b)
+{
+	return rs_addr_equal(&a->addr, &b->addr) && a->proxy == b->proxy;
+}
+
+static void diff_add(char *out, size_t len, int *n, bool differs, const char *name)
+{
+	size_t used = strlen(out);
+
+	if (!differs)
+		return;
+	snprintf(out + used, len - used, "%s%s", (*n)++ ? ", " : "", name);
+}
+
+static int common_fixed_diff(const struct rs_common *a, const struct rs_common *b, char *out,
+			     size_t len)
+{
+	int n = 0;
+
+	out[0] = '\0';
+	diff_add(out, len, &n, a->datapath != b->datapath, "datapath");
+	diff_add(out, len, &n, strcmp(a->pin_dir, b->pin_dir), "pin-dir");
+	diff_add(out, len, &n, strcmp(a->run_dir, b->run_dir), "run-dir");
+	diff_add(out, len, &n, strcmp(a->privs.user, b->privs.user), "user");
+	diff_add(out, len, &n, strcmp(a->privs.group, b->privs.group), "group");
+	diff_add(out, len, &n, a->privs.allow_root != b->privs.allow_root, "allow-root");
+	/* the metrics port is bound once, before privileges are dropped */
+	diff_add(out, len, &n, !rs_addr_equal(&a->metrics, &b->metrics), "metrics");
+	diff_add(out, len, &n, a->metrics_allow_public != b->metrics_allow_public,
+		 "metrics-allow-public");
+	return n;
+}
+
+int rs_edge_fixed_diff(const struct rs_edge_config *a, const struct rs_edge_config *b, char *out,
+		       size_t len)
+{
+	int n = common_fixed_diff(&a->c, &b->c, out, len);
+
+	diff_add(out, len, &n, !rs_addr_equal(&a->control, &b->control), "control");
+	return n;
+}
+
+int rs_agent_fixed_diff(const struct rs_agent_config *a, const struct rs_agent_config *b,
+			char *out, size_t len)
+{
+	return common_fixed_diff(&a->c, &b->c, out, len);
 }

@@ -6,6 +6,8 @@
 #define RSPLICE_CONFIG_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -140,6 +142,23 @@ int rs_token_read(const char *file, uint8_t token[64], size_t *len, char *err);
  * --version was printed (exit 0), -errno on error (message already printed). */
 int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg);
 int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg);
+
+/* ---- reload (SIGHUP): what may change in a running daemon ---- */
+
+/* Settings a running daemon cannot change: the data path, the pin and run
+ * directories, --user/--group/--allow-root, and the edge's --control address.
+ * Writes the option names that differ between a and b ("datapath, user")
+ * into out (>= 128 bytes) and returns how many. */
+int rs_edge_fixed_diff(const struct rs_edge_config *a, const struct rs_edge_config *b, char *out,
+		       size_t len);
+int rs_agent_fixed_diff(const struct rs_agent_config *a, const struct rs_agent_config *b,
+			char *out, size_t len);
+/* Same socket address (family, address, port); the text may differ. */
+bool rs_addr_equal(const struct rs_addr *a, const struct rs_addr *b);
+/* Same service, allow-list and max-conns (the bind address aside). */
+bool rs_route_same(const struct rs_route *a, const struct rs_route *b);
+/* Same LAN address and PROXY mode (the name aside). */
+bool rs_service_same(const struct rs_service *a, const struct rs_service *b);
 
 #ifndef RSPLICE_VERSION
 #define RSPLICE_VERSION "0.1.0"

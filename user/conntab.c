@@ -42,7 +42,8 @@ struct ct_entry {
 	struct ct_entry *next, *prev, *hnext;
 	uint64_t id;
 	unsigned int idle_ms;
-	uint64_t added_ms, active_ms, seen;
+	bool acked_known;
+	uint64_t added_ms, active_ms, seen, acked;
 	struct ct_total *svc_t, *agent_t; /* NULL when the totals are full */
 };
 
@@ -194,7 +195,41 @@ static void ct_refresh(struct ct_entry *e, const struct relay_info *ri, uint64_t
 	if (sum != e->seen) {
 		e->seen = sum;
 		e->active_ms = now;
+		e->acked_known = false;
 	}
+}
+
+static uint64_t ct_tcp_acked(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ? 0 : ti.tcpi_bytes_acked;
+}
+
+/* The sockmap path has no backpressure: the verdict program counts what it
+ * redirected, and a fast sender's bytes are all redirected long before a
+ * slow reader has them.  So a sockmap connection whose counters stand still
+ * is idle only once the peers stopped acknowledging bytes too (TCP_INFO, no
+ * read of the socket): checked when the timeout is reached, then again at
+ * the next sweep. */
+static bool ct_still_delivering(struct ct_entry *e, const struct relay_info *ri, uint64_t now)
+{
+	uint64_t acked = ct_tcp_acked(ri->fd_a) + ct_tcp_acked(ri->fd_b);
+	bool first = !e->acked_known;
+
+	e->acked_known = true;
+	if (first || acked != e->acked) {
+		if (!first)
+			e->active_ms = now;
+		else
+			pr_debug("conn %016llx: counters idle for %llu ms; checking whether the "
+				 "peers still acknowledge bytes", (unsigned long long)e->id,
+				 (unsigned long long)(now - e->active_ms));
+		e->acked = acked;
+		return true;
+	}
+	return false;
 }
 
 static void ct_sweep(struct timer *t)
@@ -210,6 +245,8 @@ static void ct_sweep(struct timer *t)
 			continue; /* still writing its prefix */
 		ct_refresh(e, &ri, now);
 		if (!e->idle_ms || now - e->active_ms < e->idle_ms)
+			continue;
+		if (!strcmp(ri.path, "sockmap") && ct_still_delivering(e, &ri, now))
 			continue;
 		pr_info("conn %016llx: idle for %llu ms (service %s, idle timeout %u ms, %s): closing",
 			(unsigned long long)e->id, (unsigned long long)(now - e->active_ms),
@@ -390,13 +427,15 @@ static json_object *ct_report(bool with_conns)
 	json_object *all;
 
 	for (struct ct_entry *e = ct.list; e; e = e->next) {
-		uint64_t up, down;
-		json_object *c = ct_conn_json(e, now, &up, &down);
+		uint64_t up = 0, down = 0;
+		struct relay_info ri;
 
-		if (with_conns)
-			json_object_array_add(conns, c);
-		else
-			json_object_put(c);
+		if (with_conns) {
+			json_object_array_add(conns, ct_conn_json(e, now, &up, &down));
+		} else if (!relay_info_get(e->id, &ri)) { /* totals only: no TCP_INFO */
+			ct_refresh(e, &ri, now);
+			ct_updown(ri.bytes_ab, ri.bytes_ba, &up, &down);
+		}
 		lv.all_up += up;
 		lv.all_down += down;
 		if (e->svc_t && lv.svc_up && lv.svc_down) {

@@ -23,6 +23,7 @@
 static struct ev_handler sig_ev;
 static int sig_fd = -1;
 static void (*stop_accepting_fn)(void);
+static void (*reload_fn)(void);
 static struct timer drain_timer;
 static uint64_t drain_deadline;
 static unsigned int drain_timeout_ms;
@@ -61,9 +62,12 @@ static void signal_event(struct ev_handler *h, uint32_t events)
 	if (read(sig_fd, &si, sizeof(si)) != sizeof(si))
 		return;
 	if (si.ssi_signo == SIGHUP) {
-		/* systemd and operators send it to reload: not supported yet,
-		 * but it must not kill a daemon carrying live connections */
-		pr_warn("SIGHUP: reloading the configuration is not supported yet; ignored");
+		/* systemd's ExecReload= and operators: re-read the configuration.
+		 * Not while draining: the listeners are closed for good. */
+		if (draining)
+			pr_warn("SIGHUP: shutting down, not reloading");
+		else if (reload_fn)
+			reload_fn();
 		return;
 	}
 	if (si.ssi_signo == SIGTERM && !draining) {
@@ -93,15 +97,20 @@ static int signals_setup(void)
 	return loop_add(sig_fd, EPOLLIN, &sig_ev);
 }
 
-int daemon_init(const struct rs_common *c, void (*stop_accepting)(void))
+void daemon_apply(const struct rs_common *c)
+{
+	drain_timeout_ms = c->drain_timeout_ms;
+	log_set_level(c->verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+}
+
+int daemon_init(const struct rs_common *c, void (*stop_accepting)(void), void (*reload)(void))
 {
 	int ret;
 
 	stop_accepting_fn = stop_accepting;
-	drain_timeout_ms = c->drain_timeout_ms;
+	reload_fn = reload;
 	timer_init(&drain_timer, drain_check);
-	if (c->verbose)
-		log_set_level(LOG_LEVEL_DEBUG);
+	daemon_apply(c);
 	log_quiet_libbpf();
 	if (sodium_init() < 0) {
 		pr_warn("Error: libsodium failed to initialise");

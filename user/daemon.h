@@ -12,8 +12,13 @@
  * SIGTERM stops gracefully: stop_accepting() is called (the daemon closes its
  * listeners and drops what is not connected yet), open relays may finish for
  * c->drain_timeout_ms, then the loop stops.  SIGINT, or a second SIGTERM,
- * stops the loop at once.  SIGHUP is logged and ignored (no reload yet). */
-int daemon_init(const struct rs_common *c, void (*stop_accepting)(void));
+ * stops the loop at once.  SIGHUP calls reload() (re-read the configuration,
+ * see reload.h), except while draining. */
+int daemon_init(const struct rs_common *c, void (*stop_accepting)(void), void (*reload)(void));
+
+/* The settings of c this file owns that a reload may change: the log level
+ * (--verbose) and --drain-timeout. */
+void daemon_apply(const struct rs_common *c);
 
 /* After daemon_init() and after binding every listener: drop to the
  * capabilities the daemon still needs while it runs (privdrop.h), which are
@@ -26,7 +31,9 @@ int daemon_init(const struct rs_common *c, void (*stop_accepting)(void));
  *   CAP_SYS_RESOURCE 1 MiB pipes on the splice(2) path past
  *                    fs.pipe-user-pages-soft
  * and only CAP_SYS_RESOURCE with --datapath splice.  Ports are bound
- * before, so CAP_NET_BIND_SERVICE is not kept.  0 or -errno (logged). */
+ * before, so CAP_NET_BIND_SERVICE is not kept: a route below port 1024
+ * added by a reload fails with EACCES and the reload is rejected (the edge
+ * says to restart).  0 or -errno (logged). */
 int daemon_drop_privileges(const struct rs_common *c);
 
 #endif

@@ -28,10 +28,12 @@
 #include "net.h"
 #include "proto.h"
 #include "relay.h"
+#include "reload.h"
 
 #define PENDING_BUCKETS 4096 /* power of two */
 
 struct pooled;
+struct route;
 
 struct agent {
 	struct ctl ctl;
@@ -48,6 +50,9 @@ struct agent {
 	char name[RS_NAME_MAX + 1];
 	char peer[64];
 	char auth_desc[160];       /* "a token", "key ... (file:line)" */
+	unsigned int auth_mode;    /* its credential, checked again on reload */
+	uint8_t auth_mac[RS_MAC_LEN];
+	uint8_t auth_pk[RS_PK_LEN];
 	char (*services)[RS_NAME_MAX + 1];
 	int n_services;
 };
@@ -61,7 +66,8 @@ struct client {
 	struct timer timer;
 	enum client_state state;
 	uint64_t conn_id;
-	int route;
+	struct route *route;     /* holds a reference */
+	char service[RS_NAME_MAX + 1]; /* the route's service when the client came */
 	/* the session asked (it may go away while its data connection is on the way) */
 	uint8_t key[RS_KEY_LEN];
 	uint64_t serial, epoch_ms;
@@ -96,16 +102,32 @@ struct inbound {
 
 struct listener {
 	int fd;
-	int route; /* -1 for the control port */
+	struct route *route; /* NULL for the control port */
 	struct ev_handler ev;
 	struct timer resume; /* accepting paused: out of file descriptors or memory */
+};
+
+/* A published port.  The route table holds a reference while the route is
+ * configured, and so does every client accepted on it until its relay is
+ * done: a reload that removes the route closes the listener, but the route's
+ * counter stays valid for the connections that outlive it.  A reload that
+ * changes the route's settings changes r in place: they are read at accept
+ * (allow-list, max-conns) or copied into the client (service). */
+struct route {
+	struct rs_route r;
+	struct listener l;     /* l.fd -1 once removed */
+	unsigned int conns;    /* its clients at once, waiting or tunnelled */
+	unsigned int refs;
 };
 
 #define ACCEPT_PAUSE_MS 100
 
 static struct rs_edge_config cfg;
 static struct listener control_l;
-static struct listener *route_l;
+static struct route *routes[RS_MAX_ROUTES];
+static int n_routes;
+static int edge_argc;   /* parsed again on SIGHUP */
+static char **edge_argv;
 static struct agent *agents;
 static struct client *waiting_head, *waiting_tail;
 static struct client *pending[PENDING_BUCKETS];
@@ -120,7 +142,6 @@ static struct ratelimit rl_refuse, rl_bad_hello, rl_pending_full;
  * a control-port connection counts as a handshake from accept until its
  * hello is done, and a control connection until it is authenticated. */
 static unsigned int n_conns;       /* clients on every route */
-static unsigned int *route_conns;  /* clients per route */
 static unsigned int n_inbound;     /* control-port connections before their hello */
 static struct ratelimit rl_max_conns, rl_route_max, rl_max_handshakes, rl_max_agents;
 
@@ -130,12 +151,18 @@ static void trim_after_burst(void);
 /* What a tunnelled client's relay carries to relay_done. */
 struct conn_ref {
 	uint64_t id;
-	int route;
+	struct route *route;
 };
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
-static const char *route_service(int route) { return cfg.routes[route].service; }
+static void route_put(struct route *r)
+{
+	if (--r->refs)
+		return;
+	loop_forget(&r->l.ev);
+	loop_defer_free(r);
+}
 
 /* ---- clients ---- */
 
@@ -186,10 +213,19 @@ static void waiting_append(struct client *c)
 	waiting_tail = c;
 }
 
-static void conn_release(int route)
+/* A client accepted on route r counts against the limits and holds r. */
+static void conn_take(struct route *r)
+{
+	n_conns++;
+	r->conns++;
+	r->refs++;
+}
+
+static void conn_release(struct route *r)
 {
 	n_conns--;
-	route_conns[route]--;
+	r->conns--;
+	route_put(r);
 }
 
 /* Unlink c from every index; keep_fd: the fd lives on (handed to the relay). */
@@ -228,7 +264,7 @@ static void client_free(struct client *c, bool keep_fd)
 static void client_drop(struct client *c, const char *why)
 {
 	pr_info("conn %016llx: client %s on port %s (%s) closed: %s", (unsigned long long)c->conn_id,
-		c->peer, cfg.routes[c->route].bind.text, route_service(c->route), why);
+		c->peer, c->route->r.bind.text, c->service, why);
 	client_free(c, false);
 }
 
@@ -312,8 +348,8 @@ static void client_request(struct client *c, struct agent *a)
 	*pending_slot(c->conn_id) = c;
 	timer_arm(&c->timer, cfg.connect_timeout_ms);
 	pr_debug("conn %016llx: client %s -> %s via agent %s", (unsigned long long)c->conn_id,
-		 c->peer, route_service(c->route), a->name);
-	len = rs_enc_connect(payload, c->conn_id, route_service(c->route), &c->addrs);
+		 c->peer, c->service, a->name);
+	len = rs_enc_connect(payload, c->conn_id, c->service, &c->addrs);
 	/* on failure the agent's on_close runs; the client keeps its timer */
 	ctl_send(&a->ctl, RS_F_CONNECT, payload, len);
 }
@@ -333,8 +369,9 @@ static void relay_done(void *ctx, const struct relay_stats *st)
 /* Hand a client and its data connection to the relay; the client's slot
  * in the limits is given back when the relay is done (relay_done), or here
  * when it cannot start.  prefix: bytes already read behind a hello. */
-static void conn_relay(int client_fd, int data_fd, uint64_t id, int route, const char *agent,
-		       const void *prefix, size_t len, unsigned int flags)
+static void conn_relay(int client_fd, int data_fd, uint64_t id, struct route *route,
+		       const char *service, const char *agent, const void *prefix, size_t len,
+		       unsigned int flags)
 {
 	struct conn_ref *ref = malloc(sizeof(*ref));
 	int ret;
@@ -346,7 +383,7 @@ static void conn_relay(int client_fd, int data_fd, uint64_t id, int route, const
 		return;
 	}
 	*ref = (struct conn_ref){ .id = id, .route = route };
-	conntab_add(id, route_service(route), agent, rs_idle_timeout(&cfg.c, route_service(route)));
+	conntab_add(id, service, agent, rs_idle_timeout(&cfg.c, service));
 	ret = relay_start_prefixed(client_fd, data_fd, prefix, len, flags, id, relay_done, ref);
 	if (ret) {
 		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)id,
@@ -448,7 +485,8 @@ static void pool_hello(struct inbound *in)
 /* Hand the client to an idle pooled connection of a: write the bind, then
  * splice at once.  false when that could not be done (the caller asks the
  * agent for a fresh data connection instead). */
-static bool pool_take(struct agent *a, int client_fd, const char *client_peer, int route)
+static bool pool_take(struct agent *a, int client_fd, const char *client_peer,
+		      struct route *route)
 {
 	struct pooled *p = a->pool;
 	uint64_t id = new_conn_id();
@@ -460,7 +498,7 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer, i
 	if (!p)
 		return false;
 	rs_conn_addrs_of_fd(&addrs, client_fd);
-	rs_bind_make(&b, id, p->pool_id, route_service(route), &addrs, a->bind_key, ++a->bind_seq);
+	rs_bind_make(&b, id, p->pool_id, route->r.service, &addrs, a->bind_key, ++a->bind_seq);
 	/* an idle connection's send buffer always has room for the bind */
 	n = send(p->fd, &b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL);
 	fd = p->fd;
@@ -468,8 +506,8 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer, i
 	if (n != (ssize_t)sizeof(b))
 		return false;
 	pr_info("conn %016llx: client %s paired with a pooled data connection of agent %s "
-		"(service %s)", (unsigned long long)id, client_peer, a->name, route_service(route));
-	conn_relay(client_fd, fd, id, route, a->name, NULL, 0, 0);
+		"(service %s)", (unsigned long long)id, client_peer, a->name, route->r.service);
+	conn_relay(client_fd, fd, id, route, route->r.service, a->name, NULL, 0, 0);
 	return true;
 }
 
@@ -481,10 +519,10 @@ static void refuse(int fd)
 }
 
 /* The limits a new client on route r must pass; NULL when it may stay. */
-static const char *route_limit_hit(const struct rs_route *r, int route, unsigned int *count)
+static const char *route_limit_hit(const struct route *rt, unsigned int *count)
 {
-	if (r->max_conns && route_conns[route] >= r->max_conns) {
-		*count = route_conns[route];
+	if (rt->r.max_conns && rt->conns >= rt->r.max_conns) {
+		*count = rt->conns;
 		return "route max-conns";
 	}
 	if (n_conns >= cfg.max_conns) {
@@ -496,7 +534,8 @@ static const char *route_limit_hit(const struct rs_route *r, int route, unsigned
 
 static void route_accept_one(struct listener *l, int fd)
 {
-	const struct rs_route *route = &cfg.routes[l->route];
+	struct route *rt = l->route;
+	const struct rs_route *route = &rt->r;
 	struct client *c;
 	struct agent *a;
 	const char *limit;
@@ -517,7 +556,7 @@ static void route_accept_one(struct listener *l, int fd)
 			return;
 		}
 	}
-	limit = route_limit_hit(route, l->route, &count);
+	limit = route_limit_hit(rt, &count);
 	if (limit) {
 		pr_warn_ratelimited(limit[0] == '-' ? &rl_max_conns : &rl_route_max,
 				    "port %s: refusing client %s: %u connections already open (%s)",
@@ -526,10 +565,9 @@ static void route_accept_one(struct listener *l, int fd)
 		refuse(fd);
 		return;
 	}
-	n_conns++;
-	route_conns[l->route]++;
-	a = agent_pick(route_service(l->route));
-	if (a && a->pool && pool_take(a, fd, net_peer(fd, peer, sizeof(peer)), l->route))
+	conn_take(rt);
+	a = agent_pick(route->service);
+	if (a && a->pool && pool_take(a, fd, net_peer(fd, peer, sizeof(peer)), rt))
 		return;
 	/* only a client that has to wait for a data connection is pending */
 	if (n_clients >= cfg.max_pending) {
@@ -537,24 +575,25 @@ static void route_accept_one(struct listener *l, int fd)
 				    "already wait for a tunnel (--max-pending)", route->bind.text,
 				    net_peer(fd, peer, sizeof(peer)), n_clients);
 		metrics_refused(ML_MAX_PENDING);
-		conn_release(l->route);
+		conn_release(rt);
 		refuse(fd);
 		return;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		conn_release(l->route);
+		conn_release(rt);
 		close(fd);
 		return;
 	}
 	c->fd = fd;
-	c->route = l->route;
+	c->route = rt;
+	snprintf(c->service, sizeof(c->service), "%s", route->service);
 	c->ev.fn = client_event;
 	timer_init(&c->timer, client_timeout);
 	net_peer(fd, c->peer, sizeof(c->peer));
 	rs_conn_addrs_of_fd(&c->addrs, fd);
 	if (loop_add(fd, 0, &c->ev)) {
-		conn_release(l->route);
+		conn_release(rt);
 		close(fd);
 		free(c);
 		return;
@@ -570,7 +609,7 @@ static void route_accept_one(struct listener *l, int fd)
 	}
 	timer_arm(&c->timer, cfg.agent_wait_ms);
 	pr_info("client %s on port %s: no agent offers '%s' yet, waiting up to %u ms", c->peer,
-		cfg.routes[l->route].bind.text, route_service(l->route), cfg.agent_wait_ms);
+		route->bind.text, c->service, cfg.agent_wait_ms);
 }
 
 /* Agent a just announced its services: serve the clients waiting for them. */
@@ -580,7 +619,7 @@ static void waiting_dispatch(struct agent *a)
 
 	for (; c; c = next) {
 		next = c->wnext;
-		if (agent_offers(a, route_service(c->route)))
+		if (agent_offers(a, c->service))
 			client_request(c, a);
 		if (!a->ctl.open)
 			return;
@@ -600,7 +639,9 @@ static void data_hello(struct inbound *in)
 	void *early;
 	char agent[RS_NAME_MAX + 1];
 	struct agent *a;
-	int client_fd, route;
+	char service[RS_NAME_MAX + 1];
+	struct route *route;
+	int client_fd;
 
 	a = hello_session(&in->hello, &id, &t_ms);
 	if (a) {
@@ -636,14 +677,15 @@ static void data_hello(struct inbound *in)
 	client_fd = c->fd;
 	route = c->route;
 	snprintf(agent, sizeof(agent), "%s", c->agent);
+	snprintf(service, sizeof(service), "%s", c->service);
 	pr_info("conn %016llx: client %s paired with data connection from %s (service %s)",
-		(unsigned long long)id, c->peer, in->peer, route_service(c->route));
+		(unsigned long long)id, c->peer, in->peer, service);
 	client_free(c, true);
 	/* The service's first bytes (a banner, a reply to early data) may share
 	 * an skb with the hello just read: splicing a partly read skb makes the
 	 * kernel forward it again from its start (bpf/splice.bpf.c). */
 	flags = relay_read_queued(in->fd, &early, &early_len);
-	conn_relay(client_fd, in->fd, id, route, agent, early, early_len, flags);
+	conn_relay(client_fd, in->fd, id, route, service, agent, early, early_len, flags);
 	free(early);
 }
 
@@ -697,28 +739,39 @@ static int auth_refuse(struct agent *a, const char *msg, const char *log, const 
 	return -EPERM;
 }
 
-static int agent_auth_token(struct agent *a, const struct rs_auth *au, const char **why)
+/* Does a token of cfg (the main one, then the per-service ones) make mac?
+ * Sets *allowed to what it may serve. */
+static bool token_matches(const uint8_t th[32], const char *name, const uint8_t *mac,
+			  struct rs_svc_set *allowed)
 {
 	uint8_t want[RS_MAC_LEN];
 	bool ok = false;
 
 	if (cfg.c.token_len) {
-		rs_proof_mac(cfg.c.token, cfg.c.token_len, RS_LABEL_AGENT, a->th, au->name, want);
-		if (!rs_mac_equal(want, au->mac)) {
+		rs_proof_mac(cfg.c.token, cfg.c.token_len, RS_LABEL_AGENT, th, name, want);
+		if (!rs_mac_equal(want, mac)) {
 			ok = true;
-			a->allowed.all = true;
+			memset(allowed, 0, sizeof(*allowed));
+			allowed->all = true;
 		}
 	}
 	for (int i = 0; !ok && i < cfg.n_stokens; i++) {
 		const struct rs_service_token *t = &cfg.stokens[i];
 
-		rs_proof_mac(t->token, t->token_len, RS_LABEL_AGENT, a->th, au->name, want);
-		if (!rs_mac_equal(want, au->mac)) {
+		rs_proof_mac(t->token, t->token_len, RS_LABEL_AGENT, th, name, want);
+		if (!rs_mac_equal(want, mac)) {
 			ok = true;
-			a->allowed = t->set;
+			*allowed = t->set;
 		}
 	}
 	sodium_memzero(want, sizeof(want));
+	return ok;
+}
+
+static int agent_auth_token(struct agent *a, const struct rs_auth *au, const char **why)
+{
+	bool ok = token_matches(a->th, au->name, au->mac, &a->allowed);
+
 	if (!ok)
 		return auth_refuse(a, "authentication failed",
 				   "authentication failed (wrong token?)", why);
@@ -772,6 +825,9 @@ static int agent_auth(struct agent *a, const struct rs_frame *f, const char **wh
 	a->authed = true;
 	a->serial = ++next_serial;
 	snprintf(a->name, sizeof(a->name), "%s", au.name);
+	a->auth_mode = au.mode;
+	memcpy(a->auth_mac, au.mac, sizeof(a->auth_mac));
+	memcpy(a->auth_pk, au.pk, sizeof(a->auth_pk));
 	pr_info("agent %s authenticated from %s with %s", a->name, a->peer, a->auth_desc);
 	ctl_clock_start(&a->ctl);
 	if (ctl_send(&a->ctl, RS_F_AUTH_OK, NULL, 0))
@@ -844,7 +900,7 @@ static int agent_connect_fail(struct agent *a, const struct rs_frame *f, const c
 	if (!c) /* already timed out or served: nothing to do */
 		return 0;
 	snprintf(reason, sizeof(reason), "agent %s cannot reach service '%s': %s", a->name,
-		 route_service(c->route), strerror(err));
+		 c->service, strerror(err));
 	client_drop(c, reason);
 	return 0;
 }
@@ -874,6 +930,58 @@ static int agent_on_frame(struct ctl *ctl, const struct rs_frame *f, const char 
 		*why = "unexpected frame from agent";
 		return -EPROTO;
 	}
+}
+
+/* After a reload: check each logged-in agent's credential against the new
+ * tokens and authorized keys.  A credential that is gone (a rotated token, a
+ * deleted key line) does not end the session: the agent keeps serving until
+ * it reconnects, when the new credentials apply.  A credential still valid
+ * but now limited to fewer services than the agent offers ends it, with an
+ * ERROR naming the service.  Returns how many agents were disconnected. */
+static int agents_recheck(int *stale)
+{
+	struct agent *a, *next;
+	int closed = 0;
+
+	*stale = 0;
+	for (a = agents; a; a = next) {
+		struct rs_svc_set set;
+		char err[RS_KEY_ERRLEN];
+		bool ok;
+		int line;
+
+		next = a->next;
+		if (!a->authed)
+			continue;
+		if (a->auth_mode == RS_AUTH_KEY)
+			ok = cfg.authorized_keys[0] &&
+			     !rs_authkeys_find(cfg.authorized_keys, a->auth_pk, &set, &line, err);
+		else
+			ok = token_matches(a->th, a->name, a->auth_mac, &set);
+		if (!ok) {
+			(*stale)++;
+			pr_info("reload: agent %s: its %s is no longer accepted; it keeps its session "
+				"until it reconnects", a->name, a->auth_mode == RS_AUTH_KEY ?
+				"key" : "token");
+			continue;
+		}
+		a->allowed = set;
+		for (int i = 0; i < a->n_services; i++) {
+			char msg[128];
+
+			if (rs_svc_set_has(&a->allowed, a->services[i]))
+				continue;
+			snprintf(msg, sizeof(msg), "service '%s' is no longer allowed for this agent",
+				 a->services[i]);
+			pr_warn("reload: agent %s: %s: disconnecting it", a->name, msg);
+			ctl_send(&a->ctl, RS_F_ERROR, msg, strlen(msg));
+			if (a->ctl.open)
+				ctl_close(&a->ctl, "reload: it offers a service it may no longer serve");
+			closed++;
+			break;
+		}
+	}
+	return closed;
 }
 
 static const struct ctl_ops agent_ops = {
@@ -1144,7 +1252,7 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 			return;
 		}
 		net_nodelay(fd);
-		if (l->route < 0)
+		if (!l->route)
 			control_accept_one(fd);
 		else
 			route_accept_one(l, fd);
@@ -1158,19 +1266,69 @@ static void listener_resume(struct timer *t)
 	loop_mod(l->fd, EPOLLIN, &l->ev);
 }
 
-static int listener_open(struct listener *l, const struct rs_addr *a, int route)
+/* 0 or -errno (not logged: at start that is fatal, on reload a rejection). */
+static int listener_open(struct listener *l, const struct rs_addr *a, struct route *route)
 {
 	int fd = net_listen((const struct sockaddr *)&a->ss, a->len, 1024);
+	int ret;
 
-	if (fd < 0) {
-		pr_warn("Error: cannot listen on %s: %s", a->text, strerror(-fd));
+	if (fd < 0)
 		return fd;
-	}
 	l->fd = fd;
 	l->route = route;
 	l->ev.fn = listener_event;
 	timer_init(&l->resume, listener_resume);
-	return loop_add(fd, EPOLLIN, &l->ev);
+	ret = loop_add(fd, EPOLLIN, &l->ev);
+	if (ret) {
+		close(fd);
+		l->fd = -1;
+	}
+	return ret;
+}
+
+static void listener_close(struct listener *l)
+{
+	if (l->fd < 0)
+		return;
+	loop_del(l->fd);
+	loop_forget(&l->ev);
+	close(l->fd);
+	l->fd = -1;
+	timer_cancel(&l->resume);
+}
+
+/* A new route with its listener bound, holding the table's reference. */
+static int route_open(const struct rs_route *r, struct route **out)
+{
+	struct route *rt = calloc(1, sizeof(*rt));
+	int ret;
+
+	if (!rt)
+		return -ENOMEM;
+	rt->r = *r;
+	rt->refs = 1;
+	ret = listener_open(&rt->l, &r->bind, rt);
+	if (ret) {
+		free(rt);
+		return ret;
+	}
+	*out = rt;
+	return 0;
+}
+
+/* The table lets go of the route: no new client; those it has keep it. */
+static void route_close(struct route *rt)
+{
+	listener_close(&rt->l);
+	route_put(rt);
+}
+
+static void route_log(const struct route *rt, const char *what)
+{
+	pr_info("route %s -> service '%s'%s, at most %u clients%s", rt->r.bind.text, rt->r.service,
+		rt->r.n_allow ? " (allow-list)" : "",
+		rt->r.max_conns && rt->r.max_conns < cfg.max_conns ? rt->r.max_conns :
+								      cfg.max_conns, what);
 }
 
 /* ---- graceful stop ---- */
@@ -1181,11 +1339,8 @@ static void edge_stop_accepting(void)
 	loop_del(control_l.fd);
 	close(control_l.fd);
 	timer_cancel(&control_l.resume);
-	for (int i = 0; i < cfg.n_routes; i++) {
-		loop_del(route_l[i].fd);
-		close(route_l[i].fd);
-		timer_cancel(&route_l[i].resume);
-	}
+	for (int i = 0; i < n_routes; i++)
+		listener_close(&routes[i]->l);
 	while (waiting_head)
 		client_drop(waiting_head, "the edge is shutting down");
 	for (unsigned int b = 0; b < PENDING_BUCKETS; b++)
@@ -1194,6 +1349,117 @@ static void edge_stop_accepting(void)
 	for (struct agent *a = agents; a; a = a->next)
 		while (a->pool)
 			pooled_free(a->pool, false);
+}
+
+/* ---- reload (SIGHUP) ---- */
+
+static void reload_reject(const char *why)
+{
+	pr_warn("reload: rejected: %s; the old configuration stays in force", why);
+}
+
+static int route_find(const struct rs_addr *bind)
+{
+	for (int i = 0; i < n_routes; i++)
+		if (rs_addr_equal(&routes[i]->r.bind, bind))
+			return i;
+	return -1;
+}
+
+static unsigned int addr_port(const struct rs_addr *a)
+{
+	return ntohs(a->ss.ss_family == AF_INET ? ((const struct sockaddr_in *)&a->ss)->sin_port :
+			 ((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
+/* Parse the configuration again; bind the listeners of new routes (the one
+ * step that can fail, so it comes first and is undone on failure); then
+ * switch over: removed routes stop accepting, changed ones apply to the next
+ * client, credentials and limits to what comes next.  Open connections,
+ * waiting clients and logged-in agents are not touched (but see
+ * agents_recheck). */
+static void edge_reload(void)
+{
+	struct rs_edge_config *nc = calloc(1, sizeof(*nc));
+	struct route *next[RS_MAX_ROUTES];
+	bool fresh[RS_MAX_ROUTES] = { false }, kept[RS_MAX_ROUTES] = { false };
+	const char *what[RS_MAX_ROUTES];
+	int added = 0, removed = 0, changed = 0, stale, closed, ret;
+	char err[640], fixed[256];
+
+	if (!nc) {
+		reload_reject("out of memory");
+		return;
+	}
+	ret = reload_parse_edge(edge_argc, edge_argv, nc, err, sizeof(err));
+	if (ret) {
+		reload_reject(err);
+		goto out;
+	}
+	if (rs_edge_fixed_diff(&cfg, nc, fixed, sizeof(fixed))) {
+		snprintf(err, sizeof(err), "%s changed, which takes a restart", fixed);
+		reload_reject(err);
+		goto out;
+	}
+	for (int i = 0; i < nc->n_routes; i++) {
+		const struct rs_addr *bind = &nc->routes[i].bind;
+		int j = route_find(bind);
+
+		if (j >= 0) {
+			next[i] = routes[j];
+			kept[j] = true;
+			continue;
+		}
+		ret = route_open(&nc->routes[i], &next[i]);
+		if (ret) {
+			/* after the drop the edge has no CAP_NET_BIND_SERVICE */
+			bool low = ret == -EACCES && addr_port(bind) < 1024;
+
+			snprintf(err, sizeof(err), "route %s=%s: cannot listen on %s: %s%s", bind->text,
+				 nc->routes[i].service, bind->text, strerror(-ret),
+				 low ? " (a port below 1024 needs CAP_NET_BIND_SERVICE, which the edge "
+				       "gives up once started: restart it to add this route)" : "");
+			for (int k = 0; k < i; k++)
+				if (fresh[k])
+					route_close(next[k]);
+			reload_reject(err);
+			goto out;
+		}
+		fresh[i] = true;
+	}
+
+	/* nothing fails from here on */
+	for (int j = 0; j < n_routes; j++) {
+		if (kept[j])
+			continue;
+		removed++;
+		pr_info("reload: route %s -> service '%s' removed (%u client(s) on it continue)",
+			routes[j]->r.bind.text, routes[j]->r.service, routes[j]->conns);
+		route_close(routes[j]);
+	}
+	for (int i = 0; i < nc->n_routes; i++) {
+		what[i] = fresh[i] ? " (added)" : !rs_route_same(&next[i]->r, &nc->routes[i]) ?
+			  " (changed: for new clients)" : NULL;
+		added += fresh[i];
+		changed += !fresh[i] && what[i];
+		next[i]->r = nc->routes[i];
+		routes[i] = next[i];
+	}
+	n_routes = nc->n_routes;
+	cfg = *nc;
+	daemon_apply(&cfg.c);
+	for (int i = 0; i < n_routes; i++)
+		if (what[i])
+			route_log(routes[i], what[i]);
+	closed = agents_recheck(&stale);
+	pr_info("reload: %d route(s) (+%d -%d ~%d); %d agent(s) disconnected, %d keep a session "
+		"whose credential is gone until they reconnect; limits: --max-conns %u, "
+		"--max-pending %u, --max-agents %u, --max-handshakes %u", n_routes, added, removed,
+		changed, closed, stale, cfg.max_conns, cfg.max_pending, cfg.max_agents,
+		cfg.max_handshakes);
+out:
+	sodium_memzero(nc, sizeof(*nc));
+	free(nc);
 }
 
 /* ---- main ---- */
@@ -1212,29 +1478,32 @@ int main(int argc, char **argv)
 	ret = rs_edge_config_load(argc, argv, &cfg);
 	if (ret)
 		return ret > 0 ? 0 : 1;
-	if (daemon_init(&cfg.c, edge_stop_accepting))
+	edge_argc = argc;
+	edge_argv = argv;
+	if (daemon_init(&cfg.c, edge_stop_accepting, edge_reload))
 		return 1;
 	conntab_init("edge", true, cfg.c.run_dir);
 	if (metrics_open(&cfg.c, "edge", edge_metrics))
 		return 1;
-	if (listener_open(&control_l, &cfg.control, -1))
+	ret = listener_open(&control_l, &cfg.control, NULL);
+	if (ret) {
+		pr_warn("Error: cannot listen on %s: %s", cfg.control.text, strerror(-ret));
 		return 1;
-	route_l = calloc(cfg.n_routes ? cfg.n_routes : 1, sizeof(*route_l));
-	route_conns = calloc(cfg.n_routes ? cfg.n_routes : 1, sizeof(*route_conns));
-	if (!route_l || !route_conns)
-		return 1;
-	for (int i = 0; i < cfg.n_routes; i++)
-		if (listener_open(&route_l[i], &cfg.routes[i].bind, i))
+	}
+	for (n_routes = 0; n_routes < cfg.n_routes; n_routes++) {
+		ret = route_open(&cfg.routes[n_routes], &routes[n_routes]);
+		if (ret) {
+			pr_warn("Error: cannot listen on %s: %s", cfg.routes[n_routes].bind.text,
+				strerror(-ret));
 			return 1;
+		}
+	}
 	/* every port is bound: what follows needs far less than root */
 	if (daemon_drop_privileges(&cfg.c))
 		return 1;
 	pr_info("listening for agents on %s; %d route(s)", cfg.control.text, cfg.n_routes);
-	for (int i = 0; i < cfg.n_routes; i++)
-		pr_info("route %s -> service '%s'%s, at most %u clients", cfg.routes[i].bind.text,
-			cfg.routes[i].service, cfg.routes[i].n_allow ? " (allow-list)" : "",
-			cfg.routes[i].max_conns && cfg.routes[i].max_conns < cfg.max_conns ?
-				cfg.routes[i].max_conns : cfg.max_conns);
+	for (int i = 0; i < n_routes; i++)
+		route_log(routes[i], "");
 	pr_info("limits: --max-conns %u, --max-pending %u, --max-agents %u, --max-handshakes %u, "
 		"--hello-timeout %u ms", cfg.max_conns, cfg.max_pending, cfg.max_agents,
 		cfg.max_handshakes, cfg.hello_timeout_ms);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* rsplice: load, pin, attach, inspect and detach the BPF data path shared by
- * rsplice-edge and rsplice-agent.  bpftool/iproute2 style: global options,
+ * rsplice-edge and rsplice-agent; generate their Ed25519 keys (keygen).  bpftool/iproute2 style: global options,
  * then a command from cmds[] with its own options. */
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>

@@ -30,12 +30,18 @@ def main():
     pkts = 0
     seen = set()
     with open(a.out, "wb") as out:
-        while time.monotonic() < end:
-            if a.stop_file and os.path.exists(a.stop_file):
-                break
+        stopping = False
+        while True:
+            if not stopping and (time.monotonic() >= end or
+                                 (a.stop_file and os.path.exists(a.stop_file))):
+                # drain what the kernel queued before the stop, then leave
+                stopping = True
+                s.settimeout(0.3)
             try:
                 frame, addr = s.recvfrom(65535)
             except socket.timeout:
+                if stopping:
+                    break
                 continue
             if len(frame) < 14 + 20 or struct.unpack(">H", frame[12:14])[0] != 0x0800:
                 continue
