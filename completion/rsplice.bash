@@ -15,12 +15,14 @@ _rsplice_edge_opts_static='-c --config --control --token-file --service-token
  --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
  --max-conns --max-agents --max-handshakes
- --heartbeat --drain-timeout --idle-timeout --run-dir --user --group --allow-root
+ --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
+ --user --group --allow-root
  -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
  --service --name
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
- --heartbeat --drain-timeout --idle-timeout --run-dir --user --group --allow-root
+ --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
+ --user --group --allow-root
  -v --verbose -h --help -V --version'
 _rsplice_cmds_static='attach detach status conns kill keygen help'
 
@@ -84,7 +86,7 @@ _rsplice_daemon()
 	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
 		--max-handshakes | --heartbeat | --drain-timeout | \
-		--backoff-min | --backoff-max | --pool | --idle-timeout)
+		--backoff-min | --backoff-max | --pool | --idle-timeout | --metrics)
 		return 0 # a value of the user's own
 		;;
 	esac

@@ -10,7 +10,8 @@
 #      selftests/test_hostile.sh (floods, garbage, limits; both data paths),
 #      selftests/test_ops.sh (metering, conns, kill, idle reaper, admin socket),
 #      selftests/test_reload.sh (SIGHUP: routes, services, credentials, bad
-#      configs; both data paths)
+#      configs; both data paths),
+#      selftests/test_metrics.sh (the Prometheus endpoint; both data paths)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
 # any "not ok" line (crash, timeout) as one more failure, and ends with
@@ -22,11 +23,11 @@
 #   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
 #      (splice), test_e2e.sh, test_auth.sh, test_hostile.sh, test_ops.sh and
-#      test_reload.sh (splice path), test_proxy.sh and test_privdrop.sh again
-#      with those binaries; a
+#      test_reload.sh and test_metrics.sh (splice path), test_proxy.sh and
+#      test_privdrop.sh again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload metrics fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -48,7 +49,7 @@ if [ -z "${RSPLICE_RUN_DIR:-}" ]; then
 	export RSPLICE_RUN_DIR
 	trap 'rm -rf "$RSPLICE_RUN_DIR"' EXIT
 fi
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload metrics fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -147,6 +148,10 @@ if wants reload; then
 	run_counted "test_reload.sh" "$SCRIPT_TIMEOUT" bash selftests/test_reload.sh
 fi
 
+if wants metrics; then
+	run_counted "test_metrics.sh" "$SCRIPT_TIMEOUT" bash selftests/test_metrics.sh
+fi
+
 if wants fuzz; then
 	if command -v "${FUZZ_CC:-clang-14}" >/dev/null; then
 		run_counted "fuzz-regress" "$SCRIPT_TIMEOUT" \
@@ -185,14 +190,14 @@ san_run() {
 	RC_SAVE=$saved run_counted "$name" "$limit" env BUILD="$SAN_BUILD" \
 		ASAN_OPTIONS="${SAN_ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 		UBSAN_OPTIONS="${SAN_UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
-		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 HOSTILE_KEEP=1 RELOAD_KEEP=1 "$@"
+		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 HOSTILE_KEEP=1 RELOAD_KEEP=1 METRICS_KEEP=1 "$@"
 	# the work directories (daemon logs) the scripts kept for us (*_KEEP=1,
 	# KEEP=1): each names its own in a "# logs kept in DIR" line, so that a
 	# run never touches another run's directories
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|ops|proxy|privdrop|reload|test-relay)\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|ops|proxy|privdrop|reload|metrics|test-relay)\.' "$saved")
 	local files=("$saved")
 	for d in "${dirs[@]}"; do
 		while IFS= read -r f; do files+=("$f"); done < <(find "$d" -type f -size -64M)
@@ -248,6 +253,10 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 		if wants ops; then
 			san_run "asan test_ops.sh splice" "$SCRIPT_TIMEOUT" \
 				env OPS_DATAPATHS=splice bash selftests/test_ops.sh
+		fi
+		if wants metrics; then
+			san_run "asan test_metrics.sh splice" "$SCRIPT_TIMEOUT" \
+				env METRICS_DATAPATHS=splice bash selftests/test_metrics.sh
 		fi
 	fi
 fi

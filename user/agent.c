@@ -22,6 +22,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "net.h"
 #include "proto.h"
 #include "relay.h"
@@ -123,6 +124,7 @@ static void report_fail(uint64_t id, int err)
 	uint8_t payload[12];
 	size_t len = rs_enc_connect_fail(payload, id, err);
 
+	metrics_error(ME_DIAL_FAILED);
 	if (sess && sess->authed)
 		ctl_send(&sess->ctl, RS_F_CONNECT_FAIL, payload, len);
 }
@@ -384,6 +386,7 @@ static void pool_lan_done(struct pool_conn *pc)
 
 static void pool_fail(struct pool_conn *pc, const char *what, int err)
 {
+	metrics_error(pc->state == P_LAN ? ME_DIAL_FAILED : ME__N); /* LAN only: ME__N counts nothing */
 	if (pc->state == P_LAN)
 		pr_warn("conn %016llx: cannot reach %s for service '%s': %s",
 			(unsigned long long)pc->conn_id, pc->svc.addr.text, pc->svc.name,
@@ -541,6 +544,12 @@ static void pool_refill_timer(struct timer *t)
 	pool_fill(container_of(t, struct session, pool_timer));
 }
 
+/* At every scrape of the metrics: the control connection and the pool */
+static void agent_metrics(void)
+{
+	metrics_agent_state(sess && sess->authed, sess ? sess->n_pool : 0, cfg.pool);
+}
+
 /* ---- control connection ---- */
 
 static void send_services(struct session *s)
@@ -599,6 +608,7 @@ static int on_edge_auth(struct session *s, const struct rs_frame *f, const char 
 	if (cfg.has_edge_pubkey) {
 		ok = ea.has_sig && !rs_proof_verify(cfg.edge_pubkey, RS_LABEL_EDGE, s->th, NULL, ea.sig);
 		if (!ok) {
+			metrics_error(ME_AUTH_FAILED);
 			*why = ea.has_sig ? "the edge is not the one pinned with --edge-pubkey (bad "
 					    "signature): refusing it" :
 					    "the edge has no key but --edge-pubkey pins one: refusing it";
@@ -610,6 +620,7 @@ static int on_edge_auth(struct session *s, const struct rs_frame *f, const char 
 			ok |= !rs_mac_equal(want, ea.macs[i]);
 		sodium_memzero(want, sizeof(want));
 		if (!ok) {
+			metrics_error(ME_AUTH_FAILED);
 			*why = "the edge does not know our token (wrong token, or not our edge)";
 			return -EPERM;
 		}
@@ -635,6 +646,7 @@ static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const cha
 	int ret = 0;
 
 	if (f->type == RS_F_ERROR) {
+		metrics_error(s->authed ? ME__N : ME_AUTH_FAILED); /* refused by the edge */
 		pr_warn("edge %s reports%s: %.*s", s->edge.text,
 			s->edge_verified ? "" : " (not authenticated yet)",
 			(int)(f->len > 255 ? 255 : f->len), f->payload);
@@ -761,6 +773,7 @@ static void schedule_reconnect(void)
 {
 	if (stopping)
 		return;
+	metrics_reconnect();
 	uint64_t delay = cfg.backoff_min_ms;
 	uint64_t jitter;
 
@@ -900,6 +913,8 @@ int main(int argc, char **argv)
 		return 1;
 	/* the admin socket lives in a root-owned directory: make it first */
 	conntab_init("agent", false, cfg.c.run_dir);
+	if (metrics_open(&cfg.c, "agent", agent_metrics))
+		return 1;
 	if (daemon_drop_privileges(&cfg.c))
 		return 1;
 	for (int i = 0; i < cfg.n_services; i++)

@@ -453,6 +453,39 @@ char *cli_daemons_json(void)
 	return out;
 }
 
+/* "  NAME: key N, key N" of the non-zero counts of a JSON object, or "none" */
+static void print_counts(const char *name, json_object *o)
+{
+	const char *sep = "";
+
+	if (!o)
+		return;
+	printf("  %s:", name);
+	json_object_object_foreach(o, k, v) {
+		if (!json_object_get_uint64(v))
+			continue;
+		printf("%s %s %llu", sep, k, (unsigned long long)json_object_get_uint64(v));
+		sep = ",";
+	}
+	printf("%s\n", *sep ? "" : " none");
+}
+
+/* What the metrics count too (metrics.c): refusals, errors, agents */
+static void print_daemon_state(json_object *d)
+{
+	json_object *v;
+
+	if (json_object_object_get_ex(d, "agents_connected", &v))
+		printf("  agents connected: %llu\n", (unsigned long long)json_object_get_uint64(v));
+	if (json_object_object_get_ex(d, "control_connected", &v))
+		printf("  control connection: %s, %llu reconnects\n",
+		       json_object_get_boolean(v) ? "up" : "down", ju64(d, "reconnects"));
+	print_counts("refused", jget(d, "refused"));
+	print_counts("errors", jget(d, "errors"));
+	if (jget(d, "metrics"))
+		printf("  metrics: http://%s/metrics\n", jstr(d, "metrics", "?"));
+}
+
 void cli_daemons_plain(void)
 {
 	struct adm_reply r[MAX_SOCKS];
@@ -469,6 +502,7 @@ void cli_daemons_plain(void)
 		       jstr(r[i].o, "daemon", "?"), ju64(r[i].o, "pid"), ju64(t, "open"),
 		       ju64(t, "total"), ju64(t, "bytes_up"), ju64(t, "bytes_down"),
 		       ju64(r[i].o, "relays_sockmap"), ju64(r[i].o, "relays_splice"));
+		print_daemon_state(r[i].o);
 	}
 	put_replies(r, n);
 }

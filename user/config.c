@@ -697,6 +697,8 @@ enum opt_id {
 	O_GROUP,
 	O_ALLOW_ROOT,
 	O_RUN_DIR,
+	O_METRICS,
+	O_METRICS_ALLOW_PUBLIC,
 	O_IDLE_TIMEOUT,
 	O__MAX,
 };
@@ -745,6 +747,8 @@ static const struct optdef optdefs[] = {
 	{ "service-token", required_argument, O_SERVICE_TOKEN, FOR_EDGE, true, true },
 	{ "edge-pubkey", required_argument, O_EDGE_PUBKEY, FOR_AGENT, true, false },
 	{ "run-dir", required_argument, O_RUN_DIR, FOR_BOTH, true, false },
+	{ "metrics", required_argument, O_METRICS, FOR_BOTH, true, false },
+	{ "metrics-allow-public", no_argument, O_METRICS_ALLOW_PUBLIC, FOR_BOTH, true, false },
 	{ "idle-timeout", required_argument, O_IDLE_TIMEOUT, FOR_BOTH, true, true },
 };
 #define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
@@ -1034,6 +1038,17 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		return rc;
 	case O_RUN_DIR:
 		return copy_str(c->run_dir, sizeof(c->run_dir), val, "run directory", err);
+	case O_METRICS: /* "PORT" alone: 127.0.0.1:PORT */
+		return addr_parse(val, "127.0.0.1", &c->metrics, err);
+	case O_METRICS_ALLOW_PUBLIC:
+		if (!val) {
+			c->metrics_allow_public = true;
+			return 0;
+		}
+		rc = parse_bool(val, &b, err);
+		if (!rc)
+			c->metrics_allow_public = b;
+		return rc;
 	case O_IDLE_TIMEOUT:
 		return idle_parse(c, val, err);
 	}
@@ -1351,6 +1366,11 @@ static void edge_usage(FILE *f)
 "                             service, repeatable\n"
 "      --run-dir DIR          admin socket directory for 'rsplice conns'\n"
 "                             (default $RSPLICE_RUN_DIR or /run/rsplice)\n"
+"      --metrics [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+"                             (default off; ADDR defaults to 127.0.0.1 and must\n"
+"                             be a loopback or private address unless\n"
+"                             --metrics-allow-public is given: no authentication)\n"
+"      --metrics-allow-public let --metrics bind any address\n"
 "      --heartbeat MS         control connection ping interval (default 5000)\n"
 "      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
 "                             before the daemon exits (default 10000)\n"
@@ -1430,6 +1450,11 @@ static void agent_usage(FILE *f)
 "                             service, repeatable\n"
 "      --run-dir DIR          admin socket directory for 'rsplice conns'\n"
 "                             (default $RSPLICE_RUN_DIR or /run/rsplice)\n"
+"      --metrics [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+"                             (default off; ADDR defaults to 127.0.0.1 and must\n"
+"                             be a loopback or private address unless\n"
+"                             --metrics-allow-public is given: no authentication)\n"
+"      --metrics-allow-public let --metrics bind any address\n"
 "      --pool N               data connections kept open to the edge ahead of\n"
 "                             clients, so that a new client does not wait for\n"
 "                             a dial (default 8, 0 disables, at most 256)\n"
@@ -1882,6 +1907,10 @@ static int common_fixed_diff(const struct rs_common *a, const struct rs_common *
 	diff_add(out, len, &n, strcmp(a->privs.user, b->privs.user), "user");
 	diff_add(out, len, &n, strcmp(a->privs.group, b->privs.group), "group");
 	diff_add(out, len, &n, a->privs.allow_root != b->privs.allow_root, "allow-root");
+	/* the metrics port is bound once, before privileges are dropped */
+	diff_add(out, len, &n, !rs_addr_equal(&a->metrics, &b->metrics), "metrics");
+	diff_add(out, len, &n, a->metrics_allow_public != b->metrics_allow_public,
+		 "metrics-allow-public");
 	return n;
 }
 

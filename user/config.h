@@ -73,6 +73,8 @@ struct rs_common {
 	unsigned int drain_timeout_ms; /* SIGTERM: open connections may finish this long, default 10000 */
 	struct rs_privs privs;     /* --user, --group, --allow-root (resolved at load) */
 	char run_dir[108];         /* --run-dir: admin socket directory; empty = $RSPLICE_RUN_DIR or /run/rsplice */
+	struct rs_addr metrics;    /* --metrics ADDR:PORT: Prometheus endpoint; len 0 = off */
+	bool metrics_allow_public; /* --metrics-allow-public: any address, not only private ones */
 	unsigned int idle_timeout_ms; /* --idle-timeout MS: close idle connections, 0 = never */
 	struct rs_idle {           /* --idle-timeout SERVICE=MS: per service */
 		char service[RS_NAME_MAX + 1];

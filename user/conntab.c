@@ -18,6 +18,7 @@
 #include "ctlsock.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "net.h"
 
 #define CT_BUCKETS 4096     /* power of two */
@@ -256,6 +257,51 @@ static void ct_sweep(struct timer *t)
 	ct_sweep_arm();
 }
 
+/* ---- metrics ---- */
+
+int conntab_services(void (*fn)(void *ctx, const struct conntab_svc *s), void *ctx)
+{
+	struct conntab_svc *v = calloc(ct.svcs.n + 1, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < ct.svcs.n; i++) {
+		const struct ct_total *t = &ct.svcs.v[i];
+
+		v[i] = (struct conntab_svc){ .name = t->name, .total = t->total, .bytes_up = t->up,
+					     .bytes_down = t->down };
+	}
+	for (struct ct_entry *e = ct.list; e; e = e->next) {
+		struct conntab_svc *s = e->svc_t ? &v[e->svc_t - ct.svcs.v] : NULL;
+		struct relay_info ri;
+		uint64_t up, down;
+
+		if (!s) /* beyond CT_MAX_TOTALS names: in no service's numbers */
+			continue;
+		if (relay_info_get(e->id, &ri)) {
+			s->open_starting++;
+			continue;
+		}
+		ct_updown(ri.bytes_ab, ri.bytes_ba, &up, &down);
+		s->bytes_up += up;
+		s->bytes_down += down;
+		if (!strcmp(ri.path, "sockmap"))
+			s->open_sockmap++;
+		else
+			s->open_splice++;
+	}
+	for (unsigned int i = 0; i < ct.svcs.n; i++)
+		fn(ctx, &v[i]);
+	free(v);
+	return 0;
+}
+
+void conntab_closed_counts(uint64_t *killed, uint64_t *idle)
+{
+	*killed = ct.killed;
+	*idle = ct.reaped;
+}
+
 /* ---- JSON ---- */
 
 static const char *const tcp_states[] = {
@@ -405,6 +451,7 @@ static json_object *ct_report(bool with_conns)
 	jadd_u64(o, "pid", (uint64_t)getpid());
 	jadd_u64(o, "relays_sockmap", relay_count("sockmap"));
 	jadd_u64(o, "relays_splice", relay_count("splice"));
+	metrics_status_json(o);
 	all = ct_total_json(&ct.all, lv.all_up, lv.all_down);
 	jadd_u64(all, "killed", ct.killed);
 	jadd_u64(all, "idle_closed", ct.reaped);

@@ -42,4 +42,18 @@ void conntab_end(uint64_t id, const struct relay_stats *st);
  * ctlsock.h and rsplice(8). */
 char *conntab_request(const char *req, size_t *len);
 
+/* One service's numbers for the metrics (metrics.c): closed connections'
+ * totals plus the live bytes of the open ones, the open ones by data path
+ * ("starting": its relay is still writing a prefix). */
+struct conntab_svc {
+	const char *name;
+	unsigned int open_sockmap, open_splice, open_starting;
+	uint64_t total, bytes_up, bytes_down;
+};
+
+/* fn once per service, in the order they were first seen.  0 or -ENOMEM. */
+int conntab_services(void (*fn)(void *ctx, const struct conntab_svc *s), void *ctx);
+/* Connections closed by `rsplice kill` and by the idle reaper. */
+void conntab_closed_counts(uint64_t *killed, uint64_t *idle);
+
 #endif

@@ -24,6 +24,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "net.h"
 #include "proto.h"
 #include "relay.h"
@@ -281,6 +282,7 @@ static void client_timeout(struct timer *t)
 {
 	struct client *c = container_of(t, struct client, timer);
 
+	metrics_error(c->state == C_WAIT_AGENT ? ME_AGENT_WAIT_TIMEOUT : ME_CONNECT_TIMEOUT);
 	client_drop(c, c->state == C_WAIT_AGENT ? "no agent offers this service (timed out)"
 						: "agent did not open the data connection in time");
 }
@@ -427,6 +429,7 @@ static void bad_hello(struct inbound *in, const char *what, const char *why)
 {
 	unsigned long sup;
 
+	metrics_error(ME_BAD_HELLO);
 	if (ratelimit_ok(&rl_bad_hello, 1000, &sup))
 		pr_warn("%s from %s closed: %s [%lu more suppressed]", what, in->peer, why, sup);
 	close(in->fd);
@@ -548,6 +551,7 @@ static void route_accept_one(struct listener *l, int fd)
 			pr_warn_ratelimited(&rl_refuse, "port %s: refusing client %s: not in the "
 					    "route's allow-list", route->bind.text,
 					    net_ntop(&ss, peer, sizeof(peer)));
+			metrics_refused(ML_ALLOW_LIST);
 			refuse(fd);
 			return;
 		}
@@ -557,6 +561,7 @@ static void route_accept_one(struct listener *l, int fd)
 		pr_warn_ratelimited(limit[0] == '-' ? &rl_max_conns : &rl_route_max,
 				    "port %s: refusing client %s: %u connections already open (%s)",
 				    route->bind.text, net_peer(fd, peer, sizeof(peer)), count, limit);
+		metrics_refused(limit[0] == '-' ? ML_MAX_CONNS : ML_ROUTE_MAX_CONNS);
 		refuse(fd);
 		return;
 	}
@@ -569,6 +574,7 @@ static void route_accept_one(struct listener *l, int fd)
 		pr_warn_ratelimited(&rl_pending_full, "port %s: refusing client %s: %u connections "
 				    "already wait for a tunnel (--max-pending)", route->bind.text,
 				    net_peer(fd, peer, sizeof(peer)), n_clients);
+		metrics_refused(ML_MAX_PENDING);
 		conn_release(rt);
 		refuse(fd);
 		return;
@@ -727,6 +733,7 @@ static void agent_on_close(struct ctl *ctl, const char *why)
 /* Refuse the agent: tell it why (encrypted), and close with why for the log. */
 static int auth_refuse(struct agent *a, const char *msg, const char *log, const char **why)
 {
+	metrics_error(ME_AUTH_FAILED);
 	ctl_send(&a->ctl, RS_F_ERROR, msg, strlen(msg));
 	*why = log;
 	return -EPERM;
@@ -888,6 +895,7 @@ static int agent_connect_fail(struct agent *a, const struct rs_frame *f, const c
 		*why = "malformed CONNECT_FAIL frame";
 		return -EPROTO;
 	}
+	metrics_error(ME_DIAL_FAILED);
 	c = pending_find(id);
 	if (!c) /* already timed out or served: nothing to do */
 		return 0;
@@ -1015,6 +1023,14 @@ static void agents_count(unsigned int *authed, unsigned int *unauthed)
 	}
 }
 
+/* At every scrape of the metrics: the agents' state (metrics.h) */
+static void edge_metrics(void)
+{
+	for (struct agent *a = agents; a; a = a->next)
+		if (a->authed)
+			metrics_agent_seen(a->name, a->n_pool);
+}
+
 /* After a burst of connections that never got anywhere (a flood of hellos,
  * of clients waiting for a tunnel) is gone, give the freed heap back to the
  * kernel: their small buffers sit between longer-lived allocations, so glibc
@@ -1061,6 +1077,7 @@ static void control_hello(struct inbound *in)
 	if (authed >= cfg.max_agents) {
 		pr_warn_ratelimited(&rl_max_agents, "control port: refusing control connection from "
 				    "%s: %u agents already connected (--max-agents)", in->peer, authed);
+		metrics_refused(ML_MAX_AGENTS);
 		refuse(in->fd);
 		return;
 	}
@@ -1155,6 +1172,7 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 			memcpy(f, &hd, 8);
 			(void)!send(in->fd, f, 8 + n, MSG_DONTWAIT | MSG_NOSIGNAL);
 		}
+		metrics_error(ME_BAD_HELLO);
 		inbound_reject(in, why);
 		return;
 	}
@@ -1171,6 +1189,7 @@ static void inbound_timeout(struct timer *t)
 {
 	struct inbound *in = container_of(t, struct inbound, timer);
 
+	metrics_error(ME_HELLO_TIMEOUT);
 	inbound_reject(in, in->got ? "incomplete hello (timed out)" : "no hello (timed out)");
 }
 
@@ -1185,6 +1204,7 @@ static void control_accept_one(int fd)
 		pr_warn_ratelimited(&rl_max_handshakes, "control port: refusing connection from %s: "
 				    "%u connections already in their handshake (--max-handshakes)",
 				    net_peer(fd, peer, sizeof(peer)), n_inbound + unauthed);
+		metrics_refused(ML_MAX_HANDSHAKES);
 		refuse(fd);
 		return;
 	}
@@ -1483,6 +1503,8 @@ int main(int argc, char **argv)
 	if (daemon_init(&cfg.c, edge_stop_accepting, edge_reload))
 		return 1;
 	conntab_init("edge", true, cfg.c.run_dir);
+	if (metrics_open(&cfg.c, "edge", edge_metrics))
+		return 1;
 	ret = listener_open(&control_l, &cfg, &cfg.control, NULL);
 	if (ret) {
 		pr_warn("Error: cannot listen on %s: %s", cfg.control.text, strerror(-ret));

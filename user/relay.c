@@ -478,6 +478,11 @@ int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx)
 	return rl_start(fd_a, fd_b, &o, 0);
 }
 
+bool relay_sockmap_active(void)
+{
+	return rl.mode != DP_SPLICE && rl_current_gen();
+}
+
 unsigned int relay_count(const char *path)
 {
 	if (!path)

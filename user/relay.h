@@ -10,6 +10,7 @@
 #ifndef RSPLICE_RELAY_H
 #define RSPLICE_RELAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,10 @@ int relay_start(int fd_a, int fd_b, uint64_t id, relay_done_fn done, void *ctx);
 unsigned int relay_read_queued(int fd, void **buf, size_t *len);
 int relay_start_prefixed(int fd_a, int fd_b, const void *prefix, size_t len, unsigned int flags,
 			 uint64_t id, relay_done_fn done, void *ctx);
+
+/* true when new pairs would take the sockmap path now (the BPF programs are
+ * attached and --datapath allows it); for the metrics */
+bool relay_sockmap_active(void);
 
 /* live relays by path, for status and tests */
 unsigned int relay_count(const char *path);
