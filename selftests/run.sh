@@ -190,7 +190,8 @@ san_run() {
 	RC_SAVE=$saved run_counted "$name" "$limit" env BUILD="$SAN_BUILD" \
 		ASAN_OPTIONS="${SAN_ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 		UBSAN_OPTIONS="${SAN_UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
-		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 HOSTILE_KEEP=1 RELOAD_KEEP=1 METRICS_KEEP=1 "$@"
+		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 HOSTILE_KEEP=1 RELOAD_KEEP=1 METRICS_KEEP=1 \
+		OPS_KEEP=1 PROXY_KEEP=1 PRIVDROP_KEEP=1 "$@"
 	# the work directories (daemon logs) the scripts kept for us (*_KEEP=1,
 	# KEEP=1): each names its own in a "# logs kept in DIR" line, so that a
 	# run never touches another run's directories

@@ -13,23 +13,10 @@
 #   AUTH_DATAPATHS="..."  data paths to test (default: "splice sockmap")
 #   AUTH_TESTS="t_x .."   run only these test functions (default: all)
 #   AUTH_KEEP=1           keep the work directory (logs) even on success
-set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
-# shellcheck source=selftests/lib.sh
-. "$HERE/lib.sh"
-# shellcheck source=selftests/netns.sh
-. "$HERE/netns.sh"
+# shellcheck source=selftests/netns_daemons.sh
+. "$(dirname "$0")/netns_daemons.sh" auth
 
-require_root
-
-BUILD=${BUILD:-$ROOT/build}
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-EDGE_BIN=$BUILD/rsplice-edge
-AGENT_BIN=$BUILD/rsplice-agent
-CLI_BIN=$BUILD/rsplice
-HELPERS=$HERE/helpers
 DATAPATHS=${AUTH_DATAPATHS:-splice sockmap}
 
 CTRL_PORT=7000
@@ -39,72 +26,12 @@ S_ECHO=9000 S_GEN=9100
 SVC_ECHO=echo-c0nfidential-7q
 HELLO_TIMEOUT_MS=2000
 
-WORK=$(mktemp -d /tmp/rsplice-auth.XXXXXX)
-LOGS=$WORK/logs
 K=$WORK/keys
 mkdir -p "$LOGS" "$K"
 chmod 700 "$K"
-PIN_DIR=/sys/fs/bpf/rsplice-auth-$$
-ATTACHED=0
-declare -A PIDS=()
-DP=none
-
-CLEANED=0
-cleanup() {
-	[ "$CLEANED" = 1 ] && return
-	CLEANED=1
-	local k
-	for k in "${!PIDS[@]}"; do kill -9 "${PIDS[$k]}" 2>/dev/null; done
-	for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" 2>/dev/null; done
-	netns_teardown
-	if [ "$ATTACHED" = 1 ] || [ -e "$PIN_DIR" ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		rm -rf "$PIN_DIR"
-	fi
-	if [ "$T_FAIL" -gt 0 ] || [ "${AUTH_KEEP:-0}" = 1 ]; then
-		echo "# logs kept in $LOGS"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'echo "# interrupted"; exit 130' INT
-trap 'echo "# terminated"; exit 143' TERM
 
 # -------------------------------------------------------------- processes ---
-spawn() { # spawn KEY NS LOG CMD...
-	local key=$1 ns=$2 log=$3
-	shift 3
-	echo "=== $(date +%T.%N) start: $*" >>"$log"
-	nsenter --net="/run/netns/$ns" -- "$@" >>"$log" 2>&1 &
-	PIDS[$key]=$!
-}
 
-stop() { # stop KEY: SIGTERM, SIGKILL after 3 s, reap
-	local key=$1 pid i
-	pid=${PIDS[$key]:-}
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 30; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	unset "PIDS[$key]"
-} 2>/dev/null
-
-alive() { [ -n "${PIDS[$1]:-}" ] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
-
-run_in() { # run_in NS SECONDS CMD...
-	local ns=$1 t=$2
-	shift 2
-	timeout -k 2 "$t" nsenter --net="/run/netns/$ns" -- "$@"
-}
-
-py() { echo python3 -u "$HELPERS/$1"; }
-
-listening() { in_ns "$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q .; }
 
 kv() { # kv KEY LINE: value of KEY=value in LINE
 	sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -n 1
@@ -131,11 +58,6 @@ make_keys() {
 		echo "services=gen $(cat "$K/limited.key.pub")"
 	} >"$K/authorized_keys"
 	chmod 644 "$K/authorized_keys"
-}
-
-dp_args() {
-	echo "--datapath $DP"
-	[ "$DP" = sockmap ] && echo "--pin-dir $PIN_DIR"
 }
 
 start_services() {

@@ -11,23 +11,10 @@
 #   E2E_KEEP=1           keep the work directory (logs) even on success
 #
 # Output: ok / not ok lines (see lib.sh); exit status 1 when anything failed.
-set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
-# shellcheck source=selftests/lib.sh
-. "$HERE/lib.sh"
-# shellcheck source=selftests/netns.sh
-. "$HERE/netns.sh"
+# shellcheck source=selftests/netns_daemons.sh
+. "$(dirname "$0")/netns_daemons.sh" e2e
 
-require_root
-
-BUILD=${BUILD:-$ROOT/build}
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-EDGE_BIN=$BUILD/rsplice-edge
-AGENT_BIN=$BUILD/rsplice-agent
-CLI_BIN=$BUILD/rsplice
-HELPERS=$HERE/helpers
 DATAPATHS=${E2E_DATAPATHS:-splice sockmap}
 
 CTRL_PORT=7000
@@ -38,82 +25,10 @@ HELLO_TIMEOUT_S=5       # the edge's default --hello-timeout
 HTTP_SIZE_MIB=100
 BIG_BYTES=$((1 << 30))
 
-WORK=$(mktemp -d /tmp/rsplice-e2e.XXXXXX)
-LOGS=$WORK/logs
 mkdir -p "$LOGS" "$WORK/www"
-PIN_DIR=/sys/fs/bpf/rsplice-e2e-$$
-ATTACHED=0
-declare -A PIDS=()
-DP=none
 
-# ---------------------------------------------------------------- cleanup ---
-CLEANED=0
-cleanup() {
-	[ "$CLEANED" = 1 ] && return
-	CLEANED=1
-	local k
-	for k in "${!PIDS[@]}"; do
-		kill -9 "${PIDS[$k]}" 2>/dev/null
-	done
-	for k in "${!PIDS[@]}"; do
-		wait "${PIDS[$k]}" 2>/dev/null
-	done
-	netns_teardown
-	if [ "$ATTACHED" = 1 ] || [ -e "$PIN_DIR" ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		rm -rf "$PIN_DIR"
-	fi
-	rm -f "$WORK/www/big.bin" "$WORK"/*.bin
-	if [ "$T_FAIL" -gt 0 ] || [ "${E2E_KEEP:-0}" = 1 ]; then
-		echo "# logs kept in $LOGS"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'echo "# interrupted"; exit 130' INT
-trap 'echo "# terminated"; exit 143' TERM
-
-# -------------------------------------------------------------- processes ---
-# spawn KEY NS LOG CMD...: start CMD in namespace NS in the background.
-spawn() {
-	local key=$1 ns=$2 log=$3
-	shift 3
-	echo "=== $(date +%T.%N) start: $*" >>"$log"
-	nsenter --net="/run/netns/$ns" -- "$@" >>"$log" 2>&1 &
-	PIDS[$key]=$!
-}
-
-# stop KEY [SIGNAL]: signal the process and reap it (SIGKILL after 3 s).
-stop() {
-	local key=$1 sig=${2:-TERM} pid i
-	pid=${PIDS[$key]:-}
-	[ -n "$pid" ] || return 0
-	kill "-$sig" "$pid" 2>/dev/null
-	for ((i = 0; i < 30; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	unset "PIDS[$key]"
-} 2>/dev/null # also hides bash's "Killed" job notice
-
-alive() { [ -n "${PIDS[$1]:-}" ] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
-
-# run_in NS SECONDS CMD...: run CMD in NS, killed after SECONDS.
-run_in() {
-	local ns=$1 t=$2
-	shift 2
-	timeout -k 2 "$t" nsenter --net="/run/netns/$ns" -- "$@"
-}
-
-py() { echo python3 -u "$HELPERS/$1"; }
-
-# listening NS PORT: something listens on TCP PORT in NS.
-listening() {
-	in_ns "$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q .
-}
+# the large generated files go even when the logs are kept
+cleanup_extra() { rm -f "$WORK/www/big.bin" "$WORK"/*.bin; }
 
 # ------------------------------------------------------------ LAN services --
 start_services() {
@@ -138,10 +53,6 @@ start_services() {
 # ---------------------------------------------------------------- daemons ---
 TOKEN=$WORK/token
 BAD_TOKEN=$WORK/token.bad
-dp_args() {
-	echo "--datapath $DP"
-	[ "$DP" = sockmap ] && echo "--pin-dir $PIN_DIR"
-}
 
 start_edge() {
 	# shellcheck disable=SC2046

@@ -19,23 +19,10 @@
 # Environment: BUILD, HOSTILE_DATAPATHS (default "splice sockmap"),
 # HOSTILE_STAGES="s_slowloris ..." (a subset), HOSTILE_KEEP=1 (keep logs),
 # RSS_SLACK_KIB (default 2048), HOSTILE_PROTO.
-set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
-# shellcheck source=selftests/lib.sh
-. "$HERE/lib.sh"
-# shellcheck source=selftests/netns.sh
-. "$HERE/netns.sh"
+# shellcheck source=selftests/netns_daemons.sh
+. "$(dirname "$0")/netns_daemons.sh" hostile
 
-require_root
-
-BUILD=${BUILD:-$ROOT/build}
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-EDGE_BIN=$BUILD/rsplice-edge
-AGENT_BIN=$BUILD/rsplice-agent
-CLI_BIN=$BUILD/rsplice
-HELPERS=$HERE/helpers
 DATAPATHS=${HOSTILE_DATAPATHS:-splice sockmap}
 RSS_SLACK_KIB=${RSS_SLACK_KIB:-2048}
 HOSTILE_PROTO=${HOSTILE_PROTO:-1}
@@ -50,78 +37,13 @@ HELLO_S=$((HELLO_MS / 1000))
 # a valid control hello: "RSPL", version 1, kind CONTROL, no id, a nonce
 HELLO_HEX=5253504c02010000$(printf '0%.0s' {1..16})$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-WORK=$(mktemp -d /tmp/rsplice-hostile.XXXXXX)
-LOGS=$WORK/logs
-mkdir -p "$LOGS"
-PIN_DIR=/sys/fs/bpf/rsplice-hostile-$$
-ATTACHED=0
-declare -A PIDS=()
-DP=none
-
-CLEANED=0
-cleanup() {
-	[ "$CLEANED" = 1 ] && return
-	CLEANED=1
-	local k
-	for k in "${!PIDS[@]}"; do kill -9 "${PIDS[$k]}" 2>/dev/null; done
-	for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" 2>/dev/null; done
-	netns_teardown
-	if [ "$ATTACHED" = 1 ] || [ -e "$PIN_DIR" ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		rm -rf "$PIN_DIR"
-	fi
-	if [ "$T_FAIL" -gt 0 ] || [ "${HOSTILE_KEEP:-0}" = 1 ]; then
-		echo "# logs kept in $LOGS"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'echo "# interrupted"; exit 130' INT
-trap 'echo "# terminated"; exit 143' TERM
-
 # ------------------------------------------------------------- processes ---
-spawn() { # spawn KEY NS LOG CMD...
-	local key=$1 ns=$2 log=$3
-	shift 3
-	echo "=== $(date +%T.%N) start: $*" >>"$log"
-	nsenter --net="/run/netns/$ns" -- "$@" >>"$log" 2>&1 &
-	PIDS[$key]=$!
-}
 
-stop() { # stop KEY: SIGTERM, SIGKILL after 3 s, reap
-	local key=$1 pid i
-	pid=${PIDS[$key]:-}
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 30; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	unset "PIDS[$key]"
-} 2>/dev/null
-
-alive() { [ -n "${PIDS[$1]:-}" ] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
-
-run_in() { # run_in NS SECONDS CMD...
-	local ns=$1 t=$2
-	shift 2
-	timeout -k 2 "$t" nsenter --net="/run/netns/$ns" -- "$@"
-}
-
-py() { echo python3 -u "$HELPERS/$1"; }
-listening() { in_ns "$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q .; }
 kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -n 1; }
 fcmp() { awk "BEGIN { exit !($1) }"; }
 
 # ---------------------------------------------------------------- daemons ---
 TOKEN=$WORK/token
-dp_args() {
-	echo "--datapath $DP"
-	[ "$DP" = sockmap ] && echo "--pin-dir $PIN_DIR"
-}
 
 start_services() {
 	local log=$LOGS/services.log

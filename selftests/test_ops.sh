@@ -15,25 +15,12 @@
 #   - a non-root user cannot use the admin socket; garbage gets an error and
 #     the daemon keeps serving
 #
-# Environment: BUILD, OPS_DATAPATHS="splice sockmap", OPS_KEEP=1 or E2E_KEEP=1
-# (keep the logs; run.sh's sanitized pass sets E2E_KEEP and scans them).
-set -u
+# Environment: BUILD, OPS_DATAPATHS="splice sockmap", OPS_KEEP=1
+# (keep the logs; run.sh's sanitized pass sets it and scans them).
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
-# shellcheck source=selftests/lib.sh
-. "$HERE/lib.sh"
-# shellcheck source=selftests/netns.sh
-. "$HERE/netns.sh"
+# shellcheck source=selftests/netns_daemons.sh
+. "$(dirname "$0")/netns_daemons.sh" ops
 
-require_root
-
-BUILD=${BUILD:-$ROOT/build}
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-EDGE_BIN=$BUILD/rsplice-edge
-AGENT_BIN=$BUILD/rsplice-agent
-CLI_BIN=$BUILD/rsplice
-HELPERS=$HERE/helpers
 DATAPATHS=${OPS_DATAPATHS:-splice sockmap}
 
 CTRL_PORT=7000
@@ -46,64 +33,8 @@ STREAM_UP=$((40 << 20))     # the client: the sockmap path has no backpressure, 
 STREAM_RATE=12000000        # only a slow sender shows growing counters there
 IDLE_MS=1500
 
-WORK=$(mktemp -d /tmp/rsplice-ops.XXXXXX)
-LOGS=$WORK/logs
 RUN=$WORK/run               # the daemons' admin sockets (created 0700 by them)
-mkdir -p "$LOGS"
-PIN_DIR=/sys/fs/bpf/rsplice-ops-$$
-ATTACHED=0
-declare -A PIDS=()
-DP=none
 
-cleanup() {
-	local k
-	for k in "${!PIDS[@]}"; do kill -9 "${PIDS[$k]}" 2>/dev/null; done
-	for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" 2>/dev/null; done
-	netns_teardown
-	if [ "$ATTACHED" = 1 ] || [ -e "$PIN_DIR" ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		rm -rf "$PIN_DIR"
-	fi
-	if [ "$T_FAIL" -gt 0 ] || [ "${OPS_KEEP:-0}" = 1 ] || [ "${E2E_KEEP:-0}" = 1 ]; then
-		echo "# logs kept in $LOGS"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'echo "# interrupted"; exit 130' INT
-trap 'echo "# terminated"; exit 143' TERM
-
-spawn() { # spawn KEY NS LOG CMD...
-	local key=$1 ns=$2 log=$3
-	shift 3
-	echo "=== $(date +%T.%N) start: $*" >>"$log"
-	nsenter --net="/run/netns/$ns" -- "$@" >>"$log" 2>&1 &
-	PIDS[$key]=$!
-}
-
-stop() { # stop KEY: SIGTERM, SIGKILL after 3 s
-	local key=$1 pid i
-	pid=${PIDS[$key]:-}
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 30; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	unset "PIDS[$key]"
-} 2>/dev/null
-
-run_in() { # run_in NS SECONDS CMD...
-	local ns=$1 t=$2
-	shift 2
-	timeout -k 2 "$t" nsenter --net="/run/netns/$ns" -- "$@"
-}
-
-py() { echo python3 -u "$HELPERS/$1"; }
-listening() { in_ns "$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q .; }
 cli() { timeout 10 "$CLI_BIN" --run-dir "$RUN" "$@"; }
 
 # jq-like queries on `rsplice conns -j` with python3: pyj 'EXPR' JSON
@@ -144,11 +75,6 @@ start_services() {
 	for p in "$S_METER" "$S_STREAM" "$S_ECHO" "$S_SLOW"; do
 		wait_until 50 0.1 listening "$NS_LANSVC" "$p" || return 1
 	done
-}
-
-dp_args() {
-	echo "--datapath $DP"
-	[ "$DP" = sockmap ] && echo "--pin-dir $PIN_DIR"
 }
 
 start_daemons_agent_only() {

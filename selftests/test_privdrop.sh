@@ -19,78 +19,20 @@
 # A capability this shell does not have (a container's bounding set) cannot
 # be kept, so the expected masks are the documented ones within our own.
 #
-# Environment: BUILD, E2E_KEEP=1 (keep logs).
-set -u
+# Environment: BUILD, PRIVDROP_KEEP=1 (keep logs).
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
-# shellcheck source=selftests/lib.sh
-. "$HERE/lib.sh"
-# shellcheck source=selftests/netns.sh
-. "$HERE/netns.sh"
-
-require_root
-
-BUILD=${BUILD:-$ROOT/build}
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-EDGE_BIN=$BUILD/rsplice-edge
-AGENT_BIN=$BUILD/rsplice-agent
-CLI_BIN=$BUILD/rsplice
+# shellcheck source=selftests/netns_daemons.sh
+. "$(dirname "$0")/netns_daemons.sh" privdrop
 
 CTRL_PORT=7000 P_WEB=80 S_WEB=8000 # 80: the edge needs CAP_NET_BIND_SERVICE to bind it
 FILE_MIB=16
 USER_NAME=nobody
 GROUP_NAME=nogroup
 
-WORK=$(mktemp -d /tmp/rsplice-privdrop.XXXXXX)
-PIN_DIR=/sys/fs/bpf/rsplice-privdrop-$$
-ATTACHED=0
-declare -A PIDS=()
 MODE=none
 
-cleanup() {
-	local k
-	for k in "${!PIDS[@]}"; do kill -9 "${PIDS[$k]}" 2>/dev/null; done
-	for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" 2>/dev/null; done
-	netns_teardown
-	if [ "$ATTACHED" = 1 ] || [ -e "$PIN_DIR" ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		rm -rf "$PIN_DIR"
-	fi
-	rm -f "$WORK/www/file.bin"
-	if [ "$T_FAIL" -gt 0 ] || [ "${E2E_KEEP:-0}" = 1 ]; then
-		echo "# logs kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'echo "# interrupted"; exit 130' INT
-trap 'echo "# terminated"; exit 143' TERM
-
-spawn() { # spawn KEY NS LOG CMD...
-	local key=$1 ns=$2 log=$3
-	shift 3
-	echo "=== $(date +%T.%N) start: $*" >>"$log"
-	nsenter --net="/run/netns/$ns" -- "$@" >>"$log" 2>&1 &
-	PIDS[$key]=$!
-}
-
-stop() {
-	local key=$1 pid i
-	pid=${PIDS[$key]:-}
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 30; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	unset "PIDS[$key]"
-} 2>/dev/null
-
-listening() { in_ns "$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q .; }
+# the generated file goes even when the logs are kept
+cleanup_extra() { rm -f "$WORK/www/file.bin"; }
 
 # ------------------------------------------------------ capability masks ---
 CAP_NET_ADMIN=12 CAP_SYS_RESOURCE=24 CAP_BPF=39

@@ -14,80 +14,22 @@
 # through the proxy=v2 service byte-exact; the plain service saw no header (a
 # header would make nginx answer 400) and the agent's address.
 #
-# Environment: BUILD, E2E_DATAPATHS (default "splice sockmap"), E2E_KEEP=1.
-set -u
+# Environment: BUILD, E2E_DATAPATHS (default "splice sockmap"), PROXY_KEEP=1.
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
-# shellcheck source=selftests/lib.sh
-. "$HERE/lib.sh"
-# shellcheck source=selftests/netns.sh
-. "$HERE/netns.sh"
+# shellcheck source=selftests/netns_daemons.sh
+. "$(dirname "$0")/netns_daemons.sh" proxy
 
-require_root
-
-BUILD=${BUILD:-$ROOT/build}
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-EDGE_BIN=$BUILD/rsplice-edge
-AGENT_BIN=$BUILD/rsplice-agent
-CLI_BIN=$BUILD/rsplice
 DATAPATHS=${E2E_DATAPATHS:-splice sockmap}
 
 CTRL_PORT=7000 P_PP=8090 P_PLAIN=8091 S_PP=9300 S_PLAIN=9301
 FILE_MIB=16
 
-WORK=$(mktemp -d /tmp/rsplice-proxy.XXXXXX)
 NGX=$WORK/nginx
-PIN_DIR=/sys/fs/bpf/rsplice-proxy-$$
-ATTACHED=0
-declare -A PIDS=()
-DP=none
 CPORT=20000 # client source ports: private to the client namespace, below the
             # ephemeral range (32768-60999) so no kernel-chosen port ever holds one
 
-cleanup() {
-	local k
-	for k in "${!PIDS[@]}"; do kill -9 "${PIDS[$k]}" 2>/dev/null; done
-	for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" 2>/dev/null; done
-	netns_teardown
-	if [ "$ATTACHED" = 1 ] || [ -e "$PIN_DIR" ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		rm -rf "$PIN_DIR"
-	fi
-	if [ "$T_FAIL" -gt 0 ] || [ "${E2E_KEEP:-0}" = 1 ]; then
-		rm -f "$NGX/www/file.bin"
-		echo "# logs kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'echo "# interrupted"; exit 130' INT
-trap 'echo "# terminated"; exit 143' TERM
-
-spawn() { # spawn KEY NS LOG CMD...
-	local key=$1 ns=$2 log=$3
-	shift 3
-	echo "=== $(date +%T.%N) start: $*" >>"$log"
-	nsenter --net="/run/netns/$ns" -- "$@" >>"$log" 2>&1 &
-	PIDS[$key]=$!
-}
-
-stop() { # stop KEY: SIGTERM, SIGKILL after 3 s, reap
-	local key=$1 pid i
-	pid=${PIDS[$key]:-}
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 30; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	unset "PIDS[$key]"
-} 2>/dev/null
-
-listening() { in_ns "$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q .; }
+# the generated file goes even when the logs are kept
+cleanup_extra() { rm -f "$NGX/www/file.bin"; }
 
 # ------------------------------------------------------------------ nginx ---
 start_nginx() {
@@ -132,10 +74,6 @@ start_nginx() {
 }
 
 # --------------------------------------------------------------- daemons ----
-dp_args() {
-	echo "--datapath $DP"
-	[ "$DP" = sockmap ] && echo "--pin-dir $PIN_DIR"
-}
 
 start_edge() {
 	# shellcheck disable=SC2046

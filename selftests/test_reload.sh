@@ -23,21 +23,10 @@
 #   - pool size change; 10 SIGHUPs in a row (each toggling a route / a
 #     service): no descriptor or memory growth
 # Environment: BUILD, RELOAD_DATAPATHS (default "splice sockmap"), RELOAD_KEEP=1.
-set -u
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(dirname "$HERE")
-. "$HERE/lib.sh"
-. "$HERE/netns.sh"
+# shellcheck source=selftests/netns_daemons.sh
+. "$(dirname "$0")/netns_daemons.sh" reload
 
-require_root
-
-BUILD=${BUILD:-$ROOT/build}
-case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-EDGE_BIN=$BUILD/rsplice-edge
-AGENT_BIN=$BUILD/rsplice-agent
-CLI_BIN=$BUILD/rsplice
-HELPERS=$HERE/helpers
 DATAPATHS=${RELOAD_DATAPATHS:-splice sockmap}
 
 CTRL_PORT=7000
@@ -45,60 +34,8 @@ P_ECHO=8081 P_ECHO2=8082 P_GEN=8084 P_WEB=8090 P_EXTRA=8091 P_ADD=8093 P_TOGGLE=
 P_BUSY=8095 P_NEW2=8096
 S_ECHO=9000 S_GEN=9100 S_WEB_A=8000 S_WEB_B=8001
 
-WORK=$(mktemp -d /tmp/rsplice-reload.XXXXXX)
-LOGS=$WORK/logs
 mkdir -p "$LOGS" "$WORK/www-a" "$WORK/www-b"
-PIN_DIR=/sys/fs/bpf/rsplice-reload-$$
-ATTACHED=0
-declare -A PIDS=()
-DP=none
 
-CLEANED=0
-cleanup() {
-	[ "$CLEANED" = 1 ] && return
-	CLEANED=1
-	local k
-	for k in "${!PIDS[@]}"; do kill -9 "${PIDS[$k]}" 2>/dev/null; done
-	for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" 2>/dev/null; done
-	netns_teardown
-	if [ "$ATTACHED" = 1 ] || [ -e "$PIN_DIR" ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		rm -rf "$PIN_DIR"
-	fi
-	if [ "$T_FAIL" -gt 0 ] || [ "${RELOAD_KEEP:-0}" = 1 ]; then
-		echo "# logs kept in $LOGS"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'echo "# interrupted"; exit 130' INT
-trap 'echo "# terminated"; exit 143' TERM
-
-spawn() { # spawn KEY NS LOG CMD...
-	local key=$1 ns=$2 log=$3
-	shift 3
-	nsenter --net="/run/netns/$ns" -- "$@" >>"$log" 2>&1 &
-	PIDS[$key]=$!
-}
-
-stop() { # stop KEY
-	local pid=${PIDS[$1]:-} i
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 30; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	unset "PIDS[$1]"
-} 2>/dev/null
-
-alive() { [ -n "${PIDS[$1]:-}" ] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
-run_in() { local ns=$1 t=$2; shift 2; timeout -k 2 "$t" nsenter --net="/run/netns/$ns" -- "$@"; }
-py() { echo python3 -u "$HELPERS/$1"; }
-listening() { in_ns "$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q .; }
 
 ping_port() { # ping_port PORT: one echo round trip through the tunnel
 	run_in "$NS_CLIENT" 6 $(py echo_client.py) ping --host "$IP_EDGE_PUB" --port "$1" \
@@ -163,11 +100,6 @@ agent_conf() {
 		local l
 		for l in "$@"; do echo "$l"; done
 	} >"$AGENT_CONF"
-}
-
-dp_args() {
-	echo "--datapath $DP"
-	[ "$DP" = sockmap ] && echo "--pin-dir $PIN_DIR"
 }
 
 start_daemons() {

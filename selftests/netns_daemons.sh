@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash disable=SC2034 # variables for the sourcing scripts
+# Harness shared by the tests that run rsplice daemons in the namespaces of
+# netns.sh (sourced, not executed):
+#
+#   . "$(dirname "$0")/netns_daemons.sh" NAME
+#
+# Sources lib.sh and netns.sh, requires root and sets HERE, ROOT, BUILD,
+# EDGE_BIN, AGENT_BIN, CLI_BIN, HELPERS, WORK (/tmp/rsplice-NAME.XXXXXX),
+# LOGS ($WORK/logs), PIN_DIR (/sys/fs/bpf/rsplice-NAME-PID), PIDS, ATTACHED
+# and DP.  The EXIT trap kills every process started with spawn, tears the
+# namespaces down, detaches and removes PIN_DIR, then removes WORK unless a
+# test failed or ${NAME}_KEEP=1 (NAME upper-cased; it prints "# logs kept in
+# $LOGS" for run.sh then).  A script that made more (users, files outside
+# WORK) defines cleanup_extra, which runs first.
+set -u
+
+_ND_NAME=$1
+HERE=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
+ROOT=$(dirname "$HERE")
+# shellcheck source=selftests/lib.sh
+. "$HERE/lib.sh"
+# shellcheck source=selftests/netns.sh
+. "$HERE/netns.sh"
+
+require_root
+
+BUILD=${BUILD:-$ROOT/build}
+case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
+EDGE_BIN=$BUILD/rsplice-edge
+AGENT_BIN=$BUILD/rsplice-agent
+CLI_BIN=$BUILD/rsplice
+HELPERS=$HERE/helpers
+
+WORK=$(mktemp -d "/tmp/rsplice-$_ND_NAME.XXXXXX")
+LOGS=$WORK/logs
+mkdir -p "$LOGS"
+PIN_DIR=/sys/fs/bpf/rsplice-$_ND_NAME-$$
+ATTACHED=0
+declare -A PIDS=()
+DP=none
+
+_ND_CLEANED=0
+_nd_cleanup() {
+	[ "$_ND_CLEANED" = 1 ] && return
+	_ND_CLEANED=1
+	local k keep_var
+	declare -F cleanup_extra >/dev/null && cleanup_extra
+	for k in "${!PIDS[@]}"; do kill -9 "${PIDS[$k]}" 2>/dev/null; done
+	for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" 2>/dev/null; done
+	netns_teardown
+	if [ "$ATTACHED" = 1 ] || [ -e "$PIN_DIR" ]; then
+		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
+		rm -rf "$PIN_DIR"
+	fi
+	keep_var=${_ND_NAME^^}_KEEP
+	if [ "$T_FAIL" -gt 0 ] || [ "${!keep_var:-0}" = 1 ]; then
+		echo "# logs kept in $LOGS"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap _nd_cleanup EXIT
+trap 'echo "# interrupted"; exit 130' INT
+trap 'echo "# terminated"; exit 143' TERM
+
+# spawn KEY NS LOG CMD...: CMD in namespace NS, output appended to LOG
+spawn() {
+	local key=$1 ns=$2 log=$3
+	shift 3
+	echo "=== $(date +%T.%N) start: $*" >>"$log"
+	nsenter --net="/run/netns/$ns" -- "$@" >>"$log" 2>&1 &
+	PIDS[$key]=$!
+}
+
+# stop KEY [SIGNAL]: SIGTERM (or SIGNAL), SIGKILL after 3 s, reap
+stop() {
+	local key=$1 sig=${2:-TERM} pid i
+	pid=${PIDS[$key]:-}
+	[ -n "$pid" ] || return 0
+	kill "-$sig" "$pid" 2>/dev/null
+	for ((i = 0; i < 30; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	unset "PIDS[$key]"
+} 2>/dev/null # also hides bash's "Killed" job notice
+
+alive() { [ -n "${PIDS[$1]:-}" ] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
+
+# run_in NS SECONDS CMD...: CMD in NS, killed after SECONDS
+run_in() {
+	local ns=$1 t=$2
+	shift 2
+	timeout -k 2 "$t" nsenter --net="/run/netns/$ns" -- "$@"
+}
+
+# $(py NAME.py): the command line of a helper script (words split on purpose)
+py() { echo python3 -u "$HELPERS/$1"; }
+
+# the daemons' data path options for $DP
+dp_args() {
+	echo "--datapath $DP"
+	[ "$DP" = sockmap ] && echo "--pin-dir $PIN_DIR"
+}
+
+# listening NS PORT: something listens on TCP PORT in NS
+listening() { in_ns "$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q .; }
