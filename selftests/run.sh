@@ -7,7 +7,8 @@
 #   3. selftests/test_e2e.sh (namespaces, both data paths),
 #      selftests/test_auth.sh (keys, tokens, hostile agents; both data paths) and
 #      selftests/test_hostile.sh (floods, garbage, limits; both data paths),
-#      selftests/test_ops.sh (metering, conns, kill, idle reaper, admin socket)
+#      selftests/test_ops.sh (metering, conns, kill, idle reaper, admin socket),
+#      selftests/test_upgrade.sh (HTTP Upgrade transport through a real nginx)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
 # any "not ok" line (crash, timeout) as one more failure, and ends with
@@ -19,10 +20,11 @@
 #   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
 #      (splice), test_e2e.sh, test_auth.sh and test_hostile.sh (splice path),
-#      test_proxy.sh and test_privdrop.sh again with those binaries; a
+#      test_upgrade.sh (splice path), test_proxy.sh and test_privdrop.sh
+#      again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops upgrade fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -44,7 +46,7 @@ if [ -z "${RSPLICE_RUN_DIR:-}" ]; then
 	export RSPLICE_RUN_DIR
 	trap 'rm -rf "$RSPLICE_RUN_DIR"' EXIT
 fi
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops upgrade fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -139,6 +141,10 @@ if wants ops; then
 	run_counted "test_ops.sh" "$SCRIPT_TIMEOUT" bash selftests/test_ops.sh
 fi
 
+if wants upgrade; then
+	run_counted "test_upgrade.sh" "$SCRIPT_TIMEOUT" bash selftests/test_upgrade.sh
+fi
+
 if wants fuzz; then
 	if command -v "${FUZZ_CC:-clang-14}" >/dev/null; then
 		run_counted "fuzz-regress" "$SCRIPT_TIMEOUT" \
@@ -185,7 +191,7 @@ san_run() {
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|proxy|privdrop)\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|proxy|privdrop|upgrade)\.' "$saved")
 	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
 		-name 'rsplice-test-relay.*' -newer "$marker")
 	local files=("$saved")
@@ -225,6 +231,10 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 		if wants auth; then
 			san_run "asan test_auth.sh splice" "$E2E_TIMEOUT" \
 				env AUTH_DATAPATHS=splice bash selftests/test_auth.sh
+		fi
+		if wants upgrade; then
+			san_run "asan test_upgrade.sh splice" "$SCRIPT_TIMEOUT" \
+				env E2E_DATAPATHS=splice bash selftests/test_upgrade.sh
 		fi
 		for t in proxy privdrop; do
 			wants "$t" && [ -f "selftests/test_$t.sh" ] || continue
