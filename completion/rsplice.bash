@@ -14,11 +14,11 @@
 _rsplice_edge_opts_static='-c --config --control --token-file --service-token
  --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
- --max-conns --max-agents --max-handshakes
+ --max-conns --max-agents --max-handshakes --http-path
  --heartbeat --drain-timeout --idle-timeout --run-dir --user --group --allow-root
  -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
- --service --name
+ --service --name --transport --http-path --http-host
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
  --heartbeat --drain-timeout --idle-timeout --run-dir --user --group --allow-root
  -v --verbose -h --help -V --version'
@@ -73,6 +73,10 @@ _rsplice_daemon()
 		_rsplice_words_of 'auto sockmap splice' "$cur"
 		return 0
 		;;
+	--transport)
+		_rsplice_words_of 'raw http' "$cur"
+		return 0
+		;;
 	--user)
 		COMPREPLY=($(compgen -u -- "$cur"))
 		return 0
@@ -84,7 +88,7 @@ _rsplice_daemon()
 	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
 		--max-handshakes | --heartbeat | --drain-timeout | \
-		--backoff-min | --backoff-max | --pool | --idle-timeout)
+		--backoff-min | --backoff-max | --pool | --idle-timeout | --http-path | --http-host)
 		return 0 # a value of the user's own
 		;;
 	esac

@@ -1356,8 +1356,8 @@ static void edge_usage(FILE *f)
 "                             (the agent never hears of it) and logged, at most\n"
 "                             once a second per limit; open ones are untouched.\n"
 "      --http-path PATH       the control port also takes HTTP/1.1 Upgrade\n"
-"                             requests (agents behind an HTTP reverse proxy,\n"
-"                             --transport http); they must name PATH (default /)\n"
+"                             requests (agents with transport http, behind an\n"
+"                             HTTP reverse proxy); they must name PATH (default /)\n"
 "      --idle-timeout [SERVICE=]MS\n"
 "                             close a connection after MS without a byte either\n"
 "                             way (default 0: never); SERVICE=MS for one\n"
@@ -1432,7 +1432,8 @@ static void agent_usage(FILE *f)
 "      --transport MODE       raw (default): connections to the edge start with\n"
 "                             the rsplice hello; http: with an HTTP/1.1 Upgrade\n"
 "                             request, to pass an HTTP reverse proxy (nginx)\n"
-"      --http-path PATH       with --transport http: the request path (default /)\n"
+"      --http-path PATH       with --transport http: the request path (default /;\n"
+"                             unused with raw)\n"
 "      --http-host NAME       with --transport http: the Host header (default\n"
 "                             the --edge HOST:PORT, :80 left out)\n"
 "      --name NAME            agent name shown in the edge's logs\n"
@@ -1797,23 +1798,16 @@ static void default_name(char *name)
 		strcpy(name, "agent");
 }
 
-/* --http-path and --http-host only mean something with --transport http;
- * the Host header defaults to the --edge address (":80" left out). */
+/* With --transport http, the Host header defaults to the --edge address
+ * (":80" left out).  --http-path and --http-host are not used otherwise
+ * (one config file may keep them for a switch of transport). */
 static int agent_http_check(struct ctx *x)
 {
 	struct rs_agent_config *cfg = x->agent;
 	char err[ERRLEN];
 	size_t len;
 
-	if (cfg->transport != RS_TRANSPORT_HTTP) {
-		if (x->flag_given[O_HTTP_PATH] || x->set_line[O_HTTP_PATH] ||
-		    x->flag_given[O_HTTP_HOST] || x->set_line[O_HTTP_HOST]) {
-			fprintf(stderr, "Error: --http-path and --http-host need --transport http\n");
-			return -EINVAL;
-		}
-		return 0;
-	}
-	if (cfg->http_host[0] || !cfg->edge_host[0])
+	if (cfg->transport != RS_TRANSPORT_HTTP || cfg->http_host[0] || !cfg->edge_host[0])
 		return 0;
 	snprintf(cfg->http_host, sizeof(cfg->http_host), "%s", cfg->edge_host);
 	len = strlen(cfg->http_host);
