@@ -16,7 +16,9 @@
 # control-port connection of the edge comes from nginx, nginx logged a 101
 # for each.  Then, on the edge's control port directly: a wrong path gets
 # 404, a GET without Upgrade 426, garbage 400, oversized headers 431, each
-# with one log line while the tunnel keeps working; nginx without the
+# with one log line while the tunnel keeps working; a trickled request gets
+# 408 and an upgraded connection without a hello is closed, both at the
+# handshake deadline counted from accept; nginx without the
 # upgrade headers gets 426 with a hint; a raw (non-HTTP) agent still works
 # on the same port; heartbeats shorter than nginx's proxy_read_timeout keep
 # an idle control connection, longer ones lose it.
@@ -370,6 +372,27 @@ run_direct() {
 	refused "garbage that is not HTTP (no hello magic either)" any \
 		"control port: connection from .* closed" \
 		--request '\x00\x01garbage garbage garbage garbage garbage garbage garbage'
+	# the handshake deadline (--hello-timeout, 5 s, from accept) covers the
+	# HTTP request and then the hello; trickled bytes do not extend it
+	sleep 1.1
+	local slow held bg
+	run_in "$NS_ROUTER" 15 $(py http_raw.py) --host "$IP_EDGE" --port "$CTRL_PORT" \
+		--timeout 12 --trickle 0.3 --request "GET $HPATH HTTP/1.1\\r\\nHost: edge\\r\\nUpgrade: rsplice\\r\\nConnection: Upgrade\\r\\nX-Slow: $(printf 'a%.0s' {1..40})\\r\\n\\r\\n" \
+		>"$WORK/slow.out" 2>&1 &
+	bg=$!
+	held=$(run_in "$NS_ROUTER" 15 $(py http_raw.py) --host "$IP_EDGE" --port "$CTRL_PORT" \
+		--timeout 12 --hold 10 --request "GET $HPATH HTTP/1.1\\r\\nHost: edge\\r\\nUpgrade: rsplice\\r\\nConnection: Upgrade\\r\\n\\r\\n" 2>&1)
+	wait "$bg"
+	slow=$(cat "$WORK/slow.out")
+	diag "trickled request: $(echo $slow); upgraded without a hello: $(echo $held)"
+	assert "[$DP] a trickled HTTP request gets 408 at the handshake deadline (5 s from accept)" \
+		'[[ "$slow" == "STATUS 408"* ]] && awk "/^AFTER/ { exit !(\$2 >= 4.5 && \$2 < 7) }" <<<"$slow"' \
+		"got '$slow'"
+	assert "[$DP] an upgraded connection without a hello is closed at the same deadline" \
+		'[[ "$held" == "STATUS 101"*closed ]] && awk "/^AFTER/ { exit !(\$2 >= 4.5 && \$2 < 7) }" <<<"$held" &&
+		 grep -q "closed: no hello (timed out)" "$LOGS/$DP-edge.log" &&
+		 grep -q "refused with 408: incomplete HTTP request (timed out)" "$LOGS/$DP-edge.log"' \
+		"got '$held'"
 	# nginx without proxy_http_version 1.1 / the Upgrade headers
 	sleep 1.1
 	out=$(run_in "$NS_ROUTER" 10 curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
