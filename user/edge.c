@@ -93,6 +93,8 @@ struct inbound {
 	size_t got;
 	struct rs_http_head *http; /* an HTTP Upgrade request being read, else NULL */
 	bool upgraded;             /* 101 sent: the raw stream follows, no second request */
+	bool lingering;            /* HTTP error sent: draining until the peer closes */
+	size_t drained;
 	char peer[64];
 };
 
@@ -1021,6 +1023,9 @@ static void inbound_reject(struct inbound *in, const char *why)
 
 /* ---- an HTTP/1.1 Upgrade in front of the hello (http_upgrade.h) ---- */
 
+#define HTTP_LINGER_MS 1000          /* at most, and never past the handshake deadline */
+#define HTTP_LINGER_BYTES (64 * 1024)
+
 /* Answer status (best effort: a fresh socket's send buffer has room) and
  * close, with one log line. */
 static void http_refuse(struct inbound *in, int status, const char *why)
@@ -1028,9 +1033,36 @@ static void http_refuse(struct inbound *in, int status, const char *why)
 	char resp[256];
 	size_t len = rs_http_response(resp, sizeof(resp), status);
 
+	unsigned int left = handshake_left_ms(in);
+
 	(void)!send(in->fd, resp, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	pr_warn_ratelimited(&rl_bad_http, "control port: HTTP request from %s refused with %d: %s",
 			    in->peer, status, why);
+	/* A close with unread bytes (the rest of an oversized head) resets the
+	 * connection, and the peer may lose the answer: send FIN after it and
+	 * drain for a moment (bounded in time and bytes) before closing. */
+	free(in->http);
+	in->http = NULL;
+	if (left <= 1 || shutdown(in->fd, SHUT_WR)) {
+		close(in->fd);
+		inbound_free(in);
+		return;
+	}
+	in->lingering = true;
+	timer_arm(&in->timer, left < HTTP_LINGER_MS ? left : HTTP_LINGER_MS);
+}
+
+/* A refused HTTP peer: read and drop what it still sends, close when it
+ * closes, after HTTP_LINGER_BYTES, or at the timer (inbound_timeout). */
+static void inbound_linger(struct inbound *in)
+{
+	static char sink[4096];
+	ssize_t n = recv(in->fd, sink, sizeof(sink), MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0 && (in->drained += (size_t)n) < HTTP_LINGER_BYTES)
+		return;
 	close(in->fd);
 	inbound_free(in);
 }
@@ -1101,6 +1133,10 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 	const char *why = NULL;
 	ssize_t n;
 
+	if (in->lingering) {
+		inbound_linger(in);
+		return;
+	}
 	if (in->http) {
 		inbound_http(in);
 		return;
@@ -1154,6 +1190,11 @@ static void inbound_timeout(struct timer *t)
 {
 	struct inbound *in = container_of(t, struct inbound, timer);
 
+	if (in->lingering) {
+		close(in->fd);
+		inbound_free(in);
+		return;
+	}
 	if (in->http) {
 		http_refuse(in, 408, "incomplete HTTP request (timed out)");
 		return;
