@@ -11,10 +11,10 @@
 # below are used when the program cannot be run.  The subcommands of rsplice
 # are read from `rsplice help`; a subcommand is never run to learn its options.
 
-_rsplice_edge_opts_static='-c --config --control --token-file --service-token
+_rsplice_edge_opts_static='-c --config --control --http-path --token-file --service-token
  --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
- --max-conns --max-agents --max-handshakes --http-path
+ --max-conns --max-agents --max-handshakes
  --heartbeat --drain-timeout --idle-timeout --run-dir --user --group --allow-root
  -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
@@ -86,9 +86,10 @@ _rsplice_daemon()
 		return 0
 		;;
 	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
+		--http-path | --http-host | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
 		--max-handshakes | --heartbeat | --drain-timeout | \
-		--backoff-min | --backoff-max | --pool | --idle-timeout | --http-path | --http-host)
+		--backoff-min | --backoff-max | --pool | --idle-timeout)
 		return 0 # a value of the user's own
 		;;
 	esac
