@@ -1026,6 +1026,14 @@ static void inbound_reject(struct inbound *in, const char *why)
 #define HTTP_LINGER_MS 1000          /* at most, and never past the handshake deadline */
 #define HTTP_LINGER_BYTES (64 * 1024)
 
+static void inbound_linger_timeout(struct timer *t)
+{
+	struct inbound *in = container_of(t, struct inbound, timer);
+
+	close(in->fd);
+	inbound_free(in);
+}
+
 /* Answer status (best effort: a fresh socket's send buffer has room) and
  * close, with one log line. */
 static void http_refuse(struct inbound *in, int status, const char *why)
@@ -1049,6 +1057,7 @@ static void http_refuse(struct inbound *in, int status, const char *why)
 		return;
 	}
 	in->lingering = true;
+	in->timer.fn = inbound_linger_timeout;
 	timer_arm(&in->timer, left < HTTP_LINGER_MS ? left : HTTP_LINGER_MS);
 }
 
@@ -1068,6 +1077,14 @@ static void inbound_linger(struct inbound *in)
 }
 
 static void inbound_http(struct inbound *in);
+static void inbound_timeout(struct timer *t);
+
+/* The handshake deadline while the HTTP request is read: 408. */
+static void inbound_http_timeout(struct timer *t)
+{
+	http_refuse(container_of(t, struct inbound, timer), 408,
+		    "incomplete HTTP request (timed out)");
+}
 
 static void inbound_http_start(struct inbound *in)
 {
@@ -1079,6 +1096,7 @@ static void inbound_http_start(struct inbound *in)
 	memcpy(in->http->buf, "GET ", 4);
 	in->http->len = 4;
 	in->got = 0;
+	in->timer.fn = inbound_http_timeout; /* same deadline, armed at accept */
 	inbound_http(in);
 }
 
@@ -1124,6 +1142,7 @@ static void inbound_http(struct inbound *in)
 	free(in->http);
 	in->http = NULL;
 	in->upgraded = true;
+	in->timer.fn = inbound_timeout; /* the hello's, under the same deadline */
 	pr_debug("control port: %s upgraded over HTTP (path %s)", in->peer, cfg.http_path);
 }
 
@@ -1189,16 +1208,6 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 static void inbound_timeout(struct timer *t)
 {
 	struct inbound *in = container_of(t, struct inbound, timer);
-
-	if (in->lingering) {
-		close(in->fd);
-		inbound_free(in);
-		return;
-	}
-	if (in->http) {
-		http_refuse(in, 408, "incomplete HTTP request (timed out)");
-		return;
-	}
 
 	inbound_reject(in, in->got ? "incomplete hello (timed out)" : "no hello (timed out)");
 }
