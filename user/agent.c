@@ -818,13 +818,16 @@ static void session_drop_http(struct session *s)
 static void session_http_done(void *ctx, int fd, int err, const char *why)
 {
 	struct session *s = ctx;
+	bool current = sess == s; /* else a newer session replaced it meanwhile */
 
 	s->hd = NULL;
-	if (err) {
-		pr_warn("cannot open a session with edge %s over HTTP: %s (%s)", s->edge.text, why,
-			strerror(-err));
+	if (err || !current) {
+		if (err)
+			pr_warn("cannot open a session with edge %s over HTTP: %s (%s)", s->edge.text,
+				why, strerror(-err));
 		session_drop_http(s);
-		schedule_reconnect();
+		if (current)
+			schedule_reconnect();
 		return;
 	}
 	pr_info("edge %s upgraded the connection (HTTP, Host %s, path %s)", s->edge.text,
