@@ -11,7 +11,7 @@
 # below are used when the program cannot be run.  The subcommands of rsplice
 # are read from `rsplice help`; a subcommand is never run to learn its options.
 
-_rsplice_edge_opts_static='-c --config --control --token-file --service-token
+_rsplice_edge_opts_static='-c --config --control --http-path --token-file --service-token
  --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
  --max-conns --max-agents --max-handshakes
@@ -19,7 +19,7 @@ _rsplice_edge_opts_static='-c --config --control --token-file --service-token
  --user --group --allow-root
  -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
- --service --name
+ --service --name --transport --http-path --http-host
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
  --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
  --user --group --allow-root
@@ -75,6 +75,10 @@ _rsplice_daemon()
 		_rsplice_words_of 'auto sockmap splice' "$cur"
 		return 0
 		;;
+	--transport)
+		_rsplice_words_of 'raw http' "$cur"
+		return 0
+		;;
 	--user)
 		COMPREPLY=($(compgen -u -- "$cur"))
 		return 0
@@ -84,6 +88,7 @@ _rsplice_daemon()
 		return 0
 		;;
 	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
+		--http-path | --http-host | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
 		--max-handshakes | --heartbeat | --drain-timeout | \
 		--backoff-min | --backoff-max | --pool | --idle-timeout | --metrics)

@@ -833,6 +833,64 @@ static void test_flags_agent(void)
 		   "edge flag on agent");
 }
 
+/* --transport, --http-path, --http-host (the HTTP Upgrade transport) */
+static void test_http_transport(void)
+{
+	char *tok = token_file();
+	char *ini;
+
+	ASSERT_OK(AGENT("--edge", "127.0.0.1:7000", "--token-file", tok, "--service", "w=127.0.0.1:80"),
+		  "defaults");
+	ASSERT_EQ(acfg.transport, RS_TRANSPORT_RAW, "raw by default");
+	ASSERT_STREQ(acfg.http_path, "/", "path /");
+	ASSERT_OK(AGENT("--edge", "proxy.example:80", "--token-file", tok, "--service",
+			"w=127.0.0.1:80", "--transport", "http", "--http-path", "/rsplice"),
+		  "http");
+	ASSERT_EQ(acfg.transport, RS_TRANSPORT_HTTP, "http");
+	ASSERT_STREQ(acfg.http_path, "/rsplice", "path");
+	ASSERT_STREQ(acfg.http_host, "proxy.example", "Host: the --edge name, :80 left out");
+	ASSERT_OK(AGENT("--edge", "127.0.0.1:8443", "--token-file", tok, "--service",
+			"w=127.0.0.1:80", "--transport", "http", "--http-host", "cdn.example.net"),
+		  "http-host");
+	ASSERT_STREQ(acfg.http_host, "cdn.example.net", "Host given");
+	ASSERT_OK(AGENT("--edge", "127.0.0.1:8443", "--token-file", tok, "--service",
+			"w=127.0.0.1:80", "--transport", "http"), "Host default with a port");
+	ASSERT_STREQ(acfg.http_host, "127.0.0.1:8443", "Host keeps a port other than 80");
+
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--token-file", tok, "--service",
+			 "w=127.0.0.1:80", "--transport", "websocket"), "unknown transport");
+	ASSERT_ONE_ERROR_LINE("unknown transport");
+	ASSERT_STRSTR(errbuf, "raw or http", "names the choices");
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--token-file", tok, "--service",
+			 "w=127.0.0.1:80", "--transport", "http", "--http-path", "rsplice"),
+		   "relative path");
+	ASSERT_ONE_ERROR_LINE("relative path");
+	ASSERT_STRSTR(errbuf, "must start with '/'", "why");
+	ASSERT_ERR(AGENT("--edge", "127.0.0.1:7000", "--token-file", tok, "--service",
+			 "w=127.0.0.1:80", "--transport", "http", "--http-host", "a\r\nX: y"),
+		   "header injection");
+	ASSERT_STRSTR(errbuf, "HTTP host may hold only", "header injection refused");
+
+	ASSERT_OK(EDGE("--token-file", tok), "edge default");
+	ASSERT_STREQ(ecfg.http_path, "/", "edge path /");
+	ASSERT_OK(EDGE("--token-file", tok, "--http-path", "/a/b"), "edge path");
+	ASSERT_STREQ(ecfg.http_path, "/a/b", "edge path set");
+	ASSERT_ERR(EDGE("--token-file", tok, "--http-path", "/a b"), "edge path with a blank");
+	ASSERT_ONE_ERROR_LINE("edge path with a blank");
+	ASSERT_ERR(EDGE("--token-file", tok, "--transport", "http"), "transport is the agent's");
+
+	ini = write_tmp_str("[edge]\nhttp-path = /e\n[agent]\nedge = 127.0.0.1:7000\n"
+			    "transport = http\nhttp-path = /rsplice\nhttp-host = h.example\n"
+			    "service = w=127.0.0.1:80\n");
+	ASSERT_OK(AGENT("-c", ini, "--token-file", tok), "agent INI keys");
+	ASSERT_EQ(acfg.transport, RS_TRANSPORT_HTTP, "INI transport");
+	ASSERT_STREQ(acfg.http_path, "/rsplice", "INI path");
+	ASSERT_STREQ(acfg.http_host, "h.example", "INI host");
+	ASSERT_OK(EDGE("-c", ini, "--token-file", tok), "edge INI key");
+	ASSERT_STREQ(ecfg.http_path, "/e", "edge INI path");
+	drop_tmp(ini);
+}
+
 static void test_help_version(void)
 {
 	ASSERT_EQ(EDGE("--help"), 1, "edge --help");
@@ -1189,6 +1247,7 @@ static const struct test tests[] = {
 	TEST(flags_override_file),
 	TEST(flags_edge),
 	TEST(flags_agent),
+	TEST(http_transport),
 	TEST(route_allow_list),
 	TEST(limits),
 	TEST(reload_compare),

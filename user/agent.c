@@ -20,6 +20,7 @@
 #include "conntab.h"
 #include "ctl.h"
 #include "daemon.h"
+#include "http_upgrade.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
@@ -46,6 +47,8 @@ struct session {
 	uint64_t next_pool_id; /* per-session counter: the edge refuses replays */
 	uint64_t hello_seq;    /* data hellos sealed so far: part of their nonce */
 	struct timer pool_timer; /* refill after the edge closed idle connections */
+	struct rs_http_dial *hd; /* --transport http: the upgrade before ctl starts */
+	int http_fd;             /* its socket meanwhile */
 };
 
 enum pool_state { P_DIAL, P_IDLE, P_LAN };
@@ -61,6 +64,7 @@ struct pool_conn {
 	struct pool_conn *next, *prev;
 	uint64_t pool_id, conn_id;
 	struct rs_bind bind;
+	struct rs_http_dial *hd;    /* --transport http: upgrading (P_DIAL) */
 	struct rs_conn_addrs addrs; /* the public client, from the bind */
 	size_t got;
 	struct rs_service svc; /* copied: a reload may change the table meanwhile */
@@ -81,6 +85,7 @@ struct dial {
 	uint64_t seq;              /* the hello's nonce counter, taken from the session */
 	struct rs_addr edge;
 	struct rs_conn_addrs addrs; /* the public client, from the CONNECT frame */
+	struct rs_http_dial *hd;    /* --transport http: upgrading the edge socket */
 };
 
 static struct rs_agent_config cfg;
@@ -134,6 +139,8 @@ static void dial_free(struct dial *d)
 	int fd = d->state == D_LAN ? d->lan_fd : d->edge_fd;
 
 	timer_cancel(&d->timer);
+	rs_http_dial_cancel(d->hd);
+	d->hd = NULL;
 	loop_del(fd);
 	loop_forget(&d->ev);
 	sodium_memzero(d->key, sizeof(d->key));
@@ -165,6 +172,24 @@ static void relay_done(void *ctx, const struct relay_stats *st)
 	conntab_end(id, st);
 }
 
+/* The edge socket of a data connection read a 101 response head: what came
+ * behind it in the same skb must not stay partly read when the kernel path
+ * takes the socket (it would forward that skb again from its start), so
+ * everything queued now goes first, as a prefix. */
+static int relay_start_after_http(int lan_fd, int edge_fd, uint64_t id)
+{
+	unsigned int flags;
+	size_t len;
+	void *early;
+	int ret;
+
+	flags = relay_read_queued(edge_fd, &early, &len);
+	ret = relay_start_prefixed(lan_fd, edge_fd, early, len, flags, id, relay_done,
+				   (void *)(uintptr_t)id);
+	free(early);
+	return ret;
+}
+
 static void dial_edge_done(struct dial *d)
 {
 	struct rs_hello h;
@@ -183,13 +208,30 @@ static void dial_edge_done(struct dial *d)
 		 (unsigned long long)d->conn_id, d->svc.name);
 	dial_free(d);
 	conntab_add(d->conn_id, d->svc.name, cfg.name, rs_idle_timeout(&cfg.c, d->svc.name));
-	ret = relay_start(d->lan_fd, d->edge_fd, d->conn_id, relay_done,
-			  (void *)(uintptr_t)d->conn_id);
+	if (cfg.transport == RS_TRANSPORT_HTTP)
+		ret = relay_start_after_http(d->lan_fd, d->edge_fd, d->conn_id);
+	else
+		ret = relay_start(d->lan_fd, d->edge_fd, d->conn_id, relay_done,
+				  (void *)(uintptr_t)d->conn_id);
 	if (ret) {
 		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)d->conn_id,
 			strerror(-ret));
 		conntab_end(d->conn_id, NULL);
 	}
+}
+
+static void dial_http_done(void *ctx, int fd, int err, const char *why)
+{
+	struct dial *d = ctx;
+	char what[RS_HTTP_WHY_MAX + 64];
+
+	d->hd = NULL;
+	if (err) {
+		snprintf(what, sizeof(what), "the edge over HTTP (%s)", why);
+		dial_fail(d, -err, what);
+		return;
+	}
+	dial_edge_done(d);
 }
 
 static void dial_start_edge(struct dial *d)
@@ -211,6 +253,14 @@ static void dial_start_edge(struct dial *d)
 	loop_del(d->lan_fd);
 	d->edge_fd = fd;
 	d->state = D_EDGE;
+	if (cfg.transport == RS_TRANSPORT_HTTP) {
+		/* d->timer (--connect-timeout) bounds the upgrade too */
+		d->hd = rs_http_dial_start(fd, busy, cfg.http_host, cfg.http_path,
+					   cfg.connect_timeout_ms, dial_http_done, d);
+		if (!d->hd)
+			dial_fail(d, ENOMEM, "the edge");
+		return;
+	}
 	if (loop_add(fd, EPOLLOUT, &d->ev)) {
 		dial_fail(d, errno, "the edge");
 		return;
@@ -343,6 +393,8 @@ static void pool_unlink(struct pool_conn *pc)
 static void pool_close(struct pool_conn *pc)
 {
 	timer_cancel(&pc->timer);
+	rs_http_dial_cancel(pc->hd);
+	pc->hd = NULL;
 	loop_del(pc->state == P_LAN ? pc->lan_fd : pc->fd);
 	loop_forget(&pc->ev);
 	pool_unlink(pc);
@@ -457,31 +509,53 @@ refill:
 		pool_fill(s);
 }
 
+/* The connection to the edge is up (err 0): announce it with a pool hello,
+ * then wait for a bind.  registered: the socket is in the loop already. */
+static void pool_send_hello(struct pool_conn *pc, int err, bool registered)
+{
+	struct session *s = pc->sess;
+	struct rs_hello hello;
+
+	rs_hello_data(&hello, RS_HELLO_POOL, pc->pool_id, (uint32_t)ctl_session_ms(&s->ctl, true),
+		      s->hello_key, ++s->hello_seq);
+	if (!err && send(pc->fd, &hello, sizeof(hello), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+			    (ssize_t)sizeof(hello))
+		err = errno ? errno : EIO;
+	if (!err && (registered ? loop_mod : loop_add)(pc->fd, EPOLLIN | EPOLLRDHUP, &pc->ev))
+		err = errno ? errno : ENOMEM;
+	if (err) {
+		pool_fail(pc, "dialing the edge", err);
+		return; /* no refill: the edge is unreachable, control notices */
+	}
+	timer_cancel(&pc->timer);
+	pc->state = P_IDLE;
+	net_keepalive(pc->fd, 30, 10, 3);
+}
+
+static void pool_http_done(void *ctx, int fd, int err, const char *why)
+{
+	struct pool_conn *pc = ctx;
+
+	pc->hd = NULL;
+	if (err) {
+		pr_debug("pooled data connection %llu: HTTP upgrade: %s",
+			 (unsigned long long)pc->pool_id, why);
+		pool_fail(pc, "dialing the edge over HTTP", -err);
+		return;
+	}
+	pool_send_hello(pc, 0, false);
+}
+
 static void pool_event(struct ev_handler *h, uint32_t events)
 {
 	struct pool_conn *pc = container_of(h, struct pool_conn, ev);
-	struct session *s = pc->sess;
-	struct rs_hello hello;
 	int err = 0;
 	socklen_t len = sizeof(err);
 
 	switch (pc->state) {
 	case P_DIAL:
 		getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		rs_hello_data(&hello, RS_HELLO_POOL, pc->pool_id,
-			      (uint32_t)ctl_session_ms(&s->ctl, true), s->hello_key,
-			      ++s->hello_seq);
-		if (!err && send(pc->fd, &hello, sizeof(hello), MSG_DONTWAIT | MSG_NOSIGNAL) !=
-				    (ssize_t)sizeof(hello))
-			err = errno ? errno : EIO;
-		if (err) {
-			pool_fail(pc, "dialing the edge", err);
-			return; /* no refill: the edge is unreachable, control notices */
-		}
-		timer_cancel(&pc->timer);
-		pc->state = P_IDLE;
-		net_keepalive(pc->fd, 30, 10, 3);
-		loop_mod(pc->fd, EPOLLIN | EPOLLRDHUP, &pc->ev);
+		pool_send_hello(pc, err, true);
 		return;
 	case P_IDLE:
 		pool_read_bind(pc);
@@ -520,7 +594,10 @@ static void pool_dial(struct session *s)
 	*pc = (struct pool_conn){ .fd = fd, .lan_fd = -1, .state = P_DIAL, .ev.fn = pool_event,
 				  .sess = s, .next = s->pool, .pool_id = ++s->next_pool_id };
 	timer_init(&pc->timer, pool_timeout);
-	if (loop_add(fd, EPOLLOUT, &pc->ev)) {
+	if (cfg.transport == RS_TRANSPORT_HTTP)
+		pc->hd = rs_http_dial_start(fd, busy, cfg.http_host, cfg.http_path,
+					    cfg.connect_timeout_ms, pool_http_done, pc);
+	if (cfg.transport == RS_TRANSPORT_HTTP ? !pc->hd : loop_add(fd, EPOLLOUT, &pc->ev) != 0) {
 		close(fd);
 		free(pc);
 		return;
@@ -721,6 +798,57 @@ static const struct ctl_ops session_ops = {
 	.on_connected = session_on_connected,
 };
 
+/* The connection to the edge is open (or opening: busy): the control
+ * channel takes it.  On failure s is freed and a reconnect scheduled. */
+static void session_ctl_start(struct session *s, int fd, bool busy)
+{
+	if (ctl_start(&s->ctl, fd, busy, cfg.c.heartbeat_ms, &session_ops, s->edge.text)) {
+		close(fd);
+		if (sess == s)
+			sess = NULL;
+		sodium_memzero(s, sizeof(*s));
+		loop_defer_free(s);
+		schedule_reconnect();
+		return;
+	}
+	sess = s;
+	ctl_deadline(&s->ctl, HANDSHAKE_TIMEOUT_MS);
+	if (!busy)
+		session_on_connected(&s->ctl);
+}
+
+/* A session that never got its control channel (HTTP upgrade failed or
+ * stopped): close its socket and forget it. */
+static void session_drop_http(struct session *s)
+{
+	rs_http_dial_cancel(s->hd);
+	close(s->http_fd);
+	if (sess == s)
+		sess = NULL;
+	sodium_memzero(s, sizeof(*s));
+	loop_defer_free(s);
+}
+
+static void session_http_done(void *ctx, int fd, int err, const char *why)
+{
+	struct session *s = ctx;
+	bool current = sess == s; /* else a newer session replaced it meanwhile */
+
+	s->hd = NULL;
+	if (err || !current) {
+		if (err)
+			pr_warn("cannot open a session with edge %s over HTTP: %s (%s)", s->edge.text,
+				why, strerror(-err));
+		session_drop_http(s);
+		if (current)
+			schedule_reconnect();
+		return;
+	}
+	pr_info("edge %s upgraded the connection (HTTP, Host %s, path %s)", s->edge.text,
+		cfg.http_host, cfg.http_path);
+	session_ctl_start(s, fd, false);
+}
+
 static void reconnect(struct timer *t)
 {
 	struct session *s;
@@ -754,17 +882,21 @@ static void reconnect(struct timer *t)
 		return;
 	}
 	net_nodelay(fd);
-	if (ctl_start(&s->ctl, fd, true, cfg.c.heartbeat_ms, &session_ops, s->edge.text)) {
-		close(fd);
-		sodium_memzero(s, sizeof(*s));
-		free(s);
-		schedule_reconnect();
+	if (cfg.transport == RS_TRANSPORT_HTTP) {
+		s->http_fd = fd;
+		s->hd = rs_http_dial_start(fd, busy, cfg.http_host, cfg.http_path,
+					   HANDSHAKE_TIMEOUT_MS, session_http_done, s);
+		if (!s->hd) {
+			close(fd);
+			sodium_memzero(s, sizeof(*s));
+			free(s);
+			schedule_reconnect();
+			return;
+		}
+		sess = s;
 		return;
 	}
-	sess = s;
-	ctl_deadline(&s->ctl, HANDSHAKE_TIMEOUT_MS);
-	if (!busy)
-		session_on_connected(&s->ctl);
+	session_ctl_start(s, fd, busy);
 }
 
 static bool stopping;
@@ -798,7 +930,9 @@ static void agent_stop_accepting(void)
 {
 	stopping = true;
 	timer_cancel(&reconnect_timer);
-	if (sess)
+	if (sess && sess->hd)
+		session_drop_http(sess);
+	else if (sess)
 		ctl_close(&sess->ctl, "the agent is shutting down");
 }
 
@@ -811,7 +945,9 @@ static bool session_differs(const struct rs_agent_config *a, const struct rs_age
 	       a->c.token_len != b->c.token_len || memcmp(a->c.token, b->c.token, a->c.token_len) ||
 	       a->c.has_key != b->c.has_key || memcmp(a->c.sk, b->c.sk, sizeof(a->c.sk)) ||
 	       a->has_edge_pubkey != b->has_edge_pubkey ||
-	       memcmp(a->edge_pubkey, b->edge_pubkey, sizeof(a->edge_pubkey));
+	       memcmp(a->edge_pubkey, b->edge_pubkey, sizeof(a->edge_pubkey)) ||
+	       a->transport != b->transport || strcmp(a->http_path, b->http_path) ||
+	       strcmp(a->http_host, b->http_host);
 }
 
 static const struct rs_service *service_in(const struct rs_agent_config *c, const char *name)

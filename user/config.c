@@ -700,6 +700,9 @@ enum opt_id {
 	O_METRICS,
 	O_METRICS_ALLOW_PUBLIC,
 	O_IDLE_TIMEOUT,
+	O_TRANSPORT,
+	O_HTTP_PATH,
+	O_HTTP_HOST,
 	O__MAX,
 };
 
@@ -750,6 +753,9 @@ static const struct optdef optdefs[] = {
 	{ "metrics", required_argument, O_METRICS, FOR_BOTH, true, false },
 	{ "metrics-allow-public", no_argument, O_METRICS_ALLOW_PUBLIC, FOR_BOTH, true, false },
 	{ "idle-timeout", required_argument, O_IDLE_TIMEOUT, FOR_BOTH, true, true },
+	{ "transport", required_argument, O_TRANSPORT, FOR_AGENT, true, false },
+	{ "http-path", required_argument, O_HTTP_PATH, FOR_BOTH, true, false },
+	{ "http-host", required_argument, O_HTTP_HOST, FOR_AGENT, true, false },
 };
 #define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
 
@@ -1051,6 +1057,24 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		return rc;
 	case O_IDLE_TIMEOUT:
 		return idle_parse(c, val, err);
+	case O_TRANSPORT:
+		if (!strcmp(val, "raw"))
+			x->agent->transport = RS_TRANSPORT_RAW;
+		else if (!strcmp(val, "http"))
+			x->agent->transport = RS_TRANSPORT_HTTP;
+		else
+			return seterr(err, -EINVAL, "unknown transport (raw or http)");
+		return 0;
+	case O_HTTP_PATH:
+		rc = rs_http_path_valid(val, err);
+		if (rc)
+			return rc;
+		return copy_str(x->edge ? x->edge->http_path : x->agent->http_path,
+				RS_HTTP_PATH_MAX + 1, val, "HTTP path", err);
+	case O_HTTP_HOST:
+		rc = rs_http_host_valid(val, err);
+		return rc ? rc : copy_str(x->agent->http_host, sizeof(x->agent->http_host), val,
+					  "HTTP host", err);
 	}
 	return seterr(err, -EINVAL, "internal error: option %d", id);
 }
@@ -1360,6 +1384,9 @@ static void edge_usage(FILE *f)
 "                             A connection over any limit is closed at accept\n"
 "                             (the agent never hears of it) and logged, at most\n"
 "                             once a second per limit; open ones are untouched.\n"
+"      --http-path PATH       the control port also takes HTTP/1.1 Upgrade\n"
+"                             requests (agents with transport http, behind an\n"
+"                             HTTP reverse proxy); they must name PATH (default /)\n"
 "      --idle-timeout [SERVICE=]MS\n"
 "                             close a connection after MS without a byte either\n"
 "                             way (default 0: never); SERVICE=MS for one\n"
@@ -1436,6 +1463,13 @@ static void agent_usage(FILE *f)
 "                             replace the file's services; proxy=v2 sends the\n"
 "                             service a PROXY protocol v2 header with the real\n"
 "                             client address first (nginx: listen ... proxy_protocol)\n"
+"      --transport MODE       raw (default): connections to the edge start with\n"
+"                             the rsplice hello; http: with an HTTP/1.1 Upgrade\n"
+"                             request, to pass an HTTP reverse proxy (nginx)\n"
+"      --http-path PATH       with --transport http: the request path (default /;\n"
+"                             unused with raw)\n"
+"      --http-host NAME       with --transport http: the Host header (default\n"
+"                             the --edge HOST:PORT, :80 left out)\n"
 "      --name NAME            agent name shown in the edge's logs\n"
 "                             (default: the host name)\n"
 "      --datapath MODE        auto, sockmap or splice (default auto)\n"
@@ -1742,6 +1776,7 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 	cfg->max_conns = 16384;
 	cfg->max_agents = 64;
 	cfg->max_handshakes = 1024;
+	strcpy(cfg->http_path, "/");
 	rc = addr_parse("0.0.0.0:7000", NULL, &cfg->control, err);
 	if (rc) {
 		fprintf(stderr, "Error: %s\n", err);
@@ -1802,6 +1837,29 @@ static void default_name(char *name)
 		strcpy(name, "agent");
 }
 
+/* With --transport http, the Host header defaults to the --edge address
+ * (":80" left out).  --http-path and --http-host are not used otherwise
+ * (one config file may keep them for a switch of transport). */
+static int agent_http_check(struct ctx *x)
+{
+	struct rs_agent_config *cfg = x->agent;
+	char err[ERRLEN];
+	size_t len;
+
+	if (cfg->transport != RS_TRANSPORT_HTTP || cfg->http_host[0] || !cfg->edge_host[0])
+		return 0;
+	snprintf(cfg->http_host, sizeof(cfg->http_host), "%s", cfg->edge_host);
+	len = strlen(cfg->http_host);
+	if (len > 3 && !strcmp(cfg->http_host + len - 3, ":80"))
+		cfg->http_host[len - 3] = '\0';
+	if (rs_http_host_valid(cfg->http_host, err)) {
+		fprintf(stderr, "Error: --edge '%s' as the HTTP Host header: %s (give --http-host)\n",
+			cfg->edge_host, err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 {
 	struct ctx x = { .who = FOR_AGENT, .agent = cfg, .c = &cfg->c };
@@ -1813,7 +1871,11 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 	cfg->backoff_min_ms = 500;
 	cfg->backoff_max_ms = 30000;
 	cfg->pool = 8;
+	strcpy(cfg->http_path, "/");
 	rc = load(&x, argc, argv);
+	if (rc)
+		return rc;
+	rc = agent_http_check(&x);
 	if (rc)
 		return rc;
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "http_upgrade.h"
 #include "keys.h"
 #include "privdrop.h"
 #include "proxy_proto.h"
@@ -103,6 +104,14 @@ struct rs_edge_config {
 	unsigned int max_handshakes;   /* --max-handshakes: control-port connections not yet
 					* through their handshake (hello, agent authentication),
 					* default 1024 */
+	char http_path[RS_HTTP_PATH_MAX + 1]; /* --http-path: the path HTTP Upgrade
+					* requests must name on the control port, default "/" */
+};
+
+/* How the agent's connections to the edge begin. */
+enum rs_transport {
+	RS_TRANSPORT_RAW = 0, /* the rsplice hello at once */
+	RS_TRANSPORT_HTTP,    /* an HTTP/1.1 Upgrade first (http_upgrade.h) */
 };
 
 struct rs_agent_config {
@@ -119,6 +128,10 @@ struct rs_agent_config {
 	char edge_pubkey_arg[512];     /* --edge-pubkey KEY|FILE, resolved after the token */
 	bool has_edge_pubkey;          /* --edge-pubkey: the edge must sign with this key */
 	uint8_t edge_pubkey[32];
+	enum rs_transport transport;   /* --transport raw|http, default raw */
+	char http_path[RS_HTTP_PATH_MAX + 1]; /* --http-path, default "/" */
+	char http_host[256];           /* --http-host: the Host header, default --edge's
+					* host[:port] (":80" left out) */
 };
 
 /* Parse "HOST:PORT", "[V6]:PORT" or (when default_host != NULL) "PORT". */

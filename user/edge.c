@@ -22,6 +22,7 @@
 #include "conntab.h"
 #include "ctl.h"
 #include "daemon.h"
+#include "http_upgrade.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
@@ -97,6 +98,10 @@ struct inbound {
 	uint64_t deadline_ms; /* accept + --hello-timeout: the whole handshake, not per byte */
 	struct rs_hello hello;
 	size_t got;
+	struct rs_http_head *http; /* an HTTP Upgrade request being read, else NULL */
+	bool upgraded;             /* 101 sent: the raw stream follows, no second request */
+	bool lingering;            /* HTTP error sent: draining until the peer closes */
+	size_t drained;
 	char peer[64];
 };
 
@@ -135,7 +140,7 @@ static unsigned int n_clients; /* waiting + requested */
 static unsigned int rr_next;   /* round robin over agents */
 static struct client *orphans;
 static uint64_t next_serial;
-static struct ratelimit rl_refuse, rl_bad_hello, rl_pending_full;
+static struct ratelimit rl_refuse, rl_bad_hello, rl_pending_full, rl_bad_http;
 
 /* Limits (--max-conns, route max-conns, --max-handshakes, --max-agents).
  * A client counts from accept until it is closed, waiting or tunnelled;
@@ -1124,6 +1129,8 @@ static void control_hello(struct inbound *in)
 
 static void inbound_free(struct inbound *in)
 {
+	free(in->http);
+	in->http = NULL;
 	n_inbound--;
 	timer_cancel(&in->timer);
 	loop_del(in->fd);
@@ -1139,15 +1146,150 @@ static void inbound_reject(struct inbound *in, const char *why)
 	inbound_free(in);
 }
 
+/* ---- an HTTP/1.1 Upgrade in front of the hello (http_upgrade.h) ---- */
+
+#define HTTP_LINGER_MS 1000          /* at most, and never past the handshake deadline */
+#define HTTP_LINGER_BYTES (64 * 1024)
+
+static void inbound_linger_timeout(struct timer *t)
+{
+	struct inbound *in = container_of(t, struct inbound, timer);
+
+	close(in->fd);
+	inbound_free(in);
+}
+
+/* Answer status (best effort: a fresh socket's send buffer has room) and
+ * close, with one log line. */
+static void http_refuse(struct inbound *in, int status, const char *why)
+{
+	char resp[256];
+	size_t len = rs_http_response(resp, sizeof(resp), status);
+
+	unsigned int left = handshake_left_ms(in);
+
+	(void)!send(in->fd, resp, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	pr_warn_ratelimited(&rl_bad_http, "control port: HTTP request from %s refused with %d: %s",
+			    in->peer, status, why);
+	/* A close with unread bytes (the rest of an oversized head) resets the
+	 * connection, and the peer may lose the answer: send FIN after it and
+	 * drain for a moment (bounded in time and bytes) before closing. */
+	free(in->http);
+	in->http = NULL;
+	if (left <= 1 || shutdown(in->fd, SHUT_WR)) {
+		close(in->fd);
+		inbound_free(in);
+		return;
+	}
+	in->lingering = true;
+	in->timer.fn = inbound_linger_timeout;
+	timer_arm(&in->timer, left < HTTP_LINGER_MS ? left : HTTP_LINGER_MS);
+}
+
+/* A refused HTTP peer: read and drop what it still sends, close when it
+ * closes, after HTTP_LINGER_BYTES, or at the timer (inbound_timeout). */
+static void inbound_linger(struct inbound *in)
+{
+	static char sink[4096];
+	ssize_t n = recv(in->fd, sink, sizeof(sink), MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0 && (in->drained += (size_t)n) < HTTP_LINGER_BYTES)
+		return;
+	close(in->fd);
+	inbound_free(in);
+}
+
+static void inbound_http(struct inbound *in);
+static void inbound_timeout(struct timer *t);
+
+/* The handshake deadline while the HTTP request is read: 408. */
+static void inbound_http_timeout(struct timer *t)
+{
+	http_refuse(container_of(t, struct inbound, timer), 408,
+		    "incomplete HTTP request (timed out)");
+}
+
+static void inbound_http_start(struct inbound *in)
+{
+	in->http = malloc(sizeof(*in->http));
+	if (!in->http) {
+		inbound_reject(in, "out of memory");
+		return;
+	}
+	memcpy(in->http->buf, "GET ", 4);
+	in->http->len = 4;
+	in->got = 0;
+	in->timer.fn = inbound_http_timeout; /* same deadline, armed at accept */
+	inbound_http(in);
+}
+
+/* Read the request head, never a byte past it (the hello and whatever the
+ * agent sends next stay queued), check it, answer 101 and go on with the
+ * hello under the same deadline. */
+static void inbound_http(struct inbound *in)
+{
+	char why[RS_HTTP_WHY_MAX], resp[128];
+	size_t len;
+	int ret, status;
+
+	ret = rs_http_head_read(in->fd, in->http);
+	if (ret == 0)
+		return;
+	if (ret == -EMSGSIZE) {
+		snprintf(why, sizeof(why), "HTTP request head larger than %d bytes",
+			 RS_HTTP_HEAD_MAX);
+		http_refuse(in, 431, why);
+		return;
+	}
+	if (ret == -EBADMSG) {
+		http_refuse(in, 400, "garbage in the HTTP request head (control character or bare "
+			    "CR/LF)");
+		return;
+	}
+	if (ret < 0) {
+		inbound_reject(in, ret == -ECONNRESET ? "closed before the end of its HTTP request" :
+							  strerror(-ret));
+		return;
+	}
+	status = rs_http_check_request(in->http->buf, in->http->len, cfg.http_path, why,
+				       sizeof(why));
+	if (status != 101) {
+		http_refuse(in, status, why);
+		return;
+	}
+	len = rs_http_response(resp, sizeof(resp), 101);
+	if (send(in->fd, resp, len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)len) {
+		inbound_reject(in, "cannot send the 101 response");
+		return;
+	}
+	free(in->http);
+	in->http = NULL;
+	in->upgraded = true;
+	in->timer.fn = inbound_timeout; /* the hello's, under the same deadline */
+	pr_debug("control port: %s upgraded over HTTP (path %s)", in->peer, cfg.http_path);
+}
+
 static void inbound_event(struct ev_handler *h, uint32_t events)
 {
 	struct inbound *in = container_of(h, struct inbound, ev);
 	const char *why = NULL;
 	ssize_t n;
 
+	if (in->lingering) {
+		inbound_linger(in);
+		return;
+	}
+	if (in->http) {
+		inbound_http(in);
+		return;
+	}
 	/* Exactly the hello's length: the bytes behind a data hello belong to
-	 * the tunnelled stream and must stay in the socket for the relay. */
-	n = recv(in->fd, (char *)&in->hello + in->got, sizeof(in->hello) - in->got, MSG_DONTWAIT);
+	 * the tunnelled stream and must stay in the socket for the relay.  The
+	 * first 4 bytes alone first: "GET " starts an HTTP Upgrade request. */
+	n = recv(in->fd, (char *)&in->hello + in->got,
+		 in->got < 4 ? 4 - in->got : sizeof(in->hello) - in->got, MSG_DONTWAIT);
 	if (n == 0) {
 		inbound_reject(in, "closed before completing its hello");
 		return;
@@ -1158,6 +1300,10 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 		return;
 	}
 	in->got += (size_t)n;
+	if (in->got == 4 && !in->upgraded && !memcmp(&in->hello, "GET ", 4)) {
+		inbound_http_start(in);
+		return;
+	}
 	if (in->got < sizeof(in->hello))
 		return;
 	if (rs_hello_check(&in->hello, &why)) {
@@ -1527,6 +1673,7 @@ int main(int argc, char **argv)
 	pr_info("limits: --max-conns %u, --max-pending %u, --max-agents %u, --max-handshakes %u, "
 		"--hello-timeout %u ms", cfg.max_conns, cfg.max_pending, cfg.max_agents,
 		cfg.max_handshakes, cfg.hello_timeout_ms);
+	pr_info("control port also takes HTTP Upgrade requests for path %s", cfg.http_path);
 	ret = loop_run();
 	if (ret)
 		pr_warn("event loop failed: %s", strerror(-ret));

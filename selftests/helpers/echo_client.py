@@ -3,7 +3,10 @@
 """Clients of echo_server.py.
 
   upload  --size N     send N random bytes, half-close, read everything back,
-                       compare sha256 (checks that the FIN follows the data)
+                       compare sha256 (checks that the FIN follows the data);
+                       --no-half-close: read N bytes back, then close (for a
+                       path that ends the whole connection at the first FIN,
+                       like nginx's upgraded connections)
   early                send a small request right after connect(), expect its
                        echo within --timeout (data sent before the pairing)
   ping    --delay D    connect, wait D seconds, then echo a few bytes
@@ -75,7 +78,8 @@ def upload(a):
     def writer():
         try:
             s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
+            if not a.no_half_close:
+                s.shutdown(socket.SHUT_WR)
         except OSError as e:
             err.append(e)
 
@@ -84,7 +88,7 @@ def upload(a):
     h = hashlib.sha256()
     got = 0
     eof = False
-    while not dl.expired():
+    while not dl.expired() and not (a.no_half_close and got == len(data)):
         s.settimeout(max(0.1, dl.left()))
         try:
             chunk = s.recv(1 << 20)
@@ -99,6 +103,7 @@ def upload(a):
     t.join(timeout=1)
     secs = time.monotonic() - t0
     same = h.digest() == hashlib.sha256(data).digest()
+    eof = eof or a.no_half_close
     result(same and eof and got == len(data),
            f"sent={len(data)} received={got} sha256_equal={same} eof={eof} "
            f"secs={secs:.2f} errors={err}")
@@ -167,6 +172,7 @@ def main():
     ap.add_argument("--delay", type=float, default=0.2)
     ap.add_argument("--ready-file")
     ap.add_argument("--go-file")
+    ap.add_argument("--no-half-close", action="store_true")
     a = ap.parse_args()
     {"upload": upload, "early": early, "ping": ping, "session": session}[a.mode](a)
 
