@@ -14,7 +14,7 @@
 _rsplice_edge_opts_static='-c --config --control --token-file --service-token
  --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
- --max-conns --max-agents --max-handshakes
+ --max-conns --max-agents --max-handshakes --peek-timeout --balance
  --heartbeat --drain-timeout --idle-timeout --run-dir --user --group --allow-root
  -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
@@ -73,6 +73,10 @@ _rsplice_daemon()
 		_rsplice_words_of 'auto sockmap splice' "$cur"
 		return 0
 		;;
+	--balance)
+		_rsplice_words_of 'least-conns rr' "$cur"
+		return 0
+		;;
 	--user)
 		COMPREPLY=($(compgen -u -- "$cur"))
 		return 0
@@ -83,7 +87,7 @@ _rsplice_daemon()
 		;;
 	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
-		--max-handshakes | --heartbeat | --drain-timeout | \
+		--max-handshakes | --heartbeat | --drain-timeout | --peek-timeout | \
 		--backoff-min | --backoff-max | --pool | --idle-timeout)
 		return 0 # a value of the user's own
 		;;
