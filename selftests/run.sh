@@ -7,7 +7,9 @@
 #   3. selftests/test_e2e.sh (namespaces, both data paths),
 #      selftests/test_auth.sh (keys, tokens, hostile agents; both data paths) and
 #      selftests/test_hostile.sh (floods, garbage, limits; both data paths),
-#      selftests/test_ops.sh (metering, conns, kill, idle reaper, admin socket)
+#      selftests/test_ops.sh (metering, conns, kill, idle reaper, admin socket),
+#      selftests/test_mux.sh (one port, many protocols) and
+#      selftests/test_replicas.sh (several agents for one service)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
 # any "not ok" line (crash, timeout) as one more failure, and ends with
@@ -19,10 +21,11 @@
 #   5. with RUN_SANITIZED=1 (`make check` sets it): an ASan + UBSan build in
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
 #      (splice), test_e2e.sh, test_auth.sh and test_hostile.sh (splice path),
-#      test_proxy.sh and test_privdrop.sh again with those binaries; a
+#      test_proxy.sh, test_privdrop.sh, test_mux.sh and test_replicas.sh (splice
+#      path) again with those binaries; a
 #      sanitizer report in any output or daemon log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops mux replicas fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -44,7 +47,7 @@ if [ -z "${RSPLICE_RUN_DIR:-}" ]; then
 	export RSPLICE_RUN_DIR
 	trap 'rm -rf "$RSPLICE_RUN_DIR"' EXIT
 fi
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle proxy privdrop e2e auth hostile ops mux replicas fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -139,6 +142,10 @@ if wants ops; then
 	run_counted "test_ops.sh" "$SCRIPT_TIMEOUT" bash selftests/test_ops.sh
 fi
 
+for s in mux replicas; do
+	wants "$s" && run_counted "test_$s.sh" "$E2E_TIMEOUT" bash "selftests/test_$s.sh"
+done
+
 if wants fuzz; then
 	if command -v "${FUZZ_CC:-clang-14}" >/dev/null; then
 		run_counted "fuzz-regress" "$SCRIPT_TIMEOUT" \
@@ -185,7 +192,7 @@ san_run() {
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|proxy|privdrop)\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|proxy|privdrop|mux|replicas)\.' "$saved")
 	while IFS= read -r d; do dirs+=("$d"); done < <(find /tmp -maxdepth 1 -type d \
 		-name 'rsplice-test-relay.*' -newer "$marker")
 	local files=("$saved")
@@ -229,6 +236,11 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 		for t in proxy privdrop; do
 			wants "$t" && [ -f "selftests/test_$t.sh" ] || continue
 			san_run "asan test_$t.sh" "$SCRIPT_TIMEOUT" bash "selftests/test_$t.sh"
+		done
+		for t in mux replicas; do
+			wants "$t" || continue
+			san_run "asan test_$t.sh splice" "$E2E_TIMEOUT" \
+				env E2E_DATAPATHS=splice bash "selftests/test_$t.sh"
 		done
 		if wants hostile; then
 			# ASan's shadow memory and quarantine: no VmRSS bound here
