@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "assert.h"
 #include "config.h"
@@ -399,10 +400,46 @@ static void test_route_syntax(void)
 		   "17 rules");
 }
 
+/* The INI form: "route =" in [edge], with peek-timeout and balance. */
+static void test_ini_form(void)
+{
+	static struct rs_edge_config cfg;
+	char *tok = test_write_tmp("0123456789abcdef0123\n", 21), *ini, buf[512];
+	int rc;
+
+	snprintf(buf, sizeof(buf),
+		 "[edge]\ntoken-file = %s\n"
+		 "route = 443=sni:www.example.com>web,sni:*.git.example.com>git,tls>default-tls\n"
+		 "route = 80=host:a.example>a,b\n"
+		 "peek-timeout = 500\nbalance = rr\n", tok);
+	ini = test_write_tmp(buf, strlen(buf));
+	rc = rs_edge_config_load(3, (char *[]){ "rsplice-edge", "-c", ini, NULL }, &cfg);
+	if (ASSERT_OK(rc, "load")) {
+		ASSERT_EQ(cfg.n_routes, 2, "two routes");
+		ASSERT_EQ(cfg.routes[0].n_rules, 3, "443: three rules");
+		ASSERT_STREQ(cfg.routes[0].service, "", "443: no default");
+		ASSERT_STREQ(cfg.routes[1].service, "b", "80: default b");
+		ASSERT_EQ(cfg.peek_timeout_ms, 500, "peek-timeout");
+		ASSERT_EQ(cfg.balance, RS_BALANCE_RR, "balance rr");
+	}
+	rc = rs_edge_config_load(5, (char *[]){ "rsplice-edge", "-c", ini, "--balance", "fastest",
+						NULL }, &cfg);
+	ASSERT_ERR(rc, "unknown balance");
+	rc = rs_edge_config_load(3, (char *[]){ "rsplice-edge", "--token-file", tok, NULL }, &cfg);
+	if (ASSERT_OK(rc, "defaults")) {
+		ASSERT_EQ(cfg.peek_timeout_ms, 3000, "default peek-timeout");
+		ASSERT_EQ(cfg.balance, RS_BALANCE_LEAST_CONNS, "default least-conns");
+	}
+	unlink(ini);
+	unlink(tok);
+	free(ini);
+	free(tok);
+}
+
 static const struct test tests[] = {
 	TEST(tls_real_hellos), TEST(tls_every_prefix), TEST(tls_split_records), TEST(tls_built),
 	TEST(http), TEST(wait_and_final), TEST(http_limit), TEST(name_match), TEST(rules),
-	TEST(route_syntax),
+	TEST(route_syntax), TEST(ini_form),
 };
 
 int main(int argc, char **argv) { return test_main(tests, TEST_COUNT(tests), argc, argv); }

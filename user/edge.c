@@ -666,7 +666,7 @@ static void mux_classified(int fd, int route_idx, const struct pr_class *cls, co
 
 	net_peer(fd, peer, sizeof(peer));
 	if (!cls) {
-		pr_info("port %s: client %s closed: %s", route->bind.text, peer, why);
+		pr_debug("port %s: client %s closed: %s", route->bind.text, peer, why);
 		conn_release(route_idx);
 		close(fd);
 		return;

@@ -12,11 +12,14 @@
 struct peeker {
 	int fd, route;
 	int lowat;             /* SO_RCVLOWAT now set on fd */
+	unsigned int peeks;    /* undecided looks so far */
 	struct ev_handler ev;
 	struct timer timer;
 	peek_done_fn done;
 	struct peeker *next, *prev;
 };
+
+#define PEEK_LOOKS 16 /* undecided looks before the wake-up threshold doubles */
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -69,7 +72,13 @@ static void peek_try(struct peeker *p, bool final)
 		peek_finish(p, &c, NULL);
 		return;
 	}
-	/* wake up again only once the bytes that may decide are there */
+	/* Wake up again only once the bytes that may decide are there.  An
+	 * HTTP header can only ask for one more byte: a client trickling it a
+	 * byte per segment would cost a 16 KiB peek per byte, so after a few
+	 * looks the threshold doubles (a real client sends its header in one
+	 * or two segments; the timeout still decides with what has come). */
+	if (++p->peeks > PEEK_LOOKS && want < 2 * (size_t)n)
+		want = 2 * (size_t)n < PR_PEEK_MAX ? 2 * (size_t)n : PR_PEEK_MAX;
 	if ((int)want != p->lowat) {
 		int lw = (int)want;
 
