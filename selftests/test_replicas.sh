@@ -15,7 +15,11 @@
 #   - a client already asked of an agent (CONNECT, no pool; the agent r4 is
 #     stuck dialing a LAN port whose SYNs lansvc drops) when that agent is
 #     killed goes to a live replica at once and succeeds byte-exact (it
-#     would otherwise wait for --connect-timeout and be closed).
+#     would otherwise wait for --connect-timeout and be closed);
+#   - with the edge frozen (SIGSTOP), 6 clients connect, then r2 is killed,
+#     then the edge resumes: it handles the clients before it has read r2's
+#     FINs, yet none is paired with r2 (the liveness checks of agent_pick and
+#     pool_take see the queued FINs) and all 6 succeed byte-exact.
 # Topology of netns.sh (client -> edge <- NAT <- agents -> lansvc).
 #
 # Environment: BUILD, E2E_DATAPATHS (default "splice sockmap"), E2E_KEEP=1.
@@ -114,6 +118,19 @@ start_agent() { # start_agent NAME [POOL [LAN_PORT]]
 		--edge "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" --name "$1" \
 		--pool "${2:-4}" --service "echo=$IP_SVC:${3:-$S_ECHO}" --connect-timeout 20000 \
 		--run-dir "$WORK/run-$1" $(dp_args) -v
+}
+
+alive_key() { [ -n "${PIDS[$1]:-}" ] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
+
+# agent_up NAME: the edge's latest line about NAME says it offers echo
+agent_up() {
+	grep -E "agent $1 (offers service 'echo'|\(.*\) disconnected)" "$WORK/$DP-edge.log" |
+		tail -n 1 | grep -q offers
+}
+
+# estab_ge N: the client namespace has N connections to the echo route
+estab_ge() {
+	[ "$(in_ns "$NS_CLIENT" ss -Htn state established "( dport = :$P_ECHO )" | wc -l)" -ge "$1" ]
 }
 
 # offers_ge NAME N: the edge log says N times or more that NAME offers echo
@@ -266,6 +283,37 @@ t_takeover() {
 		"no take-over line"
 }
 
+t_frozen() {
+	local a i pids=() ok=0 from counts
+	for a in "${AGENTS[@]}"; do
+		alive_key "$a" || start_agent "$a"
+	done
+	for a in "${AGENTS[@]}"; do
+		wait_until 100 0.1 agent_up "$a" ||
+			{ fail "[$DP] frozen edge: agents r1-r3 up" "$a not up"; return; }
+	done
+	sleep 0.5 # pools full
+	from=$(wc -l <"$WORK/$DP-edge.log")
+	kill -STOP "${PIDS[edge]}"
+	for ((i = 0; i < 6; i++)); do
+		stream "$WORK/frozen.$i" --count 1 --size 65536 --timeout 15 &
+		pids+=($!)
+	done
+	wait_until 50 0.1 estab_ge 6
+	kill -9 "${PIDS[r2]}"
+	wait "${PIDS[r2]}" 2>/dev/null
+	unset "PIDS[r2]"
+	sleep 0.2 # r2's FINs reach the edge's sockets
+	kill -CONT "${PIDS[edge]}"
+	for i in "${pids[@]}"; do wait "$i"; done
+	ok=$(cat "$WORK"/frozen.* | grep -c " ok$")
+	tail -n +"$((from + 1))" "$WORK/$DP-edge.log" >"$WORK/frozen.log"
+	counts=$(per_agent "$WORK/frozen.log")
+	diag "[$DP] frozen edge, r2 killed before it resumed: $ok of 6 ok, pairings $counts"
+	assert "[$DP] frozen edge: the 6 clients accepted after r2 died all succeed byte-exact, none on r2" \
+		'[ "$ok" = 6 ] && [[ "$counts" == *"r2=0"* ]]' "$ok ok, $counts"
+}
+
 run_datapath() {
 	DP=$1
 	local out balance=least-conns a
@@ -290,6 +338,7 @@ run_datapath() {
 			t_spread
 			t_kill
 			t_takeover
+			t_frozen
 			assert "[$DP] edge and agents relayed on the $DP path" \
 				'grep -q "done via $DP" "$WORK/$DP-edge.log" && grep -q "done via $DP" "$WORK/$DP-r1.log"' \
 				"no 'done via $DP'"
