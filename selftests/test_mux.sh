@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
+# shellcheck disable=SC2046,SC2016 # $(py X) splits into "python3 -u PATH" on purpose; assert takes code in single quotes
 # One public port, many protocols (mux routes, --route PORT=MATCH>SERVICE,...).
 # Topology of netns.sh (client -> edge <- NAT <- agent -> lansvc).  In lansvc:
 # a real nginx (Debian's nginx-light, ssl module) with a private config and
@@ -361,7 +362,7 @@ run_datapath() {
 		stop agent
 	fi
 	kill -0 "${PIDS[edge]:-0}" 2>/dev/null && alive=1
-	assert "[$DP] edge still running" '[ "$alive" = 1 ]' "edge died"
+	assert_eq "[$DP] edge still running" 1 "$alive"
 	stop edge
 	if [ "$ATTACHED" = 1 ]; then
 		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
+# shellcheck disable=SC2046,SC2016 # $(py X) splits into "python3 -u PATH" on purpose; assert takes code in single quotes
 # Agent replicas: three agents (r1, r2, r3, each --pool 4, each its own
 # admin socket) serve the same service "echo" (a real echo server in
 # lansvc) behind one edge route.  For both data paths (splice with the
@@ -112,7 +113,7 @@ start_edge() { # start_edge BALANCE
 }
 
 start_agent() { # start_agent NAME [POOL [LAN_PORT]]
-	mkdir -p -m 700 "$WORK/run-$1"
+	[ -d "$WORK/run-$1" ] || mkdir -m 700 "$WORK/run-$1"
 	# shellcheck disable=SC2046
 	spawn "$1" "$NS_AGENT" "$WORK/$DP-$1.log" "$AGENT_BIN" \
 		--edge "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" --name "$1" \
@@ -316,7 +317,7 @@ t_frozen() {
 
 run_datapath() {
 	DP=$1
-	local out balance=least-conns a
+	local out balance=least-conns a alive=0
 	[ "$DP" = sockmap ] && balance=rr
 	banner "data path: $DP, --balance $balance"
 	T_FAIL_LOGS=("$WORK/$DP-edge.log" "$WORK/$DP-r1.log" "$WORK/$DP-r2.log")
@@ -347,9 +348,8 @@ run_datapath() {
 		fi
 		for a in "${AGENTS[@]}" r4; do stop "$a"; done
 	fi
-	alive=0
 	kill -0 "${PIDS[edge]:-0}" 2>/dev/null && alive=1
-	assert "[$DP] edge still running" '[ "$alive" = 1 ]' "edge died"
+	assert_eq "[$DP] edge still running" 1 "$alive"
 	stop edge
 	if [ "$ATTACHED" = 1 ]; then
 		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
@@ -368,7 +368,7 @@ main() {
 	done
 	head -c 32 /dev/urandom | base64 >"$WORK/token"
 	chmod 600 "$WORK/token"
-	mkdir -p -m 700 "$WORK/run-edge"
+	mkdir -m 700 "$WORK/run-edge"
 	if ! netns_setup; then
 		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
 		return
