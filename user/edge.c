@@ -384,7 +384,8 @@ static void relay_done(void *ctx, const struct relay_stats *st)
  * in the limits is given back when the relay is done (relay_done), or here
  * when it cannot start.  prefix: bytes already read behind a hello. */
 static void conn_relay(int client_fd, int data_fd, uint64_t id, int route, const char *service,
-		       const char *agent, uint64_t agent_serial, const void *prefix, size_t len, unsigned int flags)
+		       const char *agent, uint64_t agent_serial, const void *prefix, size_t len,
+		       unsigned int flags)
 {
 	struct conn_ref *ref = malloc(sizeof(*ref));
 	int ret;
