@@ -29,6 +29,9 @@
 #     and stalled partial hellos are all closed within the bound, a TLS hello
 #     with another name takes the tls rule;
 #   - a silent client gets the banner after the peek timeout, not before;
+#   - the cost of peeking: 200 HTTP requests, each on a new connection,
+#     through the Host rule and through a plain route to the same server
+#     (P_PLAIN = ha): p50 through the rule within 5 ms of the plain one;
 #   - the edge is still running at the end.
 #
 # Environment: BUILD, E2E_DATAPATHS (default "splice sockmap"), E2E_KEEP=1.
@@ -51,7 +54,7 @@ CLI_BIN=$BUILD/rsplice
 HELPERS=$HERE/helpers
 DATAPATHS=${E2E_DATAPATHS:-splice sockmap}
 
-CTRL_PORT=7000 P_MUX=8443 P_STRICT=8444 P_SILENT=8445
+CTRL_PORT=7000 P_MUX=8443 P_STRICT=8444 P_SILENT=8445 P_PLAIN=8446
 S_WEB=9443 S_GIT=9444 S_HA=9080 S_HB=9081 S_SSH=2222 S_ECHO=9000 S_BANNER=9200
 PEEK_MS=1500
 FILE_MIB=16
@@ -211,6 +214,7 @@ start_edge() {
 		--route "$IP_EDGE_PUB:$P_MUX=sni:www.example.com>web,sni:*.git.example.com>git,host:alpha.example>ha,host:*.beta.example>hb,ssh>ssh,echo" \
 		--route "$IP_EDGE_PUB:$P_STRICT=sni:www.example.com>web,tls>git" \
 		--route "$IP_EDGE_PUB:$P_SILENT=ssh>ssh,banner" \
+		--route "$IP_EDGE_PUB:$P_PLAIN=ha" \
 		--peek-timeout "$PEEK_MS" --agent-wait 3000 $(dp_args) -v
 	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" &&
 		wait_until 50 0.1 listening "$NS_EDGE" "$P_SILENT"
@@ -331,6 +335,21 @@ t_silent() {
 	assert_eq "[$DP] ssh shares the port with the silent default" "silent-port-ssh" "$out"
 }
 
+t_latency() {
+	local mux plain m p
+	mux=$(in_client 60 $(py http_rtt.py) --host "$IP_EDGE_PUB" --port "$P_MUX" \
+		--host-header alpha.example --expect alpha --count 200 2>&1)
+	plain=$(in_client 60 $(py http_rtt.py) --host "$IP_EDGE_PUB" --port "$P_PLAIN" \
+		--host-header alpha.example --expect alpha --count 200 2>&1)
+	diag "[$DP] 200 requests, new connection each: Host rule: $mux; plain route: $plain"
+	# shellcheck disable=SC2034 # m and p are read by the assert below
+	m=$(sed -n 's/^p50 \([0-9]*\)\..*/\1/p' <<<"$mux")
+	p=$(sed -n 's/^p50 \([0-9]*\)\..*/\1/p' <<<"$plain")
+	assert "[$DP] peeking costs little: p50 through the Host rule within 5 ms of a plain route" \
+		'[[ "$mux" == *"failures 0" ]] && [[ "$plain" == *"failures 0" ]] && [ -n "$m" ] && [ -n "$p" ] && [ "$m" -le $((p + 5)) ]' \
+		"rule: $mux; plain: $plain"
+}
+
 run_datapath() {
 	DP=$1
 	local out alive=0 t
@@ -349,7 +368,7 @@ run_datapath() {
 		start_agent
 		if wait_until 50 0.2 tunnel_up; then
 			pass "[$DP] edge + agent up, a Host-routed request works"
-			for t in t_sni t_host t_ssh t_default t_slow_hello t_strict t_silent; do
+			for t in t_sni t_host t_ssh t_default t_slow_hello t_strict t_silent t_latency; do
 				diag "--- $t"
 				"$t"
 			done
