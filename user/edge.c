@@ -692,6 +692,26 @@ static void mux_classified(int fd, int route_idx, const struct pr_class *cls, co
 	route_dispatch(fd, route_idx, service);
 }
 
+/* At start: what a mux route does, one line per rule; false for a plain route. */
+static bool mux_log_rules(const struct rs_route *r)
+{
+	char match[PR_NAME_MAX + 8];
+
+	if (!r->n_rules)
+		return false;
+	for (int k = 0; k < r->n_rules; k++) {
+		pr_match_format(&r->rules[k], match, sizeof(match));
+		pr_info("route %s: rule %d: %s -> service '%s'", r->bind.text, k + 1, match,
+			r->rules[k].service);
+	}
+	pr_info("route %s: no match -> %s%s%s; first bytes awaited up to %u ms; at most %u "
+		"clients%s", r->bind.text, r->service[0] ? "service '" : "closed (no default)",
+		r->service, r->service[0] ? "'" : "", cfg.peek_timeout_ms,
+		r->max_conns && r->max_conns < cfg.max_conns ? r->max_conns : cfg.max_conns,
+		r->n_allow ? " (allow-list)" : "");
+	return true;
+}
+
 static void mux_accept(int fd, int route_idx)
 {
 	char peer[64];
@@ -1397,10 +1417,12 @@ int main(int argc, char **argv)
 		return 1;
 	pr_info("listening for agents on %s; %d route(s)", cfg.control.text, cfg.n_routes);
 	for (int i = 0; i < cfg.n_routes; i++)
-		pr_info("route %s -> service '%s'%s, at most %u clients", cfg.routes[i].bind.text,
-			cfg.routes[i].service, cfg.routes[i].n_allow ? " (allow-list)" : "",
-			cfg.routes[i].max_conns && cfg.routes[i].max_conns < cfg.max_conns ?
-				cfg.routes[i].max_conns : cfg.max_conns);
+		if (!mux_log_rules(&cfg.routes[i]))
+			pr_info("route %s -> service '%s'%s, at most %u clients",
+				cfg.routes[i].bind.text, cfg.routes[i].service,
+				cfg.routes[i].n_allow ? " (allow-list)" : "",
+				cfg.routes[i].max_conns && cfg.routes[i].max_conns < cfg.max_conns ?
+					cfg.routes[i].max_conns : cfg.max_conns);
 	pr_info("limits: --max-conns %u, --max-pending %u, --max-agents %u, --max-handshakes %u, "
 		"--hello-timeout %u ms", cfg.max_conns, cfg.max_pending, cfg.max_agents,
 		cfg.max_handshakes, cfg.hello_timeout_ms);
