@@ -20,7 +20,10 @@
 #   - with the edge frozen (SIGSTOP), 6 clients connect, then r2 is killed,
 #     then the edge resumes: it handles the clients before it has read r2's
 #     FINs, yet none is paired with r2 (the liveness checks of agent_pick and
-#     pool_take see the queued FINs) and all 6 succeed byte-exact.
+#     pool_take see the queued FINs) and all 6 succeed byte-exact;
+#   - a replica that cannot reach its LAN service (r5: nothing listens on
+#     its port) answers CONNECT_FAIL and the client is asked of another
+#     replica: 10 clients in a row all succeed byte-exact.
 # Topology of netns.sh (client -> edge <- NAT <- agents -> lansvc).
 #
 # Environment: BUILD, E2E_DATAPATHS (default "splice sockmap"), E2E_KEEP=1.
@@ -43,7 +46,7 @@ CLI_BIN=$BUILD/rsplice
 HELPERS=$HERE/helpers
 DATAPATHS=${E2E_DATAPATHS:-splice sockmap}
 
-CTRL_PORT=7000 P_ECHO=8081 S_ECHO=9000 S_HOLE=9009
+CTRL_PORT=7000 P_ECHO=8081 S_ECHO=9000 S_HOLE=9009 S_CLOSED=9011
 AGENTS=(r1 r2 r3)
 
 WORK=$(mktemp -d /tmp/rsplice-replicas.XXXXXX)
@@ -315,6 +318,23 @@ t_frozen() {
 		'[ "$ok" = 6 ] && [[ "$counts" == *"r2=0"* ]]' "$ok ok, $counts"
 }
 
+t_connect_fail() {
+	local ok moved
+	stop r3
+	start_agent r5 0 "$S_CLOSED"
+	if ! wait_until 100 0.1 offers_ge r5 1; then
+		fail "[$DP] agent r5 (its LAN port closed) comes up" "see the edge log"
+		return
+	fi
+	stream "$WORK/cfail.out" --count 10 --size 65536 --timeout 10
+	ok=$(grep -c " ok$" "$WORK/cfail.out")
+	moved=$(grep -c "agent r5 cannot reach service 'echo'.*goes to agent r1 instead" \
+		"$WORK/$DP-edge.log")
+	diag "[$DP] replica r5 cannot reach its service: $ok of 10 ok, $moved moved to r1"
+	assert "[$DP] CONNECT_FAIL from one replica: the client is asked of another, 10 of 10 byte-exact" \
+		'[ "$ok" = 10 ] && [ "$moved" -ge 1 ]' "$ok ok, $moved moved"
+}
+
 run_datapath() {
 	DP=$1
 	local out balance=least-conns a alive=0
@@ -340,13 +360,14 @@ run_datapath() {
 			t_kill
 			t_takeover
 			t_frozen
+			t_connect_fail
 			assert "[$DP] edge and agents relayed on the $DP path" \
 				'grep -q "done via $DP" "$WORK/$DP-edge.log" && grep -q "done via $DP" "$WORK/$DP-r1.log"' \
 				"no 'done via $DP'"
 		else
 			fail "[$DP] three agents offer the same service" "see the edge log"
 		fi
-		for a in "${AGENTS[@]}" r4; do stop "$a"; done
+		for a in "${AGENTS[@]}" r4 r5; do stop "$a"; done
 	fi
 	kill -0 "${PIDS[edge]:-0}" 2>/dev/null && alive=1
 	assert_eq "[$DP] edge still running" 1 "$alive"

@@ -54,6 +54,7 @@ struct agent {
 	int n_services;
 	unsigned int load;         /* clients asked of it or tunnelled through it (--balance) */
 	bool pick_ok;              /* agent_pick: offers the service and is alive */
+	bool pick_skip;            /* agent_pick: not this one (replica_retry) */
 };
 
 enum client_state { C_WAIT_AGENT, C_REQUESTED };
@@ -67,6 +68,7 @@ struct client {
 	uint64_t conn_id;
 	int route;
 	char service[RS_NAME_MAX + 1]; /* the route's, or the one its rules chose (mux) */
+	unsigned int retries;    /* asked again of another replica (replica_retry) */
 	/* the session asked (it may go away while its data connection is on the way) */
 	uint8_t key[RS_KEY_LEN];
 	uint64_t serial, epoch_ms;
@@ -107,6 +109,7 @@ struct listener {
 };
 
 #define ACCEPT_PAUSE_MS 100
+#define REPLICA_RETRIES 2 /* a client asked again after CONNECT_FAIL */
 
 static struct rs_edge_config cfg;
 static struct listener control_l;
@@ -310,7 +313,7 @@ static struct agent *agent_pick(const char *service)
 	bool least = cfg.balance == RS_BALANCE_LEAST_CONNS;
 
 	for (struct agent *a = agents; a; a = a->next) {
-		a->pick_ok = agent_offers(a, service) && agent_alive(a);
+		a->pick_ok = !a->pick_skip && agent_offers(a, service) && agent_alive(a);
 		if (!a->pick_ok)
 			continue;
 		if (least && a->load < min) {
@@ -1028,6 +1031,28 @@ static int agent_services(struct agent *a, const struct rs_frame *f, const char 
 	return 0;
 }
 
+/* Agent a could not reach c's service in its LAN: another replica may.
+ * At most REPLICA_RETRIES times per client, never back to a. */
+static bool replica_retry(struct client *c, struct agent *a, const char *reason)
+{
+	struct agent *b;
+
+	if (c->retries >= REPLICA_RETRIES)
+		return false;
+	a->pick_skip = true;
+	b = agent_pick(c->service);
+	a->pick_skip = false;
+	if (!b)
+		return false;
+	c->retries++;
+	pr_info("conn %016llx: %s; client %s goes to agent %s instead",
+		(unsigned long long)c->conn_id, reason, c->peer, b->name);
+	pending_remove(c);
+	agent_load_put(c->serial);
+	client_request(c, b);
+	return true;
+}
+
 static int agent_connect_fail(struct agent *a, const struct rs_frame *f, const char **why)
 {
 	uint64_t id;
@@ -1044,6 +1069,8 @@ static int agent_connect_fail(struct agent *a, const struct rs_frame *f, const c
 		return 0;
 	snprintf(reason, sizeof(reason), "agent %s cannot reach service '%s': %s", a->name,
 		 c->service, strerror(err));
+	if (c->serial == a->serial && replica_retry(c, a, reason))
+		return 0;
 	client_drop(c, reason);
 	return 0;
 }
