@@ -14,7 +14,7 @@
 _rsplice_edge_opts_static='-c --config --control --http-path --token-file --service-token
  --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
- --max-conns --max-agents --max-handshakes
+ --max-conns --max-agents --max-handshakes --peek-timeout --balance
  --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
  --user --group --allow-root
  -v --verbose -h --help -V --version'
@@ -79,6 +79,10 @@ _rsplice_daemon()
 		_rsplice_words_of 'raw http' "$cur"
 		return 0
 		;;
+	--balance)
+		_rsplice_words_of 'least-conns rr' "$cur"
+		return 0
+		;;
 	--user)
 		COMPREPLY=($(compgen -u -- "$cur"))
 		return 0
@@ -90,7 +94,7 @@ _rsplice_daemon()
 	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
 		--http-path | --http-host | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
-		--max-handshakes | --heartbeat | --drain-timeout | \
+		--max-handshakes | --heartbeat | --drain-timeout | --peek-timeout | \
 		--backoff-min | --backoff-max | --pool | --idle-timeout | --metrics)
 		return 0 # a value of the user's own
 		;;

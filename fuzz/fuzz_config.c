@@ -3,7 +3,7 @@
  *
  * Input: byte 0 picks the parser, the rest (up to the first NUL) is its
  * argument, as given on the command line or in the INI file:
- *   0 rs_route_parse        "[BIND_ADDR:]PORT=SERVICE"
+ *   0 rs_route_parse        "[BIND_ADDR:]PORT=SERVICE" or PORT=MATCH>SERVICE,...
  *   1 rs_service_parse      "NAME=HOST:PORT"
  *   2 rs_addr_parse(s, "0.0.0.0")   3 rs_addr_parse(s, NULL)
  *   4 rs_addr_parse(s, "::")        5 name check: rs_name_valid vs rs_name_ok
@@ -67,8 +67,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 0:
 		memset(&r, 0xa5, sizeof(r));
 		if (rs_route_parse(s, &r) == 0) {
-			FUZZ_CHECK(rs_name_valid(r.service) == 0);
-			FUZZ_CHECK(strcmp(r.service, strchr(s, '=') + 1) == 0);
+			const char *rest = strchr(s, '=') + 1;
+
+			/* a default service, or rules (mux), or both */
+			FUZZ_CHECK(r.n_rules >= 0 && r.n_rules <= PR_MAX_RULES);
+			FUZZ_CHECK(r.service[0] || r.n_rules);
+			if (r.service[0])
+				FUZZ_CHECK(rs_name_valid(r.service) == 0);
+			if (!strchr(rest, ','))
+				FUZZ_CHECK(r.n_rules ? !strcmp(r.rules[0].service, strchr(rest, '>') + 1) :
+						       !strcmp(r.service, rest));
+			for (int k = 0; k < r.n_rules; k++) {
+				char m[PR_NAME_MAX + 8];
+				struct pr_rule again;
+				char err[128];
+
+				FUZZ_CHECK(rs_name_valid(r.rules[k].service) == 0);
+				/* a rule's match prints back to what parses to it */
+				pr_match_format(&r.rules[k], m, sizeof(m));
+				FUZZ_CHECK(pr_match_parse(m, strlen(m), &again, err) == 0);
+				FUZZ_CHECK(again.kind == r.rules[k].kind &&
+					   again.proto == r.rules[k].proto &&
+					   !strcmp(again.pattern, r.rules[k].pattern));
+			}
 			check_addr(&r.bind, "0.0.0.0");
 		}
 		break;

@@ -422,11 +422,62 @@ static int bind_parse(const char *s, size_t len, struct rs_route *r, char *err)
 	return rc;
 }
 
+/* One item after a route's '=': "SERVICE" (the default), "MATCH>SERVICE"
+ * (a rule) or "max-conns=N".  item is n bytes, not terminated. */
+static int route_item_parse(const char *item, size_t n, struct rs_route *out, bool *has_default,
+			    char *err)
+{
+	char service[RS_NAME_MAX + 2];
+	const char *gt = memchr(item, '>', n), *name = item;
+	size_t nl = n;
+	int rc;
+
+	if (!n)
+		return seterr(err, -EINVAL, "empty item after ','");
+	if (memchr(item, '=', n)) {
+		char opt[32];
+
+		snprintf(opt, sizeof(opt), ",%.*s", (int)(n < 30 ? n : 30), item);
+		if (n >= 30)
+			return seterr(err, -EINVAL, "unknown route option '%.*s' (expected max-conns=N)",
+				      (int)(n > 60 ? 60 : n), item);
+		return route_opts_parse(opt, out, err);
+	}
+	if (gt) {
+		struct pr_rule *r;
+
+		if (out->n_rules >= PR_MAX_RULES)
+			return seterr(err, -E2BIG, "too many rules (max %d per route)", PR_MAX_RULES);
+		r = &out->rules[out->n_rules];
+		rc = pr_match_parse(item, (size_t)(gt - item), r, err);
+		if (rc)
+			return rc;
+		name = gt + 1;
+		nl = n - (size_t)(gt - item) - 1;
+	} else if (*has_default) {
+		return seterr(err, -EINVAL, "two default services ('%s' and '%.*s'): rules are "
+			      "MATCH>SERVICE", out->service, (int)(n > 64 ? 64 : n), item);
+	}
+	if (nl >= sizeof(service))
+		nl = sizeof(service) - 1; /* name_check reports it as too long */
+	memcpy(service, name, nl);
+	service[nl] = '\0';
+	rc = name_check(service, "service name", err);
+	if (rc)
+		return rc;
+	if (gt) {
+		strcpy(out->rules[out->n_rules++].service, service);
+	} else {
+		strcpy(out->service, service);
+		*has_default = true;
+	}
+	return 0;
+}
+
 static int route_parse(const char *s, struct rs_route *out, char *err)
 {
-	const char *eq, *comma;
-	char service[RS_NAME_MAX + 2];
-	size_t n;
+	const char *eq, *item;
+	bool has_default = false;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -443,25 +494,25 @@ static int route_parse(const char *s, struct rs_route *out, char *err)
 	if (memchr(s, ',', eq - s))
 		return seterr(err, -EINVAL,
 			      "route options go after the service: PORT=SERVICE,max-conns=N");
-	/* service names have no ',' (rs_name_ok), so the first one ends it */
-	comma = strchr(eq + 1, ',');
-	n = comma ? (size_t)(comma - eq - 1) : strlen(eq + 1);
-	if (n >= sizeof(service))
-		n = sizeof(service) - 1; /* name_check reports it as too long */
-	memcpy(service, eq + 1, n);
-	service[n] = '\0';
-	rc = name_check(service, "service name", err);
-	if (rc)
-		return rc;
 	rc = bind_parse(s, eq - s, out, err);
 	if (rc)
 		return rc;
-	if (comma) {
-		rc = route_opts_parse(comma, out, err);
+	/* service names, patterns and options have no ',': it separates items */
+	for (item = eq + 1;;) {
+		const char *comma = strchr(item, ',');
+		size_t n = comma ? (size_t)(comma - item) : strlen(item);
+
+		if (!n && item == eq + 1 && !comma)
+			return name_check("", "service name", err);
+		rc = route_item_parse(item, n, out, &has_default, err);
 		if (rc)
 			return rc;
+		if (!comma)
+			break;
+		item = comma + 1;
 	}
-	strcpy(out->service, service);
+	if (!has_default && !out->n_rules)
+		return seterr(err, -EINVAL, "no service (expected PORT=SERVICE or PORT=MATCH>SERVICE)");
 	return 0;
 }
 
@@ -703,6 +754,8 @@ enum opt_id {
 	O_TRANSPORT,
 	O_HTTP_PATH,
 	O_HTTP_HOST,
+	O_PEEK_TIMEOUT,
+	O_BALANCE,
 	O__MAX,
 };
 
@@ -756,6 +809,8 @@ static const struct optdef optdefs[] = {
 	{ "transport", required_argument, O_TRANSPORT, FOR_AGENT, true, false },
 	{ "http-path", required_argument, O_HTTP_PATH, FOR_BOTH, true, false },
 	{ "http-host", required_argument, O_HTTP_HOST, FOR_AGENT, true, false },
+	{ "peek-timeout", required_argument, O_PEEK_TIMEOUT, FOR_EDGE, true, false },
+	{ "balance", required_argument, O_BALANCE, FOR_EDGE, true, false },
 };
 #define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
 
@@ -815,7 +870,8 @@ static int add_route(struct ctx *x, const struct rs_route *r, char *err)
 
 		if (a->len != r->bind.len || memcmp(&a->ss, &r->bind.ss, a->len))
 			continue;
-		if (!strcmp(e->routes[i].service, r->service)) {
+		if (!strcmp(e->routes[i].service, r->service) && !r->n_rules &&
+		    !e->routes[i].n_rules) {
 			/* "route = 8080=web" and "bind = 8080" in [service web] */
 			if (r->max_conns && e->routes[i].max_conns &&
 			    r->max_conns != e->routes[i].max_conns)
@@ -1075,6 +1131,16 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		rc = rs_http_host_valid(val, err);
 		return rc ? rc : copy_str(x->agent->http_host, sizeof(x->agent->http_host), val,
 					  "HTTP host", err);
+	case O_PEEK_TIMEOUT:
+		return parse_uint(val, 1, 60000, &x->edge->peek_timeout_ms, err);
+	case O_BALANCE:
+		if (!strcmp(val, "least-conns"))
+			x->edge->balance = RS_BALANCE_LEAST_CONNS;
+		else if (!strcmp(val, "rr"))
+			x->edge->balance = RS_BALANCE_RR;
+		else
+			return seterr(err, -EINVAL, "unknown balance '%s' (least-conns or rr)", val);
+		return 0;
 	}
 	return seterr(err, -EINVAL, "internal error: option %d", id);
 }
@@ -1366,6 +1432,20 @@ static void edge_usage(FILE *f)
 "                             at once on this route (default: no limit of its\n"
 "                             own, --max-conns applies); routes on the\n"
 "                             command line replace the file's routes\n"
+"      --route PORT=MATCH>SERVICE[,MATCH>SERVICE...][,SERVICE][,max-conns=N]\n"
+"                             one port, many protocols: the first bytes of a\n"
+"                             client are peeked (not consumed) and the first\n"
+"                             rule that matches names its service; MATCH is\n"
+"                             sni:NAME (TLS), host:NAME (HTTP), NAME being\n"
+"                             exact, *.DOMAIN or *, or tls, http, ssh, other;\n"
+"                             the plain SERVICE is the default (a client that\n"
+"                             matches nothing, or sends nothing within\n"
+"                             --peek-timeout); without one it is closed\n"
+"      --peek-timeout MS      how long a mux route waits for a client's first\n"
+"                             bytes before it takes the default (default 3000)\n"
+"      --balance least-conns|rr\n"
+"                             agents serving the same service: the one with\n"
+"                             the fewest connections (default), or in turn\n"
 "      --datapath MODE        auto, sockmap or splice (default auto)\n"
 "      --pin-dir DIR          BPF pin directory (default $RSPLICE_PIN_DIR or\n"
 "                             " RS_PIN_DIR_DEFAULT ")\n"
@@ -1777,6 +1857,7 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 	cfg->max_agents = 64;
 	cfg->max_handshakes = 1024;
 	strcpy(cfg->http_path, "/");
+	cfg->peek_timeout_ms = 3000;
 	rc = addr_parse("0.0.0.0:7000", NULL, &cfg->control, err);
 	if (rc) {
 		fprintf(stderr, "Error: %s\n", err);
@@ -1931,8 +2012,15 @@ bool rs_addr_equal(const struct rs_addr *a, const struct rs_addr *b)
 bool rs_route_same(const struct rs_route *a, const struct rs_route *b)
 {
 	if (strcmp(a->service, b->service) || a->max_conns != b->max_conns ||
-	    a->n_allow != b->n_allow)
+	    a->n_allow != b->n_allow || a->n_rules != b->n_rules)
 		return false;
+	for (int i = 0; i < a->n_rules; i++) {
+		const struct pr_rule *x = &a->rules[i], *y = &b->rules[i];
+
+		if (x->kind != y->kind || x->proto != y->proto || strcmp(x->pattern, y->pattern) ||
+		    strcmp(x->service, y->service))
+			return false;
+	}
 	for (int i = 0; i < a->n_allow; i++) {
 		const struct rs_cidr *x = &a->allow[i], *y = &b->allow[i];
 

@@ -13,6 +13,7 @@
 
 #include "http_upgrade.h"
 #include "keys.h"
+#include "peek_route.h"
 #include "privdrop.h"
 #include "proxy_proto.h"
 #include "relay.h"
@@ -43,7 +44,14 @@ struct rs_route {              /* edge: public bind address -> service name */
 	int n_allow;
 	unsigned int max_conns;        /* ...,max-conns=N: clients at once on this route; 0 = no
 					* limit of its own (--max-conns still applies) */
+	/* PORT=MATCH>SERVICE,...: one port, many protocols.  With rules, the edge
+	 * peeks at a client's first bytes and the first matching rule names its
+	 * service; service above (may be "") is the default for no match. */
+	struct pr_rule rules[PR_MAX_RULES];
+	int n_rules;
 };
+
+enum rs_balance { RS_BALANCE_LEAST_CONNS = 0, RS_BALANCE_RR };
 
 struct rs_service {            /* agent: service name -> LAN address */
 	char name[RS_NAME_MAX + 1];
@@ -104,6 +112,8 @@ struct rs_edge_config {
 	unsigned int max_handshakes;   /* --max-handshakes: control-port connections not yet
 					* through their handshake (hello, agent authentication),
 					* default 1024 */
+	unsigned int peek_timeout_ms;  /* --peek-timeout: mux routes, accept -> classified, default 3000 */
+	enum rs_balance balance;       /* --balance rr|least-conns: replicas of a service */
 	char http_path[RS_HTTP_PATH_MAX + 1]; /* --http-path: the path HTTP Upgrade
 					* requests must name on the control port, default "/" */
 };
@@ -136,7 +146,8 @@ struct rs_agent_config {
 
 /* Parse "HOST:PORT", "[V6]:PORT" or (when default_host != NULL) "PORT". */
 int rs_addr_parse(const char *s, const char *default_host, struct rs_addr *out);
-/* "[SRC[,SRC...]@][BIND_ADDR:]PORT=SERVICE[,max-conns=N]", SRC an IP or CIDR */
+/* "[SRC[,SRC...]@][BIND_ADDR:]PORT=ITEM[,ITEM...]", SRC an IP or CIDR, ITEM one of
+ * SERVICE (the default, at most one), MATCH>SERVICE (a rule), max-conns=N */
 int rs_route_parse(const char *s, struct rs_route *out);
 /* "[SRC[,SRC...]@]" prefix of s into r->allow; *rest set past the '@'.
  * 0 or -EINVAL with err (>= 128 bytes) set. */

@@ -9,7 +9,9 @@
  * splices it in the kernel when it can.  The edge never learns LAN addresses. */
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
+#include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 #include "ctl.h"
 #include "daemon.h"
 #include "http_upgrade.h"
+#include "edge_peek.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
@@ -56,6 +59,9 @@ struct agent {
 	uint8_t auth_pk[RS_PK_LEN];
 	char (*services)[RS_NAME_MAX + 1];
 	int n_services;
+	unsigned int load;         /* clients asked of it or tunnelled through it (--balance) */
+	bool pick_ok;              /* agent_pick: offers the service and is alive */
+	bool pick_skip;            /* agent_pick: not this one (replica_retry) */
 };
 
 enum client_state { C_WAIT_AGENT, C_REQUESTED };
@@ -68,7 +74,8 @@ struct client {
 	enum client_state state;
 	uint64_t conn_id;
 	struct route *route;     /* holds a reference */
-	char service[RS_NAME_MAX + 1]; /* the route's service when the client came */
+	char service[RS_NAME_MAX + 1]; /* the route's, or the one its rules chose (mux) */
+	unsigned int retries;    /* asked again of another replica (replica_retry) */
 	/* the session asked (it may go away while its data connection is on the way) */
 	uint8_t key[RS_KEY_LEN];
 	uint64_t serial, epoch_ms;
@@ -126,6 +133,7 @@ struct route {
 };
 
 #define ACCEPT_PAUSE_MS 100
+#define REPLICA_RETRIES 2 /* a client asked again after CONNECT_FAIL */
 
 static struct rs_edge_config cfg;
 static struct listener control_l;
@@ -140,7 +148,7 @@ static unsigned int n_clients; /* waiting + requested */
 static unsigned int rr_next;   /* round robin over agents */
 static struct client *orphans;
 static uint64_t next_serial;
-static struct ratelimit rl_refuse, rl_bad_hello, rl_pending_full, rl_bad_http;
+static struct ratelimit rl_refuse, rl_bad_hello, rl_pending_full, rl_bad_http, rl_mux_nomatch;
 
 /* Limits (--max-conns, route max-conns, --max-handshakes, --max-agents).
  * A client counts from accept until it is closed, waiting or tunnelled;
@@ -150,6 +158,8 @@ static unsigned int n_conns;       /* clients on every route */
 static unsigned int n_inbound;     /* control-port connections before their hello */
 static struct ratelimit rl_max_conns, rl_route_max, rl_max_handshakes, rl_max_agents;
 
+static void agent_load_put(uint64_t serial);
+
 #define TRIM_BURST 64 /* connections in handshake or waiting: a burst (see trim_check) */
 static void trim_after_burst(void);
 
@@ -157,6 +167,7 @@ static void trim_after_burst(void);
 struct conn_ref {
 	uint64_t id;
 	struct route *route;
+	uint64_t agent_serial; /* whose load it counts in (agent_load_put) */
 };
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
@@ -253,6 +264,8 @@ static void client_free(struct client *c, bool keep_fd)
 		waiting_remove(c);
 	else
 		pending_remove(c);
+	if (c->state == C_REQUESTED && !keep_fd)
+		agent_load_put(c->serial); /* kept: the relay's conn_ref counts it */
 	orphan_remove(c);
 	timer_cancel(&c->timer);
 	loop_del(c->fd);
@@ -302,27 +315,68 @@ static bool agent_offers(const struct agent *a, const char *service)
 	return false;
 }
 
+/* The control connection of a is still up as far as this end can tell:
+ * its FIN or reset may be queued on the socket while its event waits its
+ * turn in this dispatch round (an agent killed a moment ago).  Not closed
+ * here: ctl's own event does that and tells agent_on_close. */
+static bool agent_alive(const struct agent *a)
+{
+	struct pollfd p = { .fd = a->ctl.fd, .events = POLLRDHUP };
+
+	if (!a->ctl.open)
+		return false;
+	return poll(&p, 1, 0) <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+static struct agent *agent_by_serial(uint64_t serial)
+{
+	for (struct agent *a = agents; a; a = a->next)
+		if (a->serial == serial)
+			return a;
+	return NULL;
+}
+
+/* A client asked of (or tunnelled through) the session with this serial is gone. */
+static void agent_load_put(uint64_t serial)
+{
+	struct agent *a = agent_by_serial(serial);
+
+	if (a && a->load)
+		a->load--;
+}
+
+/* The agent for a new client of service: among the live agents that offer
+ * it, --balance rr takes the next in turn, least-conns (the default) the one
+ * with the fewest clients asked or tunnelled, in turn among equals.  An
+ * agent whose control connection is gone (or going: agent_alive) is never
+ * picked, so a client never waits on a dead replica.  A walk of the agent
+ * list: bounded by --max-agents. */
 static struct agent *agent_pick(const char *service)
 {
-	unsigned int n = 0, i = 0;
-	struct agent *first = NULL;
+	unsigned int n = 0, i = 0, min = UINT_MAX;
+	bool least = cfg.balance == RS_BALANCE_LEAST_CONNS;
 
-	/* round robin among the agents that offer the service */
-	for (struct agent *a = agents; a; a = a->next)
-		if (agent_offers(a, service))
+	for (struct agent *a = agents; a; a = a->next) {
+		a->pick_ok = !a->pick_skip && agent_offers(a, service) && agent_alive(a);
+		if (!a->pick_ok)
+			continue;
+		if (least && a->load < min) {
+			min = a->load;
+			n = 0;
+		}
+		if (!least || a->load == min)
 			n++;
+	}
 	if (!n)
 		return NULL;
 	rr_next = (rr_next + 1) % n;
 	for (struct agent *a = agents; a; a = a->next) {
-		if (!agent_offers(a, service))
+		if (!a->pick_ok || (least && a->load != min))
 			continue;
-		if (!first)
-			first = a;
 		if (i++ == rr_next)
 			return a;
 	}
-	return first;
+	return NULL;
 }
 
 static uint64_t new_conn_id(void)
@@ -348,6 +402,7 @@ static void client_request(struct client *c, struct agent *a)
 	memcpy(c->key, a->hello_key, RS_KEY_LEN);
 	c->serial = a->serial;
 	c->epoch_ms = a->ctl.epoch_ms;
+	a->load++;
 	snprintf(c->agent, sizeof(c->agent), "%s", a->name);
 	c->hnext = *pending_slot(c->conn_id);
 	*pending_slot(c->conn_id) = c;
@@ -368,6 +423,7 @@ static void relay_done(void *ctx, const struct relay_stats *st)
 		(unsigned long long)st->bytes_ba, st->end);
 	conntab_end(ref->id, st);
 	conn_release(ref->route);
+	agent_load_put(ref->agent_serial);
 	free(ref);
 }
 
@@ -375,7 +431,8 @@ static void relay_done(void *ctx, const struct relay_stats *st)
  * in the limits is given back when the relay is done (relay_done), or here
  * when it cannot start.  prefix: bytes already read behind a hello. */
 static void conn_relay(int client_fd, int data_fd, uint64_t id, struct route *route,
-		       const char *service, const char *agent, const void *prefix, size_t len,
+		       const char *service, const char *agent, uint64_t agent_serial,
+		       const void *prefix, size_t len,
 		       unsigned int flags)
 {
 	struct conn_ref *ref = malloc(sizeof(*ref));
@@ -385,9 +442,10 @@ static void conn_relay(int client_fd, int data_fd, uint64_t id, struct route *ro
 		close(client_fd);
 		close(data_fd);
 		conn_release(route);
+		agent_load_put(agent_serial);
 		return;
 	}
-	*ref = (struct conn_ref){ .id = id, .route = route };
+	*ref = (struct conn_ref){ .id = id, .route = route, .agent_serial = agent_serial };
 	conntab_add(id, service, agent, rs_idle_timeout(&cfg.c, service));
 	ret = relay_start_prefixed(client_fd, data_fd, prefix, len, flags, id, relay_done, ref);
 	if (ret) {
@@ -395,6 +453,7 @@ static void conn_relay(int client_fd, int data_fd, uint64_t id, struct route *ro
 			strerror(-ret));
 		conntab_end(id, NULL);
 		conn_release(route);
+		agent_load_put(agent_serial);
 		free(ref);
 	}
 }
@@ -417,6 +476,14 @@ static void pooled_free(struct pooled *p, bool keep_fd)
 	if (!keep_fd)
 		close(p->fd);
 	loop_defer_free(p);
+}
+
+/* An idle pooled connection has nothing to read and no FIN, reset or error. */
+static bool pooled_idle(const struct pooled *p)
+{
+	struct pollfd pf = { .fd = p->fd, .events = POLLIN | POLLRDHUP };
+
+	return poll(&pf, 1, 0) == 0;
 }
 
 static void pooled_event(struct ev_handler *h, uint32_t events)
@@ -491,19 +558,23 @@ static void pool_hello(struct inbound *in)
  * splice at once.  false when that could not be done (the caller asks the
  * agent for a fresh data connection instead). */
 static bool pool_take(struct agent *a, int client_fd, const char *client_peer,
-		      struct route *route)
+		      struct route *route, const char *service)
 {
-	struct pooled *p = a->pool;
+	struct pooled *p;
 	uint64_t id = new_conn_id();
 	struct rs_conn_addrs addrs;
 	struct rs_bind b;
 	ssize_t n;
 	int fd;
 
+	/* never hand out one the agent already closed (its event may still be
+	 * queued in this round: an agent killed a moment ago) */
+	while ((p = a->pool) && !pooled_idle(p))
+		pooled_free(p, false);
 	if (!p)
 		return false;
 	rs_conn_addrs_of_fd(&addrs, client_fd);
-	rs_bind_make(&b, id, p->pool_id, route->r.service, &addrs, a->bind_key, ++a->bind_seq);
+	rs_bind_make(&b, id, p->pool_id, service, &addrs, a->bind_key, ++a->bind_seq);
 	/* an idle connection's send buffer always has room for the bind */
 	n = send(p->fd, &b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL);
 	fd = p->fd;
@@ -511,8 +582,9 @@ static bool pool_take(struct agent *a, int client_fd, const char *client_peer,
 	if (n != (ssize_t)sizeof(b))
 		return false;
 	pr_info("conn %016llx: client %s paired with a pooled data connection of agent %s "
-		"(service %s)", (unsigned long long)id, client_peer, a->name, route->r.service);
-	conn_relay(client_fd, fd, id, route, route->r.service, a->name, NULL, 0, 0);
+		"(service %s)", (unsigned long long)id, client_peer, a->name, service);
+	a->load++;
+	conn_relay(client_fd, fd, id, route, service, a->name, a->serial, NULL, 0, 0);
 	return true;
 }
 
@@ -537,12 +609,13 @@ static const char *route_limit_hit(const struct route *rt, unsigned int *count)
 	return NULL;
 }
 
+static void route_dispatch(int fd, struct route *rt, const char *service);
+static void mux_accept(int fd, struct route *rt);
+
 static void route_accept_one(struct listener *l, int fd)
 {
 	struct route *rt = l->route;
 	const struct rs_route *route = &rt->r;
-	struct client *c;
-	struct agent *a;
 	const char *limit;
 	unsigned int count;
 	char peer[64];
@@ -571,8 +644,24 @@ static void route_accept_one(struct listener *l, int fd)
 		return;
 	}
 	conn_take(rt);
-	a = agent_pick(route->service);
-	if (a && a->pool && pool_take(a, fd, net_peer(fd, peer, sizeof(peer)), rt))
+	if (route->n_rules) {
+		mux_accept(fd, rt);
+		return;
+	}
+	route_dispatch(fd, rt, route->service);
+}
+
+/* A client of route that is to go to service: paired with a pooled data
+ * connection of an agent at once, or asked of an agent, or waiting for one. */
+static void route_dispatch(int fd, struct route *rt, const char *service)
+{
+	const struct rs_route *route = &rt->r;
+	struct client *c;
+	struct agent *a;
+	char peer[64];
+
+	a = agent_pick(service);
+	if (a && a->pool && pool_take(a, fd, net_peer(fd, peer, sizeof(peer)), rt, service))
 		return;
 	/* only a client that has to wait for a data connection is pending */
 	if (n_clients >= cfg.max_pending) {
@@ -592,7 +681,7 @@ static void route_accept_one(struct listener *l, int fd)
 	}
 	c->fd = fd;
 	c->route = rt;
-	snprintf(c->service, sizeof(c->service), "%s", route->service);
+	snprintf(c->service, sizeof(c->service), "%s", service);
 	c->ev.fn = client_event;
 	timer_init(&c->timer, client_timeout);
 	net_peer(fd, c->peer, sizeof(c->peer));
@@ -614,7 +703,89 @@ static void route_accept_one(struct listener *l, int fd)
 	}
 	timer_arm(&c->timer, cfg.agent_wait_ms);
 	pr_info("client %s on port %s: no agent offers '%s' yet, waiting up to %u ms", c->peer,
-		route->bind.text, c->service, cfg.agent_wait_ms);
+		route->bind.text, service, cfg.agent_wait_ms);
+}
+
+/* ---- mux routes: one port, many protocols (peek_route.h) ---- */
+
+/* The first bytes of a mux route's client are classified: its service is
+ * the first matching rule's, else the route's default, else it is closed. */
+static void mux_classified(int fd, void *ctx, const struct pr_class *cls, const char *why)
+{
+	struct route *rt = ctx;
+	const struct rs_route *route = &rt->r;
+	char peer[64], match[PR_NAME_MAX + 8];
+	const char *service;
+	int i;
+
+	net_peer(fd, peer, sizeof(peer));
+	if (!cls) {
+		pr_debug("port %s: client %s closed: %s", route->bind.text, peer, why);
+		conn_release(rt);
+		close(fd);
+		return;
+	}
+	i = pr_rules_match(route->rules, route->n_rules, cls);
+	service = i >= 0 ? route->rules[i].service : route->service;
+	if (!service[0]) {
+		pr_warn_ratelimited(&rl_mux_nomatch, "port %s: client %s closed: it sent %s%s%s%s, "
+				    "which matches no rule, and the route has no default service",
+				    route->bind.text, peer, pr_proto_name(cls->proto),
+				    cls->name[0] ? " (name " : "", cls->name,
+				    cls->name[0] ? ")" : "");
+		conn_release(rt);
+		refuse(fd);
+		return;
+	}
+	if (i >= 0)
+		pr_match_format(&route->rules[i], match, sizeof(match));
+	pr_info("port %s: client %s sent %s%s%s%s: service '%s' (%s)", route->bind.text, peer,
+		pr_proto_name(cls->proto), cls->name[0] ? " (name " : "", cls->name,
+		cls->name[0] ? ")" : "", service, i >= 0 ? match : "default");
+	route_dispatch(fd, rt, service);
+}
+
+/* At start: what a mux route does, one line per rule; false for a plain route. */
+static bool mux_log_rules(const struct rs_route *r)
+{
+	char match[PR_NAME_MAX + 8];
+
+	if (!r->n_rules)
+		return false;
+	for (int k = 0; k < r->n_rules; k++) {
+		pr_match_format(&r->rules[k], match, sizeof(match));
+		pr_info("route %s: rule %d: %s -> service '%s'", r->bind.text, k + 1, match,
+			r->rules[k].service);
+	}
+	pr_info("route %s: no match -> %s%s%s; first bytes awaited up to %u ms; at most %u "
+		"clients%s", r->bind.text, r->service[0] ? "service '" : "closed (no default)",
+		r->service, r->service[0] ? "'" : "", cfg.peek_timeout_ms,
+		r->max_conns && r->max_conns < cfg.max_conns ? r->max_conns : cfg.max_conns,
+		r->n_allow ? " (allow-list)" : "");
+	return true;
+}
+
+static void mux_accept(int fd, struct route *rt)
+{
+	char peer[64];
+	int ret;
+
+	/* waiting for bytes is waiting for a tunnel: --max-pending covers both */
+	if (n_clients + peek_count() >= cfg.max_pending) {
+		pr_warn_ratelimited(&rl_pending_full, "port %s: refusing client %s: %u connections "
+				    "already wait for a tunnel (--max-pending)",
+				    rt->r.bind.text, net_peer(fd, peer, sizeof(peer)),
+				    n_clients + peek_count());
+		metrics_refused(ML_MAX_PENDING);
+		conn_release(rt);
+		refuse(fd);
+		return;
+	}
+	ret = peek_start(fd, rt, cfg.peek_timeout_ms, mux_classified);
+	if (ret) {
+		conn_release(rt);
+		close(fd);
+	}
 }
 
 /* Agent a just announced its services: serve the clients waiting for them. */
@@ -633,7 +804,6 @@ static void waiting_dispatch(struct agent *a)
 
 /* ---- data connections: relay ---- */
 
-
 static void data_hello(struct inbound *in)
 {
 	struct client *c = NULL;
@@ -642,9 +812,8 @@ static void data_hello(struct inbound *in)
 	unsigned int flags;
 	size_t early_len;
 	void *early;
-	char agent[RS_NAME_MAX + 1];
+	char agent[RS_NAME_MAX + 1], service[RS_NAME_MAX + 1];
 	struct agent *a;
-	char service[RS_NAME_MAX + 1];
 	struct route *route;
 	int client_fd;
 
@@ -681,8 +850,8 @@ static void data_hello(struct inbound *in)
 	}
 	client_fd = c->fd;
 	route = c->route;
-	snprintf(agent, sizeof(agent), "%s", c->agent);
 	snprintf(service, sizeof(service), "%s", c->service);
+	snprintf(agent, sizeof(agent), "%s", c->agent);
 	pr_info("conn %016llx: client %s paired with data connection from %s (service %s)",
 		(unsigned long long)id, c->peer, in->peer, service);
 	client_free(c, true);
@@ -690,11 +859,13 @@ static void data_hello(struct inbound *in)
 	 * an skb with the hello just read: splicing a partly read skb makes the
 	 * kernel forward it again from its start (bpf/splice.bpf.c). */
 	flags = relay_read_queued(in->fd, &early, &early_len);
-	conn_relay(client_fd, in->fd, id, route, service, agent, early, early_len, flags);
+	conn_relay(client_fd, in->fd, id, route, service, agent, serial, early, early_len, flags);
 	free(early);
 }
 
 /* ---- agents ---- */
+
+static void replicas_take_over(uint64_t serial);
 
 static void agent_on_close(struct ctl *ctl, const char *why)
 {
@@ -726,6 +897,7 @@ static void agent_on_close(struct ctl *ctl, const char *why)
 				orphans = c;
 			}
 		}
+		replicas_take_over(a->serial);
 	}
 	sodium_memzero(a->hello_key, sizeof(a->hello_key));
 	sodium_memzero(a->bind_key, sizeof(a->bind_key));
@@ -733,6 +905,39 @@ static void agent_on_close(struct ctl *ctl, const char *why)
 	/* clients already asked keep waiting for their data connection until their
 	 * timer: the agent may still be alive and dial in while control reconnects */
 	loop_defer_free(a);
+}
+
+/* The session serial just closed: its clients still waiting for a data
+ * connection go to another agent offering their service (a replica) when
+ * there is one, with a new ticket; a data connection of the old session
+ * arriving late is then refused as an unknown ticket.  Without a replica
+ * they stay orphans and wait for the old agent until their timer. */
+static void replicas_take_over(uint64_t serial)
+{
+	struct client *todo = NULL, *c, *next;
+	struct agent *b;
+
+	/* collected first: asking an agent may close it (and orphan again) */
+	for (c = orphans; c; c = c->onext) {
+		if (c->serial == serial) {
+			c->wnext = todo; /* free while C_REQUESTED */
+			todo = c;
+		}
+	}
+	for (c = todo; c; c = next) {
+		next = c->wnext;
+		c->wnext = NULL;
+		if (!c->orphan || c->serial != serial || c->state != C_REQUESTED)
+			continue; /* dropped or moved meanwhile */
+		b = agent_pick(c->service);
+		if (!b)
+			continue;
+		pr_info("conn %016llx: agent %s is gone; client %s goes to agent %s instead",
+			(unsigned long long)c->conn_id, c->agent, c->peer, b->name);
+		orphan_remove(c);
+		pending_remove(c);
+		client_request(c, b);
+	}
 }
 
 /* Refuse the agent: tell it why (encrypted), and close with why for the log. */
@@ -880,13 +1085,38 @@ static int agent_services(struct agent *a, const struct rs_frame *f, const char 
 	for (int i = 0; i < a->n_services; i++) {
 		bool routed = false;
 
-		for (int r = 0; r < cfg.n_routes; r++)
+		for (int r = 0; r < cfg.n_routes; r++) {
 			routed |= !strcmp(cfg.routes[r].service, a->services[i]);
+			for (int k = 0; k < cfg.routes[r].n_rules; k++)
+				routed |= !strcmp(cfg.routes[r].rules[k].service, a->services[i]);
+		}
 		pr_info("agent %s offers service '%s'%s", a->name, a->services[i],
 			routed ? "" : " (no route on this edge uses it)");
 	}
 	waiting_dispatch(a);
 	return 0;
+}
+
+/* Agent a could not reach c's service in its LAN: another replica may.
+ * At most REPLICA_RETRIES times per client, never back to a. */
+static bool replica_retry(struct client *c, struct agent *a, const char *reason)
+{
+	struct agent *b;
+
+	if (c->retries >= REPLICA_RETRIES)
+		return false;
+	a->pick_skip = true;
+	b = agent_pick(c->service);
+	a->pick_skip = false;
+	if (!b)
+		return false;
+	c->retries++;
+	pr_info("conn %016llx: %s; client %s goes to agent %s instead",
+		(unsigned long long)c->conn_id, reason, c->peer, b->name);
+	pending_remove(c);
+	agent_load_put(c->serial);
+	client_request(c, b);
+	return true;
 }
 
 static int agent_connect_fail(struct agent *a, const struct rs_frame *f, const char **why)
@@ -906,6 +1136,8 @@ static int agent_connect_fail(struct agent *a, const struct rs_frame *f, const c
 		return 0;
 	snprintf(reason, sizeof(reason), "agent %s cannot reach service '%s': %s", a->name,
 		 c->service, strerror(err));
+	if (c->serial == a->serial && replica_retry(c, a, reason))
+		return 0;
 	client_drop(c, reason);
 	return 0;
 }
@@ -1513,6 +1745,7 @@ static void edge_stop_accepting(void)
 	timer_cancel(&control_l.resume);
 	for (int i = 0; i < n_routes; i++)
 		listener_close(&routes[i]->l);
+	peek_abort_all("the edge is shutting down");
 	while (waiting_head)
 		client_drop(waiting_head, "the edge is shutting down");
 	for (unsigned int b = 0; b < PENDING_BUCKETS; b++)
@@ -1669,7 +1902,8 @@ int main(int argc, char **argv)
 		return 1;
 	pr_info("listening for agents on %s; %d route(s)", cfg.control.text, cfg.n_routes);
 	for (int i = 0; i < n_routes; i++)
-		route_log(routes[i], "");
+		if (!mux_log_rules(&routes[i]->r))
+			route_log(routes[i], "");
 	pr_info("limits: --max-conns %u, --max-pending %u, --max-agents %u, --max-handshakes %u, "
 		"--hello-timeout %u ms", cfg.max_conns, cfg.max_pending, cfg.max_agents,
 		cfg.max_handshakes, cfg.hello_timeout_ms);
