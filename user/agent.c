@@ -8,6 +8,7 @@
  * (LAN connection, data connection) is handed to the relay.  Data connections
  * do not depend on the control connection once they are open. */
 #include <errno.h>
+#include <malloc.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1040,6 +1041,10 @@ int main(int argc, char **argv)
 	int ret;
 
 	log_set_prog("rsplice-agent");
+	/* as in the edge: a fixed threshold, so large transient buffers (bytes
+	 * queued behind a bind, admin answers) come from mmap and go back to
+	 * the kernel when freed instead of staying in the heap */
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	ret = rs_agent_config_load(argc, argv, &cfg);
 	if (ret)
 		return ret > 0 ? 0 : 1;
