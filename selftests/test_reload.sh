@@ -406,8 +406,9 @@ s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); time.
 		'[ "$(fd_count "${PIDS[edge]}")" = "$e_fd" ] && [ "$(fd_count "${PIDS[agent]}")" = "$a_fd" ]' \
 		"$out"
 	if [ -n "${ASAN_OPTIONS:-}" ]; then
-		# ASan keeps freed memory in quarantine; LeakSanitizer at exit checks instead
-		skip "[$DP] 10 SIGHUPs: memory within 1 MiB (edge and agent)" "ASan build"
+		# ASan keeps freed memory in quarantine, so VmRSS says nothing here;
+		# LeakSanitizer checks at exit, and the plain build runs this check
+		diag "[$DP] 10 SIGHUPs: memory bound checked by the plain build (ASan quarantines frees)"
 	else
 		assert "[$DP] 10 SIGHUPs: memory within 1 MiB (edge and agent)" \
 			'[ $(( $(rss_kib "${PIDS[edge]}") - e_rss )) -lt 1024 ] && [ $(( $(rss_kib "${PIDS[agent]}") - a_rss )) -lt 1024 ]' \
