@@ -1614,19 +1614,13 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 
 	/* bounded: other listeners and connections get their turn */
 	for (int i = 0; i < 64; i++) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = net_accept_or_pause(l->fd, &l->ev, &l->resume, ACCEPT_PAUSE_MS);
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				if (ratelimit_ok(&rl_refuse, 1000, &sup))
-					pr_warn("accept: %s: pausing new connections for %d ms "
-						"[%lu more suppressed]", strerror(errno),
-						ACCEPT_PAUSE_MS, sup);
-				/* the pending connection keeps the listener readable:
-				 * stop polling it for a moment instead of spinning */
-				loop_mod(l->fd, 0, &l->ev);
-				timer_arm(&l->resume, ACCEPT_PAUSE_MS);
-			}
+			/* resume is armed only when the helper paused the listener */
+			if (timer_armed(&l->resume) && ratelimit_ok(&rl_refuse, 1000, &sup))
+				pr_warn("accept: %s: pausing new connections for %d ms "
+					"[%lu more suppressed]", strerror(-fd), ACCEPT_PAUSE_MS, sup);
 			return;
 		}
 		net_nodelay(fd);

@@ -649,17 +649,11 @@ static void mc_timeout(struct timer *t)
 static void met_accept(struct ev_handler *h, uint32_t events)
 {
 	for (int i = 0; i < 64; i++) {
-		int fd = accept4(met.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = net_accept_or_pause(met.fd, &met.ev, &met.resume, 100);
 		struct met_client *c;
 
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				/* the listener stays readable: pause it instead of spinning */
-				loop_mod(met.fd, 0, &met.ev);
-				timer_arm(&met.resume, 100);
-			}
+		if (fd < 0)
 			return;
-		}
 		if (met.n_clients >= METRICS_MAX_CLIENTS) {
 			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
 						   "Content-Type: text/plain; charset=utf-8\r\n"

@@ -35,6 +35,22 @@ int net_listen(const struct sockaddr *sa, socklen_t len, int backlog, bool v6onl
 	return fd;
 }
 
+int net_accept_or_pause(int lfd, struct ev_handler *h, struct timer *resume,
+			unsigned int pause_ms)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int err;
+
+	if (fd >= 0)
+		return fd;
+	err = errno;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		loop_mod(lfd, 0, h);
+		timer_arm(resume, pause_ms);
+	}
+	return -err;
+}
+
 int net_connect(const struct sockaddr *sa, socklen_t len, bool *in_progress)
 {
 	int fd, err;

@@ -9,6 +9,15 @@
 
 /* Non-blocking, close-on-exec listening TCP socket with SO_REUSEADDR. */
 int net_listen(const struct sockaddr *sa, socklen_t len, int backlog, bool v6only);
+struct ev_handler;
+struct timer;
+/* accept4() (non-blocking, close-on-exec) on a listener the loop polls with h:
+ * the new fd, or -errno.  When it fails for want of descriptors or memory
+ * (-EMFILE, -ENFILE, -ENOBUFS, -ENOMEM) the pending connection keeps the
+ * listener readable, so it stops polling it and arms resume for pause_ms
+ * instead of spinning; resume's callback puts EPOLLIN back. */
+int net_accept_or_pause(int lfd, struct ev_handler *h, struct timer *resume,
+			unsigned int pause_ms);
 /* Non-blocking connect; *in_progress set when the connect is still running. */
 int net_connect(const struct sockaddr *sa, socklen_t len, bool *in_progress);
 /* "1.2.3.4:80" or "[::1]:80" */
