@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "loop.h"
+#include "net.h"
 
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -34,6 +35,7 @@ struct adm_client {
 static struct {
 	int fd;
 	struct ev_handler ev;
+	struct timer resume; /* accept paused (out of descriptors) */
 	ctlsock_fn fn;
 	unsigned int n_clients;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -185,7 +187,7 @@ static bool adm_peer_ok(int fd)
 static void cs_accept(struct ev_handler *h, uint32_t events)
 {
 	for (int i = 0; i < CTLSOCK_MAX_CLIENTS; i++) {
-		int fd = accept4(cs.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = net_accept_or_pause(cs.fd, &cs.ev, &cs.resume, 100);
 		struct adm_client *c;
 
 		if (fd < 0)
@@ -216,6 +218,11 @@ static void cs_accept(struct ev_handler *h, uint32_t events)
 		cs.n_clients++;
 		timer_arm(&c->timer, CTLSOCK_TIMEOUT_MS);
 	}
+}
+
+static void cs_resume(struct timer *t)
+{
+	loop_mod(cs.fd, EPOLLIN, &cs.ev);
 }
 
 /* Our own directory: created 0700, or an existing one that is ours and
@@ -311,6 +318,7 @@ int ctlsock_open(const char *run_dir, const char *name, ctlsock_fn fn)
 	cs.fd = fd;
 	cs.fn = fn;
 	cs.ev.fn = cs_accept;
+	timer_init(&cs.resume, cs_resume);
 	cs.dev = st.st_dev;
 	cs.ino = st.st_ino;
 	cs.pid = getpid();
