@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "agent_listen.h"
 #include "config.h"
 #include "conntab.h"
 #include "ctl.h"
@@ -50,6 +51,11 @@ struct session {
 	struct timer pool_timer; /* refill after the edge closed idle connections */
 	struct rs_http_dial *hd; /* --transport http: the upgrade before ctl starts */
 	int http_fd;             /* its socket meanwhile */
+	/* --control-listen: the edge dialed this session; it replaces the
+	 * current one only once authenticated (a stranger cannot displace it) */
+	bool inbound, counted;   /* counted: in n_inbound_hs (handshake not done) */
+	struct rs_addr data;     /* inbound: where data connections go (--edge-data) */
+	uint8_t dial_key[RS_KEY_LEN]; /* hellos of edge-dialed data connections (E->A) */
 };
 
 enum pool_state { P_DIAL, P_IDLE, P_LAN };
@@ -94,10 +100,24 @@ static struct session *sess;
 static struct timer reconnect_timer;
 static unsigned int attempt;
 static unsigned int n_dials;
+static struct agent_listener control_l = { .fd = -1, .what = "control" };
+static struct agent_listener data_l = { .fd = -1, .what = "data" };
+static unsigned int n_inbound_hs; /* --control-listen sessions in their handshake */
+static struct ratelimit rl_inbound;
+#define MAX_INBOUND_HANDSHAKES 16
 static int agent_argc;   /* parsed again on SIGHUP */
 static char **agent_argv;
 
 static void schedule_reconnect(void);
+static void inbound_authed(struct session *s);
+static bool stopping;
+
+/* Where this session's data connections go: the edge it dialed, or with
+ * --control-listen the --edge-data address. */
+static const struct rs_addr *data_addr(const struct session *s)
+{
+	return s->inbound ? &s->data : &s->edge;
+}
 
 /* ---- data connections ---- */
 
@@ -221,6 +241,24 @@ static void dial_edge_done(struct dial *d)
 	}
 }
 
+/* The LAN service is connected and the edge's data connection is here: the
+ * client's first bytes may wait behind the hello already (relay prefix). */
+static void dialin_relay(struct dial *d)
+{
+	int ret;
+
+	pr_debug("conn %016llx: edge-dialed data connection joined to service '%s'",
+		 (unsigned long long)d->conn_id, d->svc.name);
+	dial_free(d);
+	conntab_add(d->conn_id, d->svc.name, cfg.name, rs_idle_timeout(&cfg.c, d->svc.name));
+	ret = relay_start_after_http(d->lan_fd, d->edge_fd, d->conn_id);
+	if (ret) {
+		pr_warn("conn %016llx: cannot start the relay: %s", (unsigned long long)d->conn_id,
+			strerror(-ret));
+		conntab_end(d->conn_id, NULL);
+	}
+}
+
 static void dial_http_done(void *ctx, int fd, int err, const char *why)
 {
 	struct dial *d = ctx;
@@ -243,6 +281,12 @@ static void dial_start_edge(struct dial *d)
 	ret = lan_proxy_header(d->lan_fd, &d->svc, &d->addrs, d->conn_id);
 	if (ret) {
 		dial_fail(d, -ret, "the service (sending the PROXY header)");
+		return;
+	}
+	if (d->edge_fd >= 0) { /* --data-listen: the edge dialed it and proved itself */
+		loop_del(d->lan_fd);
+		d->state = D_EDGE;
+		dialin_relay(d);
 		return;
 	}
 	fd = net_connect((struct sockaddr *)&d->edge.ss, d->edge.len, &busy);
@@ -306,15 +350,97 @@ static const struct rs_service *find_service(const char *name)
 	return NULL;
 }
 
+/* Dial svc in the LAN for connection id; then the edge (edge_fd -1: agent
+ * dials it for the current session) or, with edge_fd >= 0, relay with that
+ * edge-dialed connection.  Failures are reported and edge_fd closed. */
+static void dial_lan(uint64_t id, const struct rs_service *svc, const struct rs_conn_addrs *addrs,
+		     int edge_fd)
+{
+	struct dial *d;
+	bool busy;
+	int fd;
+
+	fd = net_connect((struct sockaddr *)&svc->addr.ss, svc->addr.len, &busy);
+	if (fd < 0) {
+		pr_warn("conn %016llx: cannot reach %s for service '%s': %s", (unsigned long long)id,
+			svc->addr.text, svc->name, strerror(-fd));
+		goto fail;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		close(fd);
+		fd = -ENOMEM;
+		goto fail;
+	}
+	d->conn_id = id;
+	d->svc = *svc;
+	d->lan_fd = fd;
+	d->edge_fd = edge_fd;
+	d->state = D_LAN;
+	d->ev.fn = dial_event;
+	if (edge_fd < 0) {
+		memcpy(d->key, sess->hello_key, RS_KEY_LEN);
+		d->t0_ms = ctl_session_ms(&sess->ctl, true);
+		d->t0_at = now_ms();
+		d->seq = ++sess->hello_seq;
+		d->edge = *data_addr(sess);
+	}
+	d->addrs = *addrs;
+	timer_init(&d->timer, dial_timeout);
+	n_dials++;
+	if (loop_add(fd, EPOLLOUT, &d->ev)) {
+		n_dials--;
+		close(fd);
+		free(d);
+		fd = -ENOMEM;
+		goto fail;
+	}
+	timer_arm(&d->timer, cfg.connect_timeout_ms);
+	if (!busy) {
+		net_nodelay(fd);
+		dial_start_edge(d);
+	}
+	return;
+fail:
+	report_fail(id, -fd);
+	if (edge_fd >= 0)
+		close(edge_fd);
+}
+
+/* --data-listen: the edge is to dial us for this CONNECT (DIAL_ME); the LAN
+ * service is dialed only once its connection proved itself. */
+static void dialin_connect(uint64_t id, const struct rs_service *svc,
+			   const struct rs_conn_addrs *addrs)
+{
+	uint8_t payload[10];
+	unsigned int port = ntohs(((struct sockaddr_in *)&cfg.data_listen.ss)->sin_port);
+	int ret;
+
+	ret = dialin_expect(id, sess->dial_key, ctl_session_ms(&sess->ctl, true), now_ms(), svc,
+			    addrs, cfg.connect_timeout_ms);
+	if (ret) {
+		pr_warn("conn %016llx: cannot expect a data connection for service '%s': %s",
+			(unsigned long long)id, svc->name, strerror(-ret));
+		report_fail(id, -ret);
+		return;
+	}
+	ctl_send(&sess->ctl, RS_F_DIAL_ME, payload, rs_enc_dial_me(payload, id, port));
+}
+
+static void dialin_data(int fd, uint64_t id, const struct rs_service *svc,
+			const struct rs_conn_addrs *addrs, const char *peer)
+{
+	(void)peer;
+	/* the table may have changed since the CONNECT: the copy is what was asked */
+	dial_lan(id, svc, addrs, fd);
+}
+
 static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 {
 	struct rs_conn_addrs addrs;
 	uint64_t id;
 	char name[64];
-	struct dial *d;
 	const struct rs_service *svc;
-	bool busy;
-	int fd;
 
 	*ret = rs_dec_connect(f, &id, name, &addrs);
 	if (*ret) {
@@ -327,45 +453,10 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 		report_fail(id, ENOENT);
 		return;
 	}
-	fd = net_connect((struct sockaddr *)&svc->addr.ss, svc->addr.len, &busy);
-	if (fd < 0) {
-		pr_warn("conn %016llx: cannot reach %s for service '%s': %s", (unsigned long long)id,
-			svc->addr.text, name, strerror(-fd));
-		report_fail(id, -fd);
-		return;
-	}
-	d = calloc(1, sizeof(*d));
-	if (!d) {
-		close(fd);
-		report_fail(id, ENOMEM);
-		return;
-	}
-	d->conn_id = id;
-	d->svc = *svc;
-	d->lan_fd = fd;
-	d->edge_fd = -1;
-	d->state = D_LAN;
-	d->ev.fn = dial_event;
-	memcpy(d->key, sess->hello_key, RS_KEY_LEN);
-	d->t0_ms = ctl_session_ms(&sess->ctl, true);
-	d->t0_at = now_ms();
-	d->seq = ++sess->hello_seq;
-	d->edge = sess->edge;
-	d->addrs = addrs;
-	timer_init(&d->timer, dial_timeout);
-	n_dials++;
-	if (loop_add(fd, EPOLLOUT, &d->ev)) {
-		n_dials--;
-		close(fd);
-		free(d);
-		report_fail(id, ENOMEM);
-		return;
-	}
-	timer_arm(&d->timer, cfg.connect_timeout_ms);
-	if (!busy) {
-		net_nodelay(fd);
-		dial_start_edge(d);
-	}
+	if (cfg.data_listen.len)
+		dialin_connect(id, svc, &addrs);
+	else
+		dial_lan(id, svc, &addrs, -1);
 }
 
 /* ---- pooled data connections ---- */
@@ -586,7 +677,7 @@ static void pool_dial(struct session *s)
 
 	if (!pc)
 		return;
-	fd = net_connect((struct sockaddr *)&s->edge.ss, s->edge.len, &busy);
+	fd = net_connect((struct sockaddr *)&data_addr(s)->ss, data_addr(s)->len, &busy);
 	if (fd < 0) {
 		free(pc);
 		return;
@@ -664,6 +755,7 @@ static int on_server_hello(struct session *s, const struct rs_frame *f, const ch
 	memcpy(s->th, k.th, sizeof(s->th));
 	memcpy(s->hello_key, k.hello, RS_KEY_LEN);
 	memcpy(s->bind_key, k.bind, RS_KEY_LEN);
+	memcpy(s->dial_key, k.dial, RS_KEY_LEN);
 	ctl_encrypt(&s->ctl, k.ctl_tx, k.ctl_rx);
 	sodium_memzero(&k, sizeof(k));
 	s->keyed = true;
@@ -742,6 +834,8 @@ static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const cha
 		}
 		s->authed = true;
 		attempt = 0;
+		if (s->inbound)
+			inbound_authed(s);
 		pr_info("authenticated to edge %s as '%s' (%s); offering %d service(s)", s->edge.text,
 			cfg.name, cfg.c.has_key ? "key" : "token", cfg.n_services);
 		ctl_clock_start(&s->ctl);
@@ -768,7 +862,10 @@ static void session_on_connected(struct ctl *ctl)
 	if (!getsockname(ctl->fd, (struct sockaddr *)&local, &len))
 		net_ntop(&local, from, sizeof(from));
 
-	pr_info("connected to edge %s from %s", s->edge.text, from);
+	if (s->inbound)
+		pr_debug("control connection from %s to %s: sending our hello", s->edge.text, from);
+	else
+		pr_info("connected to edge %s from %s", s->edge.text, from);
 	net_keepalive(ctl->fd, 30, 10, 3);
 	rs_hello_control(&s->hello, s->epk);
 	ctl_send_raw(ctl, &s->hello, sizeof(s->hello));
@@ -778,7 +875,14 @@ static void session_on_close(struct ctl *ctl, const char *why)
 {
 	struct session *s = container_of(ctl, struct session, ctl);
 
-	pr_warn("control connection to edge %s lost: %s", s->edge.text, why);
+	if (s->inbound && !s->authed)
+		pr_warn_ratelimited(&rl_inbound, "control port: connection from %s closed: %s",
+				    s->edge.text, why);
+	else
+		pr_warn("control connection %s edge %s lost: %s", s->inbound ? "from" : "to",
+			s->edge.text, why);
+	if (s->counted)
+		n_inbound_hs--;
 	/* unbound pooled connections belong to this session (its key) */
 	timer_cancel(&s->pool_timer);
 	while (s->pool)
@@ -786,11 +890,13 @@ static void session_on_close(struct ctl *ctl, const char *why)
 	sodium_memzero(s->esk, sizeof(s->esk));
 	sodium_memzero(s->hello_key, sizeof(s->hello_key));
 	sodium_memzero(s->bind_key, sizeof(s->bind_key));
+	sodium_memzero(s->dial_key, sizeof(s->dial_key));
 	sodium_memzero(s->th, sizeof(s->th));
 	if (sess == s)
 		sess = NULL;
 	loop_defer_free(s);
-	schedule_reconnect();
+	if (!s->inbound) /* --control-listen: the edge dials again */
+		schedule_reconnect();
 }
 
 static const struct ctl_ops session_ops = {
@@ -804,15 +910,21 @@ static const struct ctl_ops session_ops = {
 static void session_ctl_start(struct session *s, int fd, bool busy)
 {
 	if (ctl_start(&s->ctl, fd, busy, cfg.c.heartbeat_ms, &session_ops, s->edge.text)) {
+		bool inbound = s->inbound;
+
 		close(fd);
+		if (s->counted)
+			n_inbound_hs--;
 		if (sess == s)
 			sess = NULL;
 		sodium_memzero(s, sizeof(*s));
 		loop_defer_free(s);
-		schedule_reconnect();
+		if (!inbound)
+			schedule_reconnect();
 		return;
 	}
-	sess = s;
+	if (!s->inbound)
+		sess = s;
 	ctl_deadline(&s->ctl, HANDSHAKE_TIMEOUT_MS);
 	if (!busy)
 		session_on_connected(&s->ctl);
@@ -900,7 +1012,82 @@ static void reconnect(struct timer *t)
 	session_ctl_start(s, fd, busy);
 }
 
-static bool stopping;
+/* ---- --control-listen: the edge dials the agent ---- */
+
+/* An inbound session authenticated: it becomes the session, and an older one
+ * (the edge's previous connection, maybe dead on a broken path) goes. */
+static void inbound_authed(struct session *s)
+{
+	struct session *old = sess;
+
+	if (s->counted) {
+		s->counted = false;
+		n_inbound_hs--;
+	}
+	sess = s;
+	if (old && old != s)
+		ctl_close(&old->ctl, "replaced by a newer control connection from the edge");
+}
+
+/* Where data connections of an inbound session go: --edge-data HOST:PORT,
+ * or "PORT" alone: the control connection's peer address at that port. */
+static int inbound_data_addr(struct session *s, int fd)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+	unsigned long port;
+	char *end;
+
+	if (!cfg.edge_data[0])
+		return 0; /* --data-listen: the edge dials them */
+	port = strtoul(cfg.edge_data, &end, 10);
+	if (*end)
+		return rs_addr_parse(cfg.edge_data, NULL, &s->data);
+	if (getpeername(fd, (struct sockaddr *)&peer, &len))
+		return -errno;
+	if (peer.ss_family == AF_INET)
+		((struct sockaddr_in *)&peer)->sin_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in6 *)&peer)->sin6_port = htons((uint16_t)port);
+	s->data.ss = peer;
+	s->data.len = len;
+	net_ntop(&peer, s->data.text, sizeof(s->data.text));
+	return 0;
+}
+
+static void control_accepted(int fd, const char *peer)
+{
+	struct session *s;
+
+	if (stopping || n_inbound_hs >= MAX_INBOUND_HANDSHAKES) {
+		pr_warn_ratelimited(&rl_inbound, "control port: refusing connection from %s: %s",
+				    peer, stopping ? "shutting down" :
+				    "too many connections in their handshake");
+		close(fd);
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		close(fd);
+		return;
+	}
+	s->inbound = true;
+	snprintf(s->edge.text, sizeof(s->edge.text), "%s", peer);
+	if (inbound_data_addr(s, fd)) {
+		pr_warn("control port: connection from %s closed: cannot resolve --edge-data %s",
+			peer, cfg.edge_data);
+		close(fd);
+		free(s);
+		return;
+	}
+	crypto_kx_keypair(s->epk, s->esk);
+	timer_init(&s->pool_timer, pool_refill_timer);
+	net_keepalive(fd, 30, 10, 3);
+	s->counted = true;
+	n_inbound_hs++;
+	session_ctl_start(s, fd, false);
+}
+
 
 static void schedule_reconnect(void)
 {
@@ -931,6 +1118,9 @@ static void agent_stop_accepting(void)
 {
 	stopping = true;
 	timer_cancel(&reconnect_timer);
+	agent_listen_close(&control_l);
+	agent_listen_close(&data_l);
+	dialin_forget_all();
 	if (sess && sess->hd)
 		session_drop_http(sess);
 	else if (sess)
@@ -1056,13 +1246,20 @@ int main(int argc, char **argv)
 	conntab_init("agent", false, cfg.c.run_dir);
 	if (metrics_open(&cfg.c, "agent", agent_metrics))
 		return 1;
+	control_l.on_accept = control_accepted;
+	data_l.on_data = dialin_data;
+	if (cfg.control_listen.len && agent_listen_open(&control_l, &cfg.control_listen))
+		return 1;
+	if (cfg.data_listen.len && agent_listen_open(&data_l, &cfg.data_listen))
+		return 1;
 	if (daemon_drop_privileges(&cfg.c))
 		return 1;
 	for (int i = 0; i < cfg.n_services; i++)
 		pr_info("service '%s' -> %s%s", cfg.services[i].name, cfg.services[i].addr.text,
 			cfg.services[i].proxy == RS_PROXY_V2 ? " (PROXY protocol v2)" : "");
 	timer_init(&reconnect_timer, reconnect);
-	reconnect(&reconnect_timer);
+	if (!cfg.control_listen.len)
+		reconnect(&reconnect_timer);
 	ret = loop_run();
 	if (ret)
 		pr_warn("event loop failed: %s", strerror(-ret));

@@ -756,6 +756,10 @@ enum opt_id {
 	O_HTTP_HOST,
 	O_PEEK_TIMEOUT,
 	O_BALANCE,
+	O_CONTROL_DIAL,
+	O_CONTROL_LISTEN,
+	O_DATA_LISTEN,
+	O_EDGE_DATA,
 	O__MAX,
 };
 
@@ -811,6 +815,10 @@ static const struct optdef optdefs[] = {
 	{ "http-host", required_argument, O_HTTP_HOST, FOR_AGENT, true, false },
 	{ "peek-timeout", required_argument, O_PEEK_TIMEOUT, FOR_EDGE, true, false },
 	{ "balance", required_argument, O_BALANCE, FOR_EDGE, true, false },
+	{ "control-dial", required_argument, O_CONTROL_DIAL, FOR_EDGE, true, true },
+	{ "control-listen", required_argument, O_CONTROL_LISTEN, FOR_AGENT, true, false },
+	{ "data-listen", required_argument, O_DATA_LISTEN, FOR_AGENT, true, false },
+	{ "edge-data", required_argument, O_EDGE_DATA, FOR_AGENT, true, false },
 };
 #define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
 
@@ -842,6 +850,7 @@ struct ctx {
 	struct rs_common *c;
 	bool flag_routes;   /* a --route/--service flag replaced the file's list */
 	bool flag_stokens;  /* a --service-token flag replaced the file's list */
+	bool flag_dials;    /* a --control-dial flag replaced the file's list */
 	bool flag_given[O__MAX]; /* file settings that a flag overrides are skipped */
 	/* INI state */
 	const char *path;
@@ -943,6 +952,30 @@ static int service_token_parse(struct ctx *x, const char *val, bool from_flag, c
 		return rc;
 	e->n_stokens++;
 	return 0;
+}
+
+/* edge --control-dial HOST:PORT: checked here, resolved on every dial */
+static int control_dial_parse(struct ctx *x, const char *val, bool from_flag, char *err)
+{
+	struct rs_edge_config *e = x->edge;
+	struct rs_addr a;
+	int rc;
+
+	if (from_flag && !x->flag_dials) {
+		e->n_control_dial = 0; /* flags replace the file's list, as --route does */
+		x->flag_dials = true;
+	}
+	rc = addr_parse(val, NULL, &a, err);
+	if (rc && rc != -EAGAIN) /* a name that does not resolve yet is retried */
+		return rc;
+	for (int i = 0; i < e->n_control_dial; i++)
+		if (!strcmp(e->control_dial[i], val))
+			return 0;
+	if (e->n_control_dial >= RS_MAX_CONTROL_DIAL)
+		return seterr(err, -E2BIG, "too many --control-dial agents (max %d)",
+			      RS_MAX_CONTROL_DIAL);
+	return copy_str(e->control_dial[e->n_control_dial++], sizeof(e->control_dial[0]), val,
+			"agent address", err);
 }
 
 /* "MS" (every service) or "SERVICE=MS"; a later one for the same service wins. */
@@ -1141,6 +1174,18 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		else
 			return seterr(err, -EINVAL, "unknown balance '%s' (least-conns or rr)", val);
 		return 0;
+	case O_CONTROL_DIAL:
+		return control_dial_parse(x, val, from_flag, err);
+	case O_CONTROL_LISTEN:
+		return addr_parse(val, "0.0.0.0", &x->agent->control_listen, err);
+	case O_DATA_LISTEN:
+		return addr_parse(val, "0.0.0.0", &x->agent->data_listen, err);
+	case O_EDGE_DATA: /* "PORT" alone: the control connection's peer, at that port */
+		rc = addr_parse(val, "0.0.0.0", &(struct rs_addr){ 0 }, err);
+		if (rc && rc != -EAGAIN)
+			return rc;
+		return copy_str(x->agent->edge_data, sizeof(x->agent->edge_data), val,
+				"edge data address", err);
 	}
 	return seterr(err, -EINVAL, "internal error: option %d", id);
 }
@@ -1941,6 +1986,39 @@ static int agent_http_check(struct ctx *x)
 	return 0;
 }
 
+/* --edge, or --control-listen (the edge dials us); data connections need a
+ * way: dialed to --edge-data (or the edge, or the pool's), or --data-listen */
+static int agent_listen_check(struct rs_agent_config *cfg)
+{
+	bool cl = cfg->control_listen.len;
+
+	if (!cfg->edge_host[0] && !cl) {
+		fprintf(stderr, "Error: the edge address is required (--edge HOST:PORT, or "
+				"--control-listen [ADDR:]PORT for an edge that dials the agent)\n");
+		return -EINVAL;
+	}
+	if (cfg->edge_host[0] && cl) {
+		fprintf(stderr, "Error: --edge and --control-listen exclude each other (the agent "
+				"dials the edge, or the edge dials the agent)\n");
+		return -EINVAL;
+	}
+	if (cl && !cfg->edge_data[0] && !cfg->data_listen.len) {
+		fprintf(stderr, "Error: with --control-listen, data connections need "
+				"--edge-data [HOST:]PORT (the agent dials them) or --data-listen "
+				"[ADDR:]PORT (the edge dials them)\n");
+		return -EINVAL;
+	}
+	if (cl && cfg->transport == RS_TRANSPORT_HTTP && !cfg->http_host[0]) {
+		fprintf(stderr, "Error: --transport http with --control-listen needs --http-host "
+				"(the data connections' Host header)\n");
+		return -EINVAL;
+	}
+	/* the edge dials every data connection: nothing to open ahead */
+	if (cfg->data_listen.len)
+		cfg->pool = 0;
+	return 0;
+}
+
 int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 {
 	struct ctx x = { .who = FOR_AGENT, .agent = cfg, .c = &cfg->c };
@@ -1960,10 +2038,9 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 	if (rc)
 		return rc;
 
-	if (!cfg->edge_host[0]) {
-		fprintf(stderr, "Error: the edge address is required (--edge HOST:PORT)\n");
-		return -EINVAL;
-	}
+	rc = agent_listen_check(cfg);
+	if (rc)
+		return rc;
 	if (!cfg->n_services) {
 		fprintf(stderr, "Error: at least one service is required "
 				"(--service NAME=HOST:PORT, or local = HOST:PORT in [service NAME])\n");
@@ -2070,11 +2147,19 @@ int rs_edge_fixed_diff(const struct rs_edge_config *a, const struct rs_edge_conf
 	int n = common_fixed_diff(&a->c, &b->c, out, len);
 
 	diff_add(out, len, &n, !rs_addr_equal(&a->control, &b->control), "control");
+	diff_add(out, len, &n, a->n_control_dial != b->n_control_dial ||
+		 memcmp(a->control_dial, b->control_dial, sizeof(a->control_dial)), "control-dial");
 	return n;
 }
 
 int rs_agent_fixed_diff(const struct rs_agent_config *a, const struct rs_agent_config *b,
 			char *out, size_t len)
 {
-	return common_fixed_diff(&a->c, &b->c, out, len);
+	int n = common_fixed_diff(&a->c, &b->c, out, len);
+
+	diff_add(out, len, &n, !rs_addr_equal(&a->control_listen, &b->control_listen),
+		 "control-listen");
+	diff_add(out, len, &n, !rs_addr_equal(&a->data_listen, &b->data_listen), "data-listen");
+	diff_add(out, len, &n, strcmp(a->edge_data, b->edge_data), "edge-data");
+	return n;
 }

@@ -22,6 +22,7 @@
 #define RS_MAX_ROUTES 256
 #define RS_MAX_SERVICES 256
 #define RS_MAX_POOL 256     /* pooled data connections per agent */
+#define RS_MAX_CONTROL_DIAL 64 /* edge --control-dial: agents the edge dials */
 
 struct rs_addr {
 	struct sockaddr_storage ss;
@@ -116,6 +117,10 @@ struct rs_edge_config {
 	enum rs_balance balance;       /* --balance rr|least-conns: replicas of a service */
 	char http_path[RS_HTTP_PATH_MAX + 1]; /* --http-path: the path HTTP Upgrade
 					* requests must name on the control port, default "/" */
+	/* --control-dial HOST:PORT: agents (--control-listen) the edge dials
+	 * instead of waiting for them; as given, resolved again on every dial */
+	char control_dial[RS_MAX_CONTROL_DIAL][128];
+	int n_control_dial;
 };
 
 /* How the agent's connections to the edge begin. */
@@ -142,6 +147,13 @@ struct rs_agent_config {
 	char http_path[RS_HTTP_PATH_MAX + 1]; /* --http-path, default "/" */
 	char http_host[256];           /* --http-host: the Host header, default --edge's
 					* host[:port] (":80" left out) */
+	struct rs_addr control_listen; /* --control-listen [ADDR:]PORT: the edge dials us
+					* (edge --control-dial) instead of --edge; len 0 = off */
+	struct rs_addr data_listen;    /* --data-listen [ADDR:]PORT: the edge dials our data
+					* connections; len 0 = off */
+	char edge_data[128];           /* --edge-data [HOST:]PORT: with --control-listen,
+					* where data connections go; no HOST: the control
+					* connection's peer address */
 };
 
 /* Parse "HOST:PORT", "[V6]:PORT" or (when default_host != NULL) "PORT". */

@@ -16,6 +16,7 @@ static const char *const frame_names[RS_F_MAX] = {
 	[RS_F_PING] = "PING",                 [RS_F_PONG] = "PONG",
 	[RS_F_CONNECT] = "CONNECT",           [RS_F_CONNECT_FAIL] = "CONNECT_FAIL",
 	[RS_F_ERROR] = "ERROR",               [RS_F_EDGE_AUTH] = "EDGE_AUTH",
+	[RS_F_DIAL_ME] = "DIAL_ME",
 };
 
 const char *rs_frame_name(unsigned int type)
@@ -115,6 +116,7 @@ int rs_keys_derive(struct rs_keys *k, bool is_agent, const uint8_t my_pk[RS_PK_L
 	crypto_kdf_derive_from_key(e2a, RS_KEY_LEN, 2, "rsplice2", master);
 	crypto_kdf_derive_from_key(k->hello, RS_KEY_LEN, 3, "rsplice2", master);
 	crypto_kdf_derive_from_key(k->bind, RS_KEY_LEN, 4, "rsplice2", master);
+	crypto_kdf_derive_from_key(k->dial, RS_KEY_LEN, 5, "rsplice2", master);
 	memcpy(k->ctl_tx, is_agent ? a2e : e2a, RS_KEY_LEN);
 	memcpy(k->ctl_rx, is_agent ? e2a : a2e, RS_KEY_LEN);
 	sodium_memzero(rx, sizeof(rx));
@@ -533,6 +535,30 @@ int rs_dec_connect_fail(const struct rs_frame *f, uint64_t *conn_id, int *err)
 		return -EPROTO;
 	*err = (int)e;
 	return 0;
+}
+
+size_t rs_enc_dial_me(uint8_t *out, uint64_t ticket, unsigned int port)
+{
+	uint64_t be = htobe64(ticket);
+	uint16_t p = htobe16((uint16_t)port);
+
+	memcpy(out, &be, 8);
+	memcpy(out + 8, &p, 2);
+	return 10;
+}
+
+int rs_dec_dial_me(const struct rs_frame *f, uint64_t *ticket, unsigned int *port)
+{
+	uint64_t be;
+	uint16_t p;
+
+	if (f->len != 10)
+		return -EPROTO;
+	memcpy(&be, f->payload, 8);
+	memcpy(&p, f->payload + 8, 2);
+	*ticket = be64toh(be);
+	*port = be16toh(p);
+	return *ticket && *port ? 0 : -EPROTO;
 }
 
 size_t rs_enc_edge_auth(uint8_t *out, const struct rs_edge_auth *ea)

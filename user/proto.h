@@ -13,7 +13,8 @@
  *   th = BLAKE2b-256("rsplice-v2 transcript" | hello[48] | epk_e)
  *   master = BLAKE2b-256(key = kx_a2e | kx_e2a, "rsplice-v2 keys" | th)
  *   subkeys (crypto_kdf, context "rsplice2"): 1 control A->E, 2 control E->A,
- *   3 data hellos (A->E), 4 binds (E->A).  Both ephemeral secrets are wiped.
+ *   3 data hellos (A->E), 4 binds (E->A), 5 data hellos (E->A, edge-dialed
+ *   data connections, see below).  Both ephemeral secrets are wiped.
  *   From here every frame is a record (both directions):
  *     be32 n | ChaCha20-Poly1305-IETF(key of the direction,
  *              nonce = 4 zero bytes | be64 record counter, ad = be32 n,
@@ -45,6 +46,14 @@
  *   per-session counter behind an anti-replay window.  A hello whose session
  *   time is more than RS_HELLO_TTL_MS old (or RS_HELLO_SKEW_MS in the future)
  *   is refused.  The edge finds the session by trying each session's key.
+ *
+ * Edge-dialed data connections (agent --data-listen): the agent answers a
+ * CONNECT with DIAL_ME{ticket, port}; the edge dials the control
+ * connection's peer address at that port and sends a DATA hello built as
+ * above, sealed with key 5 (E->A) and stamped with the edge's session time;
+ * the agent accepts a ticket once, within RS_HELLO_TTL_MS, and only under
+ * the key of the session that received the CONNECT, then dials the LAN
+ * service.  A hello is never valid in the other direction (other key).
  *
  * Bind (edge -> agent on a pooled connection, then the client's stream), 168
  * bytes: magic(4) version(1) kind(1) reserved(2) nonce(24)
@@ -126,6 +135,7 @@ enum rs_frame_type {
 	RS_F_CONNECT_FAIL = 8, /* agent->edge: ticket(8) errno(4) */
 	RS_F_ERROR = 9,        /* either: reason text (<= 255 bytes), then close */
 	RS_F_EDGE_AUTH = 10,   /* edge->agent: see above */
+	RS_F_DIAL_ME = 11,     /* agent->edge: ticket(8) port(2): dial my data port */
 	RS_F_MAX
 };
 
@@ -138,6 +148,7 @@ struct rs_keys {
 	uint8_t ctl_tx[RS_KEY_LEN], ctl_rx[RS_KEY_LEN]; /* this end's directions */
 	uint8_t hello[RS_KEY_LEN]; /* data hellos, agent -> edge */
 	uint8_t bind[RS_KEY_LEN];  /* binds, edge -> agent */
+	uint8_t dial[RS_KEY_LEN];  /* data hellos, edge -> agent (edge-dialed data) */
 	uint8_t th[32];            /* transcript hash */
 };
 
@@ -244,6 +255,9 @@ int rs_dec_connect(const struct rs_frame *f, uint64_t *ticket, char service[64],
 		   struct rs_conn_addrs *addrs);
 size_t rs_enc_connect_fail(uint8_t *out, uint64_t ticket, int err);
 int rs_dec_connect_fail(const struct rs_frame *f, uint64_t *ticket, int *err);
+/* DIAL_ME: 10 bytes; the decoder refuses ticket 0 and port 0 */
+size_t rs_enc_dial_me(uint8_t *out, uint64_t ticket, unsigned int port);
+int rs_dec_dial_me(const struct rs_frame *f, uint64_t *ticket, unsigned int *port);
 
 struct rs_edge_auth {
 	bool has_sig;
