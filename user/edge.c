@@ -25,6 +25,7 @@
 #include "ctl.h"
 #include "daemon.h"
 #include "http_upgrade.h"
+#include "edge_dial.h"
 #include "edge_peek.h"
 #include "log.h"
 #include "loop.h"
@@ -50,6 +51,9 @@ struct agent {
 	uint64_t bind_seq;         /* binds sealed so far: part of their nonce */
 	uint8_t th[32];            /* handshake transcript hash */
 	uint8_t hello_key[RS_KEY_LEN], bind_key[RS_KEY_LEN];
+	uint8_t dial_key[RS_KEY_LEN]; /* hellos of the data connections we dial to it */
+	uint64_t dial_seq;         /* those hellos sealed so far: part of their nonce */
+	struct edge_dialer *dialer; /* --control-dial: we dialed this control connection */
 	struct rs_svc_set allowed; /* what its token or key may serve */
 	char name[RS_NAME_MAX + 1];
 	char peer[64];
@@ -110,6 +114,7 @@ struct inbound {
 	bool lingering;            /* HTTP error sent: draining until the peer closes */
 	size_t drained;
 	char peer[64];
+	struct edge_dialer *dialer; /* --control-dial: a control connection we dialed */
 };
 
 struct listener {
@@ -804,18 +809,36 @@ static void waiting_dispatch(struct agent *a)
 
 /* ---- data connections: relay ---- */
 
+/* The data connection of requested client c is here (from: its peer): relay. */
+static void pair_data(struct client *c, int data_fd, const char *from)
+{
+	char agent[RS_NAME_MAX + 1], service[RS_NAME_MAX + 1];
+	uint64_t id = c->conn_id, serial = c->serial;
+	struct route *route = c->route;
+	int client_fd = c->fd;
+	unsigned int flags;
+	size_t early_len;
+	void *early;
+
+	snprintf(service, sizeof(service), "%s", c->service);
+	snprintf(agent, sizeof(agent), "%s", c->agent);
+	pr_info("conn %016llx: client %s paired with data connection from %s (service %s)",
+		(unsigned long long)id, c->peer, from, service);
+	client_free(c, true);
+	/* The service's first bytes (a banner, a reply to early data) may share
+	 * an skb with the hello just read: splicing a partly read skb makes the
+	 * kernel forward it again from its start (bpf/splice.bpf.c). */
+	flags = relay_read_queued(data_fd, &early, &early_len);
+	conn_relay(client_fd, data_fd, id, route, service, agent, serial, early, early_len, flags);
+	free(early);
+}
+
 static void data_hello(struct inbound *in)
 {
 	struct client *c = NULL;
 	uint64_t id = 0, serial = 0, epoch = 0;
 	uint32_t t_ms = 0;
-	unsigned int flags;
-	size_t early_len;
-	void *early;
-	char agent[RS_NAME_MAX + 1], service[RS_NAME_MAX + 1];
 	struct agent *a;
-	struct route *route;
-	int client_fd;
 
 	a = hello_session(&in->hello, &id, &t_ms);
 	if (a) {
@@ -848,19 +871,7 @@ static void data_hello(struct inbound *in)
 		bad_hello(in, "data connection", "ticket of another agent session");
 		return;
 	}
-	client_fd = c->fd;
-	route = c->route;
-	snprintf(service, sizeof(service), "%s", c->service);
-	snprintf(agent, sizeof(agent), "%s", c->agent);
-	pr_info("conn %016llx: client %s paired with data connection from %s (service %s)",
-		(unsigned long long)id, c->peer, in->peer, service);
-	client_free(c, true);
-	/* The service's first bytes (a banner, a reply to early data) may share
-	 * an skb with the hello just read: splicing a partly read skb makes the
-	 * kernel forward it again from its start (bpf/splice.bpf.c). */
-	flags = relay_read_queued(in->fd, &early, &early_len);
-	conn_relay(client_fd, in->fd, id, route, service, agent, serial, early, early_len, flags);
-	free(early);
+	pair_data(c, in->fd, in->peer);
 }
 
 /* ---- agents ---- */
@@ -901,7 +912,9 @@ static void agent_on_close(struct ctl *ctl, const char *why)
 	}
 	sodium_memzero(a->hello_key, sizeof(a->hello_key));
 	sodium_memzero(a->bind_key, sizeof(a->bind_key));
+	sodium_memzero(a->dial_key, sizeof(a->dial_key));
 	sodium_memzero(a->th, sizeof(a->th));
+	edge_dial_lost(a->dialer, a->authed);
 	/* clients already asked keep waiting for their data connection until their
 	 * timer: the agent may still be alive and dial in while control reconnects */
 	loop_defer_free(a);
@@ -1142,6 +1155,41 @@ static int agent_connect_fail(struct agent *a, const struct rs_frame *f, const c
 	return 0;
 }
 
+/* DIAL_ME{ticket, port}: the agent listens (--data-listen) and wants this
+ * client's data connection dialed to it, at the address its control
+ * connection comes from (never another host: an agent cannot make the edge
+ * dial elsewhere). */
+static int agent_dial_me(struct agent *a, const struct rs_frame *f, const char **why)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct client *c;
+	unsigned int port;
+	uint64_t id;
+	int ret;
+
+	if (rs_dec_dial_me(f, &id, &port)) {
+		*why = "malformed DIAL_ME frame";
+		return -EPROTO;
+	}
+	c = pending_find(id);
+	if (!c || c->serial != a->serial)
+		return 0; /* the client went away meanwhile */
+	if (getpeername(a->ctl.fd, (struct sockaddr *)&ss, &len)) {
+		client_drop(c, "cannot tell the agent's address");
+		return 0;
+	}
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+	ret = edge_dial_data(&ss, len, id, a->serial, a->dial_key, a->ctl.epoch_ms, ++a->dial_seq,
+			     cfg.connect_timeout_ms);
+	if (ret)
+		client_drop(c, "cannot dial the agent's data port");
+	return 0;
+}
+
 static int agent_on_frame(struct ctl *ctl, const struct rs_frame *f, const char **why)
 {
 	struct agent *a = container_of(ctl, struct agent, ctl);
@@ -1158,6 +1206,8 @@ static int agent_on_frame(struct ctl *ctl, const struct rs_frame *f, const char 
 		return agent_services(a, f, why);
 	case RS_F_CONNECT_FAIL:
 		return agent_connect_fail(a, f, why);
+	case RS_F_DIAL_ME:
+		return agent_dial_me(a, f, why);
 	case RS_F_ERROR:
 		pr_warn("agent %s reports an error: %.*s", a->name, (int)(f->len > 255 ? 255 : f->len),
 			f->payload);
@@ -1302,7 +1352,7 @@ static unsigned int handshake_left_ms(const struct inbound *in)
 	return in->deadline_ms > now ? (unsigned int)(in->deadline_ms - now) : 1;
 }
 
-static void control_hello(struct inbound *in)
+static void control_hello(struct inbound *in, struct edge_dialer *dialer)
 {
 	uint8_t epk[crypto_kx_PUBLICKEYBYTES], esk[crypto_kx_SECRETKEYBYTES];
 	unsigned int authed, unauthed;
@@ -1316,11 +1366,13 @@ static void control_hello(struct inbound *in)
 				    "%s: %u agents already connected (--max-agents)", in->peer, authed);
 		metrics_refused(ML_MAX_AGENTS);
 		refuse(in->fd);
+		edge_dial_lost(dialer, false);
 		return;
 	}
 	a = calloc(1, sizeof(*a));
 	if (!a) {
 		close(in->fd);
+		edge_dial_lost(dialer, false);
 		return;
 	}
 	crypto_kx_keypair(epk, esk);
@@ -1329,6 +1381,7 @@ static void control_hello(struct inbound *in)
 	if (ret) {
 		bad_hello(in, "control connection", "unusable ephemeral key");
 		free(a);
+		edge_dial_lost(dialer, false);
 		return;
 	}
 	snprintf(a->peer, sizeof(a->peer), "%s", in->peer);
@@ -1336,12 +1389,15 @@ static void control_hello(struct inbound *in)
 	memcpy(a->th, k.th, sizeof(a->th));
 	memcpy(a->hello_key, k.hello, RS_KEY_LEN);
 	memcpy(a->bind_key, k.bind, RS_KEY_LEN);
+	memcpy(a->dial_key, k.dial, RS_KEY_LEN);
 	if (ctl_start(&a->ctl, in->fd, false, cfg.c.heartbeat_ms, &agent_ops, a->peer)) {
 		sodium_memzero(&k, sizeof(k));
 		close(in->fd);
 		free(a);
+		edge_dial_lost(dialer, false);
 		return;
 	}
+	a->dialer = dialer;
 	net_keepalive(in->fd, 30, 10, 3);
 	a->next = agents;
 	if (agents)
@@ -1361,6 +1417,8 @@ static void control_hello(struct inbound *in)
 
 static void inbound_free(struct inbound *in)
 {
+	/* a dialed connection that ends before its control hello: dial again */
+	edge_dial_lost(in->dialer, false);
 	free(in->http);
 	in->http = NULL;
 	n_inbound--;
@@ -1506,6 +1564,7 @@ static void inbound_http(struct inbound *in)
 static void inbound_event(struct ev_handler *h, uint32_t events)
 {
 	struct inbound *in = container_of(h, struct inbound, ev);
+	struct edge_dialer *dialer;
 	const char *why = NULL;
 	ssize_t n;
 
@@ -1532,7 +1591,7 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 		return;
 	}
 	in->got += (size_t)n;
-	if (in->got == 4 && !in->upgraded && !memcmp(&in->hello, "GET ", 4)) {
+	if (in->got == 4 && !in->upgraded && !in->dialer && !memcmp(&in->hello, "GET ", 4)) {
 		inbound_http_start(in);
 		return;
 	}
@@ -1554,9 +1613,16 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 		inbound_reject(in, why);
 		return;
 	}
+	if (in->dialer && in->hello.kind != RS_HELLO_CONTROL) {
+		metrics_error(ME_BAD_HELLO);
+		inbound_reject(in, "a control connection we dialed must carry a control hello");
+		return;
+	}
+	dialer = in->dialer;
+	in->dialer = NULL; /* handed to the agent below */
 	inbound_free(in);
 	if (in->hello.kind == RS_HELLO_CONTROL)
-		control_hello(in);
+		control_hello(in, dialer);
 	else if (in->hello.kind == RS_HELLO_POOL)
 		pool_hello(in);
 	else
@@ -1571,7 +1637,9 @@ static void inbound_timeout(struct timer *t)
 	inbound_reject(in, in->got ? "incomplete hello (timed out)" : "no hello (timed out)");
 }
 
-static void control_accept_one(int fd)
+/* A connection to the control port, or one we dialed (dialer: its control
+ * hello is expected under the same deadline and limits). */
+static void control_accept_one(int fd, struct edge_dialer *dialer)
 {
 	unsigned int authed, unauthed;
 	struct inbound *in;
@@ -1584,11 +1652,13 @@ static void control_accept_one(int fd)
 				    net_peer(fd, peer, sizeof(peer)), n_inbound + unauthed);
 		metrics_refused(ML_MAX_HANDSHAKES);
 		refuse(fd);
+		edge_dial_lost(dialer, false);
 		return;
 	}
 	in = calloc(1, sizeof(*in));
 	if (!in) {
 		close(fd);
+		edge_dial_lost(dialer, false);
 		return;
 	}
 	in->fd = fd;
@@ -1598,8 +1668,10 @@ static void control_accept_one(int fd)
 	if (loop_add(fd, EPOLLIN | EPOLLRDHUP, &in->ev)) {
 		close(fd);
 		free(in);
+		edge_dial_lost(dialer, false);
 		return;
 	}
+	in->dialer = dialer;
 	n_inbound++;
 	if (n_inbound + unauthed >= TRIM_BURST)
 		trim_after_burst();
@@ -1625,7 +1697,7 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 		}
 		net_nodelay(fd);
 		if (!l->route)
-			control_accept_one(fd);
+			control_accept_one(fd, NULL);
 		else
 			route_accept_one(l, fd);
 	}
@@ -1734,6 +1806,7 @@ static void route_log(const struct route *rt, const char *what)
 /* SIGTERM: take no new connection; relays already running may finish. */
 static void edge_stop_accepting(void)
 {
+	edge_dial_stop();
 	loop_del(control_l.fd);
 	close(control_l.fd);
 	timer_cancel(&control_l.resume);
@@ -1749,6 +1822,41 @@ static void edge_stop_accepting(void)
 		while (a->pool)
 			pooled_free(a->pool, false);
 }
+
+/* ---- connections the edge dials (edge_dial.h) ---- */
+
+static void dialed_control(int fd, struct edge_dialer *d, const char *peer)
+{
+	(void)peer;
+	control_accept_one(fd, d);
+}
+
+static void dialed_data(uint64_t id, uint64_t serial, int fd, const char *peer)
+{
+	struct client *c = pending_find(id);
+
+	if (!c || c->serial != serial) {
+		pr_info("conn %016llx: data connection dialed to %s is no longer wanted (the client "
+			"went away)", (unsigned long long)id, peer);
+		close(fd);
+		return;
+	}
+	pair_data(c, fd, peer);
+}
+
+static void dialed_data_failed(uint64_t id, uint64_t serial, int err)
+{
+	struct client *c = pending_find(id);
+
+	if (c && c->serial == serial)
+		client_drop(c, "cannot dial the agent's data port");
+}
+
+static const struct edge_dial_ops dial_ops = {
+	.control_connected = dialed_control,
+	.data_connected = dialed_data,
+	.data_failed = dialed_data_failed,
+};
 
 /* ---- reload (SIGHUP) ---- */
 
@@ -1902,6 +2010,8 @@ int main(int argc, char **argv)
 		"--hello-timeout %u ms", cfg.max_conns, cfg.max_pending, cfg.max_agents,
 		cfg.max_handshakes, cfg.hello_timeout_ms);
 	pr_info("control port also takes HTTP Upgrade requests for path %s", cfg.http_path);
+	if (edge_dial_init(&dial_ops, cfg.control_dial, cfg.n_control_dial, cfg.connect_timeout_ms))
+		return 1;
 	ret = loop_run();
 	if (ret)
 		pr_warn("event loop failed: %s", strerror(-ret));
