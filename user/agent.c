@@ -836,6 +836,8 @@ static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const cha
 		attempt = 0;
 		if (s->inbound)
 			inbound_authed(s);
+		if (cfg.data_listen.len)
+			dialin_session_key(s->dial_key);
 		pr_info("authenticated to edge %s as '%s' (%s); offering %d service(s)", s->edge.text,
 			cfg.name, cfg.c.has_key ? "key" : "token", cfg.n_services);
 		ctl_clock_start(&s->ctl);
@@ -892,8 +894,10 @@ static void session_on_close(struct ctl *ctl, const char *why)
 	sodium_memzero(s->bind_key, sizeof(s->bind_key));
 	sodium_memzero(s->dial_key, sizeof(s->dial_key));
 	sodium_memzero(s->th, sizeof(s->th));
-	if (sess == s)
+	if (sess == s) {
 		sess = NULL;
+		dialin_session_key(NULL);
+	}
 	loop_defer_free(s);
 	if (!s->inbound) /* --control-listen: the edge dials again */
 		schedule_reconnect();

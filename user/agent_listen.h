@@ -52,6 +52,9 @@ void agent_listen_close(struct agent_listener *l);
 int dialin_expect(uint64_t id, const uint8_t key[RS_KEY_LEN], uint64_t t0_ms, uint64_t t0_at,
 		  const struct rs_service *svc, const struct rs_conn_addrs *addrs,
 		  unsigned int timeout_ms);
+/* The authenticated session's dial key (copied), NULL when there is none:
+ * hellos are opened with it first. */
+void dialin_session_key(const uint8_t key[RS_KEY_LEN]);
 /* Forget every expected ticket (shutdown). */
 void dialin_forget_all(void);
 

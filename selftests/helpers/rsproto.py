@@ -19,7 +19,7 @@ MAGIC = 0x5253504C
 VERSION = 2
 K_CONTROL, K_DATA, K_POOL, K_BIND = 1, 2, 3, 4
 (F_SERVER_HELLO, F_AUTH, F_AUTH_OK, F_SERVICES, F_PING, F_PONG, F_CONNECT,
- F_CONNECT_FAIL, F_ERROR, F_EDGE_AUTH) = range(1, 11)
+ F_CONNECT_FAIL, F_ERROR, F_EDGE_AUTH, F_DIAL_ME) = range(1, 12)
 AUTH_TOKEN, AUTH_KEY = 1, 2
 LABEL_EDGE, LABEL_AGENT = b"rsplice-v2 edge\0", b"rsplice-v2 agent\0"
 
@@ -38,6 +38,13 @@ def kx_client(pk, sk, server_pk):
     rx, tx = _buf(32), _buf(32)
     if _na.crypto_kx_client_session_keys(rx, tx, pk, sk, server_pk):
         raise ValueError("bad server key")
+    return rx.raw, tx.raw
+
+
+def kx_server(pk, sk, client_pk):
+    rx, tx = _buf(32), _buf(32)
+    if _na.crypto_kx_server_session_keys(rx, tx, pk, sk, client_pk):
+        raise ValueError("bad client key")
     return rx.raw, tx.raw
 
 
