@@ -11,14 +11,14 @@
 # below are used when the program cannot be run.  The subcommands of rsplice
 # are read from `rsplice help`; a subcommand is never run to learn its options.
 
-_rsplice_edge_opts_static='-c --config --control --http-path --token-file --service-token
+_rsplice_edge_opts_static='-c --config --control --control-dial --http-path --token-file --service-token
  --authorized-keys --key --route --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
  --max-conns --max-agents --max-handshakes --peek-timeout --balance
  --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
  --user --group --allow-root
  -v --verbose -h --help -V --version'
-_rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
+_rsplice_agent_opts_static='-c --config --edge --control-listen --edge-data --data-listen --token-file --key --edge-pubkey
  --service --name --transport --http-path --http-host
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
  --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
@@ -91,7 +91,8 @@ _rsplice_daemon()
 		COMPREPLY=($(compgen -g -- "$cur"))
 		return 0
 		;;
-	--control | --route | --edge | --service | --service-token | --name | --agent-wait | \
+	--control | --control-dial | --control-listen | --edge-data | --data-listen | \
+		--route | --edge | --service | --service-token | --name | --agent-wait | \
 		--http-path | --http-host | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
 		--max-handshakes | --heartbeat | --drain-timeout | --peek-timeout | \

@@ -1458,6 +1458,11 @@ static void edge_usage(FILE *f)
 "  -c, --config FILE          read settings from an INI file (see below);\n"
 "                             flags given here override it\n"
 "      --control ADDR:PORT    where agents connect (default 0.0.0.0:7000)\n"
+"      --control-dial HOST:PORT\n"
+"                             dial this agent's control port (its\n"
+"                             control-listen) instead of waiting for it;\n"
+"                             repeatable, one per agent; dialed again with\n"
+"                             backoff (0.5 s doubling to 30 s) when lost\n"
 "      --token-file FILE      shared secret; agents with this token may serve\n"
 "                             every service; required unless --service-token\n"
 "                             or --authorized-keys is given\n"
@@ -1572,8 +1577,21 @@ static void agent_usage(FILE *f)
 "Options:\n"
 "  -c, --config FILE          read settings from an INI file (see below);\n"
 "                             flags given here override it\n"
-"      --edge HOST:PORT       the edge's control address, required; a host name\n"
-"                             is resolved again on every reconnect\n"
+"      --edge HOST:PORT       the edge's control address, required (unless\n"
+"                             --control-listen); a host name is resolved again\n"
+"                             on every reconnect\n"
+"      --control-listen [ADDR:]PORT\n"
+"                             instead of --edge: the edge dials us here\n"
+"                             (the edge's control-dial); ADDR defaults to 0.0.0.0\n"
+"      --edge-data [HOST:]PORT\n"
+"                             with --control-listen: where our data connections\n"
+"                             go (the edge's control port); PORT alone: the\n"
+"                             address the edge's control connection comes from\n"
+"      --data-listen [ADDR:]PORT\n"
+"                             the edge dials every data connection to us here\n"
+"                             (at the address it sees our control connection\n"
+"                             come from), proving itself with a one-time hello;\n"
+"                             no --pool then\n"
 "      --token-file FILE      shared secret (the edge's token file, or one of\n"
 "                             its per-service token files); required unless\n"
 "                             both --key and --edge-pubkey are given\n"
@@ -1993,8 +2011,7 @@ static int agent_listen_check(struct rs_agent_config *cfg)
 	bool cl = cfg->control_listen.len;
 
 	if (!cfg->edge_host[0] && !cl) {
-		fprintf(stderr, "Error: the edge address is required (--edge HOST:PORT, or "
-				"--control-listen [ADDR:]PORT for an edge that dials the agent)\n");
+		fprintf(stderr, "Error: the edge address is required (--edge HOST:PORT)\n");
 		return -EINVAL;
 	}
 	if (cfg->edge_host[0] && cl) {
@@ -2038,6 +2055,11 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 	if (rc)
 		return rc;
 
+	/* a flag for one way of reaching the edge overrides the file's other way */
+	if (x.flag_given[O_EDGE] && !x.flag_given[O_CONTROL_LISTEN])
+		memset(&cfg->control_listen, 0, sizeof(cfg->control_listen));
+	if (x.flag_given[O_CONTROL_LISTEN] && !x.flag_given[O_EDGE])
+		cfg->edge_host[0] = '\0';
 	rc = agent_listen_check(cfg);
 	if (rc)
 		return rc;
