@@ -21,6 +21,12 @@
 #      --data-listen: the edge dials each data connection to the control
 #      connection's peer address (the router, which port-forwards the data
 #      port): 20 echo connections and curl byte-exact.
+#   E  the HTTP trigger: a python agent (helpers/post_dial.py) answers a
+#      CONNECT with POST /rsplice/dial on the edge's control port instead of
+#      DIAL_ME: garbage 400, a wrong MAC and a stale time 403, the valid
+#      request 202 and its replay refused; the edge dials the python agent's
+#      data port with a hello under the session's dial key and the client's
+#      echo is byte-exact.
 #   C  edge --control-dial + agent --control-listen --edge-data PORT: the
 #      agent dials the data connections (and its pool) to the edge's address
 #      as seen on the control connection: echo and curl byte-exact, pooled
@@ -263,6 +269,44 @@ mode_d() {
 	fi
 }
 
+mode_e() {
+	local elog=$WORK/$DP-e-edge.log out=$WORK/$DP-e-post.out stream=$WORK/$DP-e-stream.out
+	T_FAIL_LOGS=("$elog" "$out")
+	start_edge e || { fail "[$DP] E: edge starts" "no listener"; return; }
+	rm -f "$WORK/post.ready"
+	spawn post "$NS_AGENT" "$out" $(py post_dial.py) --edge "$IP_EDGE:$CTRL_PORT" \
+		--token-file "$WORK/token" --listen "$IP_AGENT:$DL_PORT" \
+		--ready-file "$WORK/post.ready" --gap 1.2 --wait 30
+	if ! wait_until 100 0.1 test -e "$WORK/post.ready"; then
+		fail "[$DP] E: the python agent logs in" "see $out"
+		stop post
+		stop edge
+		return
+	fi
+	timeout -k 2 90 nsenter --net="/run/netns/$NS_CLIENT" -- $(py conn_stream.py) \
+		--host "$IP_EDGE_PUB" --port "$P_ECHO" --count 1 --size 262144 >"$stream" 2>&1
+	wait_until 100 0.1 grep -q "^OK\|^FAIL" "$out"
+	diag "$(grep -E "^(OK|FAIL)" "$out")"
+	assert "[$DP] E: POST /rsplice/dial: garbage 400, wrong MAC 403, stale 403, valid 202, replay refused" \
+		'grep -q "^OK" "$out"' "$(tail -n 1 "$out")"
+	assert "[$DP] E: the client's 256 KiB echo through the edge-dialed connection is byte-exact" \
+		'grep -q " ok" "$stream"' "$(cat "$stream")"
+	assert "[$DP] E: the edge logged each refusal and the dial" \
+		'grep -q "refused with 400" "$elog" && grep -q "refused with 403: bad mac" "$elog" &&
+		 grep -q "refused with 403: stale time" "$elog" &&
+		 grep -q "asks over HTTP to dial agent poster" "$elog"' "see $elog"
+	stop post
+	start_agent e --edge "$IP_EDGE:$CTRL_PORT" --data-listen "$DL_PORT"
+	if wait_until 100 0.1 offers_ge "$elog" 1 &&
+		grep -q "agent lan1 offers service 'echo'" "$elog"; then
+		check "[$DP] E: the edge keeps serving: 5 echo connections via the real agent" echo_ok 5
+	else
+		fail "[$DP] E: the edge keeps serving: the real agent logs in" "see $elog"
+	fi
+	stop agent
+	stop edge
+}
+
 run_datapath() {
 	DP=$1
 	local out
@@ -277,6 +321,7 @@ run_datapath() {
 	mode_a
 	mode_b
 	mode_c
+	mode_e
 	if [ "$ATTACHED" = 1 ]; then
 		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
 		ATTACHED=0

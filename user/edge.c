@@ -18,12 +18,14 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "conntab.h"
 #include "ctl.h"
 #include "daemon.h"
+#include "http_dial.h"
 #include "http_upgrade.h"
 #include "edge_dial.h"
 #include "edge_peek.h"
@@ -86,6 +88,7 @@ struct client {
 	struct client *hnext;    /* pending hash chain (C_REQUESTED) */
 	struct client *onext, *oprev; /* orphans: requested from a session now closed */
 	bool orphan;
+	bool dialing;            /* the edge dials the agent's data port for it (once) */
 	struct client *wnext, *wprev; /* waiting list (C_WAIT_AGENT) */
 	char peer[64];
 	struct rs_conn_addrs addrs; /* told to the agent (PROXY protocol) */
@@ -115,6 +118,9 @@ struct inbound {
 	size_t drained;
 	char peer[64];
 	struct edge_dialer *dialer; /* --control-dial: a control connection we dialed */
+	bool post;                 /* the HTTP request is a POST (RS_DIAL_PATH) */
+	char *body;                /* its body being read, body_len bytes expected */
+	size_t body_got, body_len;
 };
 
 struct listener {
@@ -403,6 +409,7 @@ static void client_request(struct client *c, struct agent *a)
 	if (c->state == C_WAIT_AGENT)
 		waiting_remove(c);
 	c->state = C_REQUESTED;
+	c->dialing = false;
 	c->conn_id = new_conn_id(); /* the random ticket, sent encrypted */
 	memcpy(c->key, a->hello_key, RS_KEY_LEN);
 	c->serial = a->serial;
@@ -1155,38 +1162,47 @@ static int agent_connect_fail(struct agent *a, const struct rs_frame *f, const c
 	return 0;
 }
 
+/* Dial agent a's data port for its requested client c, at the address its
+ * control connection comes from; c is dropped when that cannot start. */
+static void dial_agent_data(struct agent *a, struct client *c, unsigned int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int ret;
+
+	if (getpeername(a->ctl.fd, (struct sockaddr *)&ss, &len)) {
+		client_drop(c, "cannot tell the agent's address");
+		return;
+	}
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+	c->dialing = true;
+	ret = edge_dial_data(&ss, len, c->conn_id, a->serial, a->dial_key, a->ctl.epoch_ms,
+			     ++a->dial_seq, cfg.connect_timeout_ms);
+	if (ret)
+		client_drop(c, "cannot dial the agent's data port");
+}
+
 /* DIAL_ME{ticket, port}: the agent listens (--data-listen) and wants this
  * client's data connection dialed to it, at the address its control
  * connection comes from (never another host: an agent cannot make the edge
  * dial elsewhere). */
 static int agent_dial_me(struct agent *a, const struct rs_frame *f, const char **why)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
 	struct client *c;
 	unsigned int port;
 	uint64_t id;
-	int ret;
 
 	if (rs_dec_dial_me(f, &id, &port)) {
 		*why = "malformed DIAL_ME frame";
 		return -EPROTO;
 	}
 	c = pending_find(id);
-	if (!c || c->serial != a->serial)
-		return 0; /* the client went away meanwhile */
-	if (getpeername(a->ctl.fd, (struct sockaddr *)&ss, &len)) {
-		client_drop(c, "cannot tell the agent's address");
-		return 0;
-	}
-	if (ss.ss_family == AF_INET)
-		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
-	else
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-	ret = edge_dial_data(&ss, len, id, a->serial, a->dial_key, a->ctl.epoch_ms, ++a->dial_seq,
-			     cfg.connect_timeout_ms);
-	if (ret)
-		client_drop(c, "cannot dial the agent's data port");
+	if (!c || c->serial != a->serial || c->dialing)
+		return 0; /* the client went away meanwhile, or is dialed already */
+	dial_agent_data(a, c, port);
 	return 0;
 }
 
@@ -1419,6 +1435,8 @@ static void inbound_free(struct inbound *in)
 {
 	/* a dialed connection that ends before its control hello: dial again */
 	edge_dial_lost(in->dialer, false);
+	free(in->body);
+	in->body = NULL;
 	free(in->http);
 	in->http = NULL;
 	n_inbound--;
@@ -1451,7 +1469,17 @@ static void inbound_linger_timeout(struct timer *t)
 
 /* Answer status (best effort: a fresh socket's send buffer has room) and
  * close, with one log line. */
+static void http_answer(struct inbound *in, int status);
+
 static void http_refuse(struct inbound *in, int status, const char *why)
+{
+	pr_warn_ratelimited(&rl_bad_http, "control port: HTTP request from %s refused with %d: %s",
+			    in->peer, status, why);
+	http_answer(in, status);
+}
+
+/* Answer status and close (a linger first, see below). */
+static void http_answer(struct inbound *in, int status)
 {
 	char resp[256];
 	size_t len = rs_http_response(resp, sizeof(resp), status);
@@ -1459,13 +1487,13 @@ static void http_refuse(struct inbound *in, int status, const char *why)
 	unsigned int left = handshake_left_ms(in);
 
 	(void)!send(in->fd, resp, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	pr_warn_ratelimited(&rl_bad_http, "control port: HTTP request from %s refused with %d: %s",
-			    in->peer, status, why);
 	/* A close with unread bytes (the rest of an oversized head) resets the
 	 * connection, and the peer may lose the answer: send FIN after it and
 	 * drain for a moment (bounded in time and bytes) before closing. */
 	free(in->http);
 	in->http = NULL;
+	free(in->body);
+	in->body = NULL;
 	if (left <= 1 || shutdown(in->fd, SHUT_WR)) {
 		close(in->fd);
 		inbound_free(in);
@@ -1493,6 +1521,8 @@ static void inbound_linger(struct inbound *in)
 
 static void inbound_http(struct inbound *in);
 static void inbound_timeout(struct timer *t);
+static void inbound_post_head(struct inbound *in);
+static void inbound_post_body(struct inbound *in);
 
 /* The handshake deadline while the HTTP request is read: 408. */
 static void inbound_http_timeout(struct timer *t)
@@ -1508,7 +1538,7 @@ static void inbound_http_start(struct inbound *in)
 		inbound_reject(in, "out of memory");
 		return;
 	}
-	memcpy(in->http->buf, "GET ", 4);
+	memcpy(in->http->buf, &in->hello, 4); /* "GET " or "POST" */
 	in->http->len = 4;
 	in->got = 0;
 	in->timer.fn = inbound_http_timeout; /* same deadline, armed at accept */
@@ -1543,6 +1573,10 @@ static void inbound_http(struct inbound *in)
 							  strerror(-ret));
 		return;
 	}
+	if (in->post) {
+		inbound_post_head(in);
+		return;
+	}
 	status = rs_http_check_request(in->http->buf, in->http->len, cfg.http_path, why,
 				       sizeof(why));
 	if (status != 101) {
@@ -1561,6 +1595,107 @@ static void inbound_http(struct inbound *in)
 	pr_debug("control port: %s upgraded over HTTP (path %s)", in->peer, cfg.http_path);
 }
 
+/* ---- POST /rsplice/dial: dial an agent's data port (http_dial.h) ---- */
+
+/* The answer to a complete request: 202 once the dial started, else the
+ * status with *why.  The MAC is checked before the ticket is looked up, so
+ * that nobody without a token learns whether a ticket exists. */
+static int post_dial(struct inbound *in, const char **why)
+{
+	static char msg[RS_HTTP_WHY_MAX];
+	uint32_t stoken_ok = 0;
+	uint8_t mac[32];
+	struct rs_dial_req r;
+	struct client *c;
+	struct agent *a;
+	bool global_ok;
+	int64_t now = (int64_t)time(NULL);
+
+	*why = msg;
+	if (rs_dial_parse_body(in->body, in->body_len, &r, msg, sizeof(msg)))
+		return 400;
+	if (r.time > now + RS_DIAL_SKEW_S || r.time < now - RS_DIAL_SKEW_S) {
+		*why = "stale time (more than 30 s off the edge's clock)";
+		return 403;
+	}
+	rs_dial_mac(cfg.c.token, cfg.c.token_len, in->body, r.signed_len, mac);
+	global_ok = cfg.c.token_len && !rs_mac_equal(mac, r.mac);
+	for (int i = 0; i < cfg.n_stokens && i < 32; i++) {
+		rs_dial_mac(cfg.stokens[i].token, cfg.stokens[i].token_len, in->body, r.signed_len,
+			    mac);
+		if (!rs_mac_equal(mac, r.mac))
+			stoken_ok |= 1u << i;
+	}
+	sodium_memzero(mac, sizeof(mac));
+	if (!global_ok && !stoken_ok) {
+		*why = "bad mac (not made with a token of this edge)";
+		return 403;
+	}
+	c = pending_find(r.ticket);
+	a = c ? agent_by_serial(c->serial) : NULL;
+	if (!c || c->orphan || !a || strcmp(c->agent, r.agent)) {
+		*why = "unknown ticket for this agent (late, used, or the agent is gone)";
+		return 404;
+	}
+	for (int i = 0; !global_ok && i < cfg.n_stokens && i < 32; i++)
+		global_ok = (stoken_ok & (1u << i)) && rs_svc_set_has(&cfg.stokens[i].set, c->service);
+	if (!global_ok) {
+		*why = "the token may not serve this client's service";
+		return 403;
+	}
+	if (c->dialing) {
+		*why = "this ticket is dialed already";
+		return 409;
+	}
+	pr_info("conn %016llx: %s asks over HTTP to dial agent %s's data port %u",
+		(unsigned long long)c->conn_id, in->peer, a->name, r.port);
+	dial_agent_data(a, c, r.port);
+	return 202;
+}
+
+static void inbound_post_head(struct inbound *in)
+{
+	char why[RS_HTTP_WHY_MAX];
+	size_t len;
+	int status = rs_dial_check_head(in->http->buf, in->http->len, &len, why, sizeof(why));
+
+	if (status) {
+		http_refuse(in, status, why);
+		return;
+	}
+	in->body = malloc(RS_DIAL_BODY_MAX);
+	if (!in->body) {
+		inbound_reject(in, "out of memory");
+		return;
+	}
+	free(in->http);
+	in->http = NULL;
+	in->body_len = len;
+	in->body_got = 0;
+	inbound_post_body(in); /* it may have come with the head */
+}
+
+static void inbound_post_body(struct inbound *in)
+{
+	const char *why = NULL;
+	ssize_t n = recv(in->fd, in->body + in->body_got, in->body_len - in->body_got,
+			 MSG_DONTWAIT);
+	int status;
+
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		inbound_reject(in, n ? strerror(errno) : "closed before the end of its HTTP body");
+		return;
+	}
+	if (n < 0 || (in->body_got += (size_t)n) < in->body_len)
+		return;
+	status = post_dial(in, &why);
+	if (status != 202) {
+		http_refuse(in, status, why);
+		return;
+	}
+	http_answer(in, status);
+}
+
 static void inbound_event(struct ev_handler *h, uint32_t events)
 {
 	struct inbound *in = container_of(h, struct inbound, ev);
@@ -1570,6 +1705,10 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 
 	if (in->lingering) {
 		inbound_linger(in);
+		return;
+	}
+	if (in->body) {
+		inbound_post_body(in);
 		return;
 	}
 	if (in->http) {
@@ -1591,7 +1730,9 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 		return;
 	}
 	in->got += (size_t)n;
-	if (in->got == 4 && !in->upgraded && !in->dialer && !memcmp(&in->hello, "GET ", 4)) {
+	if (in->got == 4 && !in->upgraded && !in->dialer &&
+	    (!memcmp(&in->hello, "GET ", 4) || !memcmp(&in->hello, "POST", 4))) {
+		in->post = !memcmp(&in->hello, "POST", 4);
 		inbound_http_start(in);
 		return;
 	}

@@ -244,8 +244,12 @@ static const char *reason(int status)
 {
 	switch (status) {
 	case 101: return "Switching Protocols";
+	case 202: return "Accepted";
 	case 400: return "Bad Request";
+	case 403: return "Forbidden";
 	case 404: return "Not Found";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
 	case 408: return "Request Timeout";
 	case 426: return "Upgrade Required";
 	case 431: return "Request Header Fields Too Large";

@@ -176,6 +176,7 @@ class Session:
                                  key=tx + rx).digest()
         self.k_tx, self.k_rx = kdf(master, 1), kdf(master, 2)
         self.k_hello, self.k_bind = kdf(master, 3), kdf(master, 4)
+        self.k_dial = kdf(master, 5)  # hellos of data connections the edge dials
 
     @staticmethod
     def _nonce(ctr):
