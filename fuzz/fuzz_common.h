@@ -19,7 +19,9 @@
 #include <dlfcn.h>
 #include <netdb.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define FUZZ_CHECK(cond)                                                              \
 	do {                                                                          \
@@ -68,5 +70,22 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
 	return real(node, service, &h, res);
 }
 #endif
+
+/* An HTTP head as rs_http_head_read() delivers it: the input copied into
+ * buf (RS_HTTP_HEAD_MAX + 1 bytes), cut at RS_HTTP_HEAD_MAX and after its
+ * first CRLFCRLF, NUL-terminated; returns its length. */
+static inline size_t fuzz_http_head(char *buf, size_t max, const uint8_t *data, size_t size)
+{
+	size_t len = size < max ? size : max;
+	char *end;
+
+	memcpy(buf, data, len);
+	buf[len] = '\0';
+	end = memmem(buf, len, "\r\n\r\n", 4);
+	if (end)
+		len = (size_t)(end + 4 - buf);
+	buf[len] = '\0';
+	return len;
+}
 
 #endif

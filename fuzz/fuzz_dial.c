@@ -32,20 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct rs_dial_req r, r2;
 	uint8_t mac[32];
 	size_t len, blen;
-	char *end;
 	int st, n;
 
 	if (!size)
 		return 0;
 	why[0] = '\0';
 	if (!(data[0] & 1)) {
-		len = size - 1 < RS_HTTP_HEAD_MAX ? size - 1 : RS_HTTP_HEAD_MAX;
-		memcpy(head, data + 1, len);
-		head[len] = '\0';
-		end = memmem(head, len, "\r\n\r\n", 4);
-		if (end)
-			len = (size_t)(end + 4 - head);
-		head[len] = '\0';
+		len = fuzz_http_head(head, RS_HTTP_HEAD_MAX, data + 1, size - 1);
 		st = rs_dial_check_head(head, len, &blen, why, sizeof(why));
 		FUZZ_CHECK(st == 0 || st == 400 || st == 404 || st == 413);
 		FUZZ_CHECK(st == 0 || why[0]);

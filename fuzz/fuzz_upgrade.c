@@ -29,18 +29,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const int statuses[] = { 101, 400, 404, 408, 426, 431 };
 	char path[64], host[64];
 	size_t len, n;
-	char *end;
 	int st;
 
 	if (!size)
 		return 0;
-	len = size - 1 < RS_HTTP_HEAD_MAX ? size - 1 : RS_HTTP_HEAD_MAX;
-	memcpy(head, data + 1, len);
-	head[len] = '\0';
-	end = memmem(head, len, "\r\n\r\n", 4);
-	if (end)
-		len = (size_t)(end + 4 - head);
-	head[len] = '\0';
+	len = fuzz_http_head(head, RS_HTTP_HEAD_MAX, data + 1, size - 1);
 
 	why[0] = '\0';
 	if (!(data[0] & 1)) {

@@ -87,14 +87,21 @@ static void dial_up(struct edge_dialer *d)
 	ops->control_connected(fd, d, d->peer);
 }
 
-static void dialer_event(struct ev_handler *h, uint32_t events)
+/* The result of a non-blocking connect that polled writable: 0 or errno. */
+static int connect_result(int fd)
 {
-	struct edge_dialer *d = container_of(h, struct edge_dialer, ev);
 	int err = 0;
 	socklen_t len = sizeof(err);
 
+	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) ? errno : err;
+}
+
+static void dialer_event(struct ev_handler *h, uint32_t events)
+{
+	struct edge_dialer *d = container_of(h, struct edge_dialer, ev);
+	int err = connect_result(d->fd);
+
 	(void)events;
-	getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 	if (err)
 		dial_failed(d, err);
 	else
@@ -238,11 +245,9 @@ static void data_dial_up(struct data_dial *dd)
 static void data_dial_event(struct ev_handler *h, uint32_t events)
 {
 	struct data_dial *dd = container_of(h, struct data_dial, ev);
-	int err = 0;
-	socklen_t len = sizeof(err);
+	int err = connect_result(dd->fd);
 
 	(void)events;
-	getsockopt(dd->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 	if (err)
 		data_dial_fail(dd, err);
 	else
