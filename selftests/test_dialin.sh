@@ -194,6 +194,14 @@ mode_a() {
 		'alive agent && [ "$(grep -c "agent lan1 offers service" "$elog")" -eq 2 ]' \
 		"agent dead or the session was replaced"
 	check "[$DP] A: after the hostile connections: 10 echo connections byte-exact" echo_ok 10
+	kill -HUP "${PIDS[agent]}"
+	if wait_until 100 0.1 grep -q "reload: .*control connection kept" "$alog"; then
+		check "[$DP] A: after SIGHUP (session kept): 3 echo connections byte-exact" echo_ok 3
+	else
+		fail "[$DP] A: SIGHUP reloads the agent and keeps the session" "see $alog"
+	fi
+	assert "[$DP] A: the agent never dialed the edge (no reconnect line)" \
+		'! grep -q "reconnecting to edge\|cannot connect to edge" "$alog"' "it tried to dial"
 	# the agent restarts: the edge dials it again (backoff from 0.5 s)
 	stop agent KILL
 	start_agent a2 --control-listen "$CL_PORT" --data-listen "$DL_PORT"

@@ -1210,7 +1210,10 @@ static void agent_reload(void)
 		if (sess)
 			ctl_close(&sess->ctl, "reload: new edge address, name, token or key");
 		attempt = 0;
-		timer_arm(&reconnect_timer, 0);
+		if (cfg.control_listen.len) /* the edge dials again */
+			session = "closed (name, token or key changed): the edge dials again";
+		else
+			timer_arm(&reconnect_timer, 0);
 	} else if (sess && sess->authed) {
 		if (added || removed) {
 			session = "services announced again";
