@@ -81,6 +81,9 @@ static void test_handshake_keys(void)
 	ASSERT_MEMEQ(ka.bind, ke.bind, RS_KEY_LEN, "bind key");
 	ASSERT_EQ(rs_mac_equal(ka.ctl_tx, ka.ctl_rx), -EPERM, "directions differ");
 	ASSERT_EQ(rs_mac_equal(ka.hello, ka.bind), -EPERM, "hello and bind keys differ");
+	ASSERT_MEMEQ(ka.dial, ke.dial, RS_KEY_LEN, "dial key (edge-dialed data hellos)");
+	ASSERT_EQ(rs_mac_equal(ka.dial, ka.hello), -EPERM, "a hello never works both ways");
+	ASSERT_EQ(rs_mac_equal(ka.dial, ka.bind), -EPERM, "dial and bind keys differ");
 	ASSERT_OK(handshake(&kx, &ke, &h2), "second handshake");
 	ASSERT_EQ(rs_mac_equal(kx.hello, ka.hello), -EPERM, "fresh keys per session");
 	randombytes_buf(sk, sizeof(sk));
@@ -213,6 +216,28 @@ static void test_data_hello(void)
 	ASSERT_EQ(rs_hello_fresh(100, (1ULL << 32) + 100 + RS_HELLO_TTL_MS + 1), -ETIME,
 		  "expired after the wrap");
 	ASSERT_EQ(rs_hello_fresh(1000, 1000 + (1ULL << 31)), -ETIME, "half the clock away");
+}
+
+static void test_dial_me(void)
+{
+	uint8_t p[10];
+	struct rs_frame f = { .type = RS_F_DIAL_ME, .payload = p };
+	uint64_t id = 0;
+	unsigned int port = 0;
+
+	f.len = rs_enc_dial_me(p, 0x0102030405060708ULL, 7102);
+	ASSERT_EQ(f.len, 10, "10 bytes");
+	if (ASSERT_OK(rs_dec_dial_me(&f, &id, &port), "round trip")) {
+		ASSERT_EQ(id, 0x0102030405060708ULL, "ticket");
+		ASSERT_EQ(port, 7102, "port");
+	}
+	ASSERT_STREQ(rs_frame_name(RS_F_DIAL_ME), "DIAL_ME", "name");
+	f.len = 9;
+	ASSERT_EQ(rs_dec_dial_me(&f, &id, &port), -EPROTO, "short");
+	f.len = rs_enc_dial_me(p, 0, 7102);
+	ASSERT_EQ(rs_dec_dial_me(&f, &id, &port), -EPROTO, "ticket 0");
+	f.len = rs_enc_dial_me(p, 1, 0);
+	ASSERT_EQ(rs_dec_dial_me(&f, &id, &port), -EPROTO, "port 0");
 }
 
 static void test_frame_roundtrip_and_partial(void)
@@ -537,6 +562,7 @@ int main(int argc, char **argv)
 		TEST(connect_payload_strict),  TEST(connect_fail_and_auth),
 		TEST(services_payload),        TEST(random_input_is_safe),
 		TEST(pool_hello_and_bind),     TEST(replay_window),
+		TEST(dial_me),
 	};
 
 	if (sodium_init() < 0)
