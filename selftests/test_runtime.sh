@@ -39,11 +39,6 @@ AGENT_CONF=$WORK/agent.conf
 TOKEN=$WORK/token
 mkdir -p "$WORK/www"
 
-ping_port() { # ping_port PORT: one echo round trip through the tunnel
-	run_in "$NS_CLIENT" 6 $(py echo_client.py) ping --host "$IP_EDGE_PUB" --port "$1" \
-		--delay 0 --timeout 4
-}
-
 gen_get() { # gen_get PORT SIZE SEED: prints the gen client's result line
 	run_in "$NS_CLIENT" 60 $(py gen_client.py) --host "$IP_EDGE_PUB" --port "$1" \
 		--size "$2" --seed "$3" --timeout 50 2>&1
@@ -56,25 +51,6 @@ web_sha() { # web_sha PORT [HOST]: sha256 of big.bin fetched through PORT
 
 # rs ARGS...: the CLI (admin sockets in $RSPLICE_RUN_DIR)
 rs() { timeout 20 "$CLI_BIN" "$@"; }
-
-count_lines() { grep -c -E -- "$2" "$1" 2>/dev/null || true; }
-fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
-
-# session_start NAME PORT: a long-lived echo session (1 MiB now, 4 MiB at the end)
-session_start() {
-	rm -f "$WORK/$1.ready" "$WORK/$1.go"
-	run_in "$NS_CLIENT" 170 $(py echo_client.py) session --host "$IP_EDGE_PUB" --port "$2" \
-		--ready-file "$WORK/$1.ready" --go-file "$WORK/$1.go" --timeout 160 \
-		>"$WORK/$1.out" 2>&1 &
-	PIDS[$1]=$!
-	wait_until 100 0.1 test -e "$WORK/$1.ready"
-}
-
-session_end() { # session_end NAME: let it finish (not in a subshell: it waits)
-	touch "$WORK/$1.go"
-	wait "${PIDS[$1]}" 2>/dev/null
-	unset "PIDS[$1]"
-}
 
 # bad NAME WANT ARGS...: `rsplice ARGS` must fail with exit 1 and exactly one
 # line "Error: ...WANT..." on stderr (nothing on stdout); with -j exactly one
@@ -142,15 +118,6 @@ start_services() {
 	for p in "$S_ECHO" "$S_GEN" "$S_WEB"; do
 		wait_until 50 0.1 listening "$NS_LANSVC" "$p" || return 1
 	done
-}
-
-setup_sockmap() {
-	local out
-	if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-		diag "rsplice attach: $out"
-		return 1
-	fi
-	ATTACHED=1
 }
 
 run_datapath() {
@@ -332,11 +299,7 @@ s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); time.
 	stop edge
 	assert "[$DP] no sanitizer report in the daemon logs" \
 		'! grep -qE "AddressSanitizer|runtime error:|LeakSanitizer" "$ELOG" "$ALOG"'
-	if [ "$ATTACHED" = 1 ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-		rm -rf "$PIN_DIR"
-	fi
+	sockmap_detach
 }
 
 RESULTS=()

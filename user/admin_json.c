@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <string.h>
 
 static json_object *aj_cidr(const struct rs_cidr *c)
 {
@@ -53,4 +54,20 @@ json_object *aj_error(const char *msg)
 
 	json_object_object_add(o, "error", json_object_new_string(msg));
 	return o;
+}
+
+json_object *aj_table_request(const char *req, const char *word, json_object *(*list)(void),
+			      json_object *(*change)(const char *arg, bool add),
+			      const char *usage)
+{
+	size_t n = strlen(word);
+
+	if (strncmp(req, word, n) || (req[n] && req[n] != ' '))
+		return NULL;
+	req += n + strspn(req + n, " ");
+	if (!strcmp(req, "list"))
+		return list();
+	if (!strncmp(req, "add ", 4) || !strncmp(req, "del ", 4))
+		return change(req + 4 + strspn(req + 4, " "), req[0] == 'a');
+	return aj_error(usage);
 }

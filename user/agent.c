@@ -1144,17 +1144,9 @@ out:
 
 static json_object *agent_request(const char *req)
 {
-	if (strncmp(req, "service", 7) || (req[7] && req[7] != ' '))
-		return NULL;
-	req += strspn(req + 7, " ") + 7;
-	if (!strcmp(req, "list"))
-		return services_json();
-	if (!strncmp(req, "add ", 4))
-		return service_change(req + 4 + strspn(req + 4, " "), true);
-	if (!strncmp(req, "del ", 4))
-		return service_change(req + 4 + strspn(req + 4, " "), false);
-	return aj_error("unknown service request (service list, service add NAME=HOST:PORT, "
-			"service del NAME)");
+	return aj_table_request(req, "service", services_json, service_change,
+				"unknown service request (service list, service add "
+				"NAME=HOST:PORT, service del NAME)");
 }
 
 /* ---- main ---- */

@@ -1511,6 +1511,10 @@ static void edge_usage(FILE *f)
 "  local = 192.168.1.10:80    ; used by the agent only (so is proxy = v2)\n"
 "The [agent] section is checked but ignored, so one file can serve both.\n"
 "\n"
+"SIGHUP reloads the file.  'rsplice route add|del|list' changes the routes of\n"
+"the running edge (admin socket) until then: the configuration file is the\n"
+"source of truth, and a reload or restart puts its routes back in force.\n"
+"\n"
 "Example:\n"
 "  rsplice-edge --token-file /etc/rsplice/token --route 80=web --route 2222=ssh\n");
 }
@@ -1605,6 +1609,10 @@ static void agent_usage(FILE *f)
 "  proxy = v2                 ; PROXY protocol v2 header first (default none)\n"
 "  bind = 8080                ; used by the edge only\n"
 "The [edge] section is checked but ignored, so one file can serve both.\n"
+"\n"
+"SIGHUP reloads the file.  'rsplice service add|del|list' changes the services\n"
+"of the running agent (admin socket) until then: the configuration file is the\n"
+"source of truth, and a reload or restart puts its services back in force.\n"
 "\n"
 "Example:\n"
 "  rsplice-agent --edge edge.example.net:7000 --token-file /etc/rsplice/token \\\n"

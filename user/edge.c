@@ -1971,17 +1971,9 @@ static json_object *route_change(const char *arg, bool add)
 
 static json_object *edge_request(const char *req)
 {
-	if (strncmp(req, "route", 5) || (req[5] && req[5] != ' '))
-		return NULL;
-	req += strspn(req + 5, " ") + 5;
-	if (!strcmp(req, "list"))
-		return routes_json();
-	if (!strncmp(req, "add ", 4))
-		return route_change(req + 4 + strspn(req + 4, " "), true);
-	if (!strncmp(req, "del ", 4))
-		return route_change(req + 4 + strspn(req + 4, " "), false);
-	return aj_error("unknown route request (route list, route add SPEC, "
-			"route del PORT|ADDR:PORT|SERVICE)");
+	return aj_table_request(req, "route", routes_json, route_change,
+				"unknown route request (route list, route add SPEC, "
+				"route del PORT|ADDR:PORT|SERVICE)");
 }
 
 /* ---- main ---- */

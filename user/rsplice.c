@@ -859,8 +859,7 @@ static int do_keygen(int argc, char **argv)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill |\n"
-		   "                              route | service | keygen | help }\n"
+	fprintf(f, "Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill | route | service | keygen | help }\n"
 		   "       rsplice attach [ -f ] [ --max-socks N ] [ --group GROUP ]\n"
 		   "       rsplice detach\n"
 		   "       rsplice status\n"
