@@ -1859,9 +1859,12 @@ static int edge_apply(struct rs_edge_config *nc, bool runtime, json_object *rep,
 	n_routes = nc->n_routes;
 	cfg = *nc;
 	daemon_apply(&cfg.c);
-	for (int i = 0; i < n_routes; i++)
-		if (what[i] && !mux_log_rules(&routes[i]->r))
-			route_log(routes[i], what[i]);
+	for (int i = 0; i < n_routes; i++) {
+		if (!what[i])
+			continue;
+		route_log(routes[i], what[i]);
+		mux_log_rules(&routes[i]->r);
+	}
 	if (rep) {
 		json_object_object_add(rep, "added", added);
 		json_object_object_add(rep, "removed", removed);
