@@ -11,7 +11,8 @@
 #     new clients (nothing listens on it); service del: new clients for it
 #     are not served, the open one finishes byte-exact
 #   - bad requests (syntax, a port another route has, deleting a missing
-#     route or service, a port bound by another process, a service name
+#     route or service, a port bound by another process, a port below 1024
+#     after the privilege drop, a service name
 #     already served, an unknown subcommand, a non-root caller): one
 #     "Error: ..." line (or {"error": ...} with -j), exit status 1, and the
 #     tables unchanged
@@ -231,6 +232,9 @@ s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); time.
 	bad "a port bound by another process" "cannot listen on $IP_EDGE_PUB:$P_BUSY: Address already in use" \
 		route add "$IP_EDGE_PUB:$P_BUSY=echo"
 	stop busy
+	bad "a port below 1024 after the privilege drop" \
+		"Permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE" \
+		route add "$IP_EDGE_PUB:80=echo"
 	bad "bad service syntax" "missing '='" service add nonsense
 	bad "service add of a name already served" "service 'gen' already exists" \
 		service add "gen=$IP_SVC:$S_ECHO"
@@ -245,7 +249,7 @@ s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); time.
 	check "[$DP] after the bad requests: the configured route serves" ping_port "$P_ECHO"
 	assert "[$DP] ... and the runtime web route" '[ "$(web_sha "$P_WEB")" = "$WEB_SHA" ]'
 	assert "[$DP] the edge logged each refusal in one line" \
-		'[ "$(count_lines "$ELOG" "runtime: route (add|del) .*: refused: ")" -ge 5 ]'
+		'[ "$(count_lines "$ELOG" "runtime: route (add|del) .*: refused: ")" -ge 6 ]'
 
 	# --- 10 add/del cycles: descriptors back to the baseline
 	sleep 0.5
