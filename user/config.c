@@ -34,7 +34,7 @@
 #include "proto.h"
 #include "rsplice_bpf.h"
 
-#define ERRLEN 512
+#define ERRLEN RS_ERR_MAX
 #define TOKEN_FILE_MAX 4096
 #define TOKEN_MIN 16
 #define TOKEN_RAW_MAX 64
@@ -1511,6 +1511,10 @@ static void edge_usage(FILE *f)
 "  local = 192.168.1.10:80    ; used by the agent only (so is proxy = v2)\n"
 "The [agent] section is checked but ignored, so one file can serve both.\n"
 "\n"
+"SIGHUP reloads the file.  'rsplice route add|del|list' changes the routes of\n"
+"the running edge (admin socket) until then: the configuration file is the\n"
+"source of truth, and a reload or restart puts its routes back in force.\n"
+"\n"
 "Example:\n"
 "  rsplice-edge --token-file /etc/rsplice/token --route 80=web --route 2222=ssh\n");
 }
@@ -1605,6 +1609,10 @@ static void agent_usage(FILE *f)
 "  proxy = v2                 ; PROXY protocol v2 header first (default none)\n"
 "  bind = 8080                ; used by the edge only\n"
 "The [edge] section is checked but ignored, so one file can serve both.\n"
+"\n"
+"SIGHUP reloads the file.  'rsplice service add|del|list' changes the services\n"
+"of the running agent (admin socket) until then: the configuration file is the\n"
+"source of truth, and a reload or restart puts its services back in force.\n"
 "\n"
 "Example:\n"
 "  rsplice-agent --edge edge.example.net:7000 --token-file /etc/rsplice/token \\\n"
@@ -1784,6 +1792,27 @@ static bool addr_clash(const struct rs_addr *a, const struct rs_addr *b)
 	return a->len == b->len && !memcmp(&a->ss, &b->ss, a->len);
 }
 
+/* No route may share a port with the control address or with another route
+ * (a wildcard address clashes with every address of its family).  0 or
+ * -EINVAL with err set.  The start, a reload and `rsplice route add` all
+ * check the whole table with this, so they cannot disagree. */
+static int routes_check(const struct rs_edge_config *cfg, char *err)
+{
+	for (int i = 0; i < cfg->n_routes; i++) {
+		const struct rs_route *r = &cfg->routes[i];
+
+		if (addr_clash(&r->bind, &cfg->control))
+			return seterr(err, -EINVAL, "route %s=%s clashes with the control address %s",
+				      r->bind.text, r->service, cfg->control.text);
+		for (int j = 0; j < i; j++)
+			if (addr_clash(&r->bind, &cfg->routes[j].bind))
+				return seterr(err, -EINVAL, "route %s=%s clashes with route %s=%s",
+					      r->bind.text, r->service, cfg->routes[j].bind.text,
+					      cfg->routes[j].service);
+	}
+	return 0;
+}
+
 static int key_load(struct rs_common *c)
 {
 	char err[RS_KEY_ERRLEN];
@@ -1845,7 +1874,7 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 {
 	struct ctx x = { .who = FOR_EDGE, .edge = cfg, .c = &cfg->c };
 	char err[ERRLEN];
-	int i, j, rc;
+	int rc;
 
 	memset(cfg, 0, sizeof(*cfg));
 	common_defaults(&cfg->c);
@@ -1867,22 +1896,10 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 	if (rc)
 		return rc;
 
-	for (i = 0; i < cfg->n_routes; i++) {
-		const struct rs_route *r = &cfg->routes[i];
-
-		if (addr_clash(&r->bind, &cfg->control)) {
-			fprintf(stderr, "Error: route %s=%s clashes with the control address %s\n",
-				r->bind.text, r->service, cfg->control.text);
-			return -EINVAL;
-		}
-		for (j = 0; j < i; j++) {
-			if (addr_clash(&r->bind, &cfg->routes[j].bind)) {
-				fprintf(stderr, "Error: route %s=%s clashes with route %s=%s\n",
-					r->bind.text, r->service, cfg->routes[j].bind.text,
-					cfg->routes[j].service);
-				return -EINVAL;
-			}
-		}
+	rc = routes_check(cfg, err);
+	if (rc) {
+		fprintf(stderr, "Error: %s\n", err);
+		return rc;
 	}
 	rc = privdrop_resolve(&cfg->c.privs);
 	if (rc)
@@ -2077,4 +2094,106 @@ int rs_agent_fixed_diff(const struct rs_agent_config *a, const struct rs_agent_c
 			char *out, size_t len)
 {
 	return common_fixed_diff(&a->c, &b->c, out, len);
+}
+
+/* ------------------------------------------------- runtime (rsplice route|service) */
+
+int rs_edge_route_add(struct rs_edge_config *cfg, const char *spec, char *err)
+{
+	struct rs_route r;
+	char why[ERRLEN];
+	int rc = route_parse(spec, &r, why);
+
+	if (rc)
+		return seterr(err, rc, "route '%s': %s", spec, why);
+	if (cfg->n_routes >= RS_MAX_ROUTES)
+		return seterr(err, -E2BIG, "too many routes (max %d)", RS_MAX_ROUTES);
+	cfg->routes[cfg->n_routes++] = r;
+	rc = routes_check(cfg, err);
+	if (rc)
+		cfg->n_routes--;
+	return rc;
+}
+
+/* KEY: "PORT" (one route on that port), "ADDR:PORT" (that bind address) or
+ * "SERVICE" (every route whose service, a mux route's default, it is). */
+static bool route_matches(const struct rs_route *r, const char *key, unsigned long port,
+			  const struct rs_addr *bind)
+{
+	if (port)
+		return port_of(&r->bind.ss) == port;
+	if (bind)
+		return rs_addr_equal(&r->bind, bind);
+	return !strcmp(r->service, key);
+}
+
+int rs_edge_route_del(struct rs_edge_config *cfg, const char *key, char *err)
+{
+	struct rs_addr bind, *b = NULL;
+	unsigned long port = 0;
+	char why[ERRLEN];
+	int n = 0, k = 0;
+
+	if (*key && strspn(key, "0123456789") == strlen(key)) {
+		port = strtoul(key, NULL, 10);
+		if (strlen(key) > 5 || !port || port > 65535)
+			return seterr(err, -EINVAL, "invalid port '%s'", key);
+	} else if (strchr(key, ':')) {
+		if (addr_parse(key, NULL, &bind, why))
+			return seterr(err, -EINVAL, "address '%s': %s", key, why);
+		b = &bind;
+	} else if (name_check(key, "service name", why)) {
+		return seterr(err, -EINVAL, "'%s' is neither a port, ADDR:PORT nor a service: %s",
+			      key, why);
+	}
+	for (int i = 0; i < cfg->n_routes; i++)
+		n += route_matches(&cfg->routes[i], key, port, b);
+	if (!n)
+		return seterr(err, -ENOENT, "no route %s '%s'",
+			      port ? "on port" : b ? "bound to" : "to service", key);
+	if (port && n > 1)
+		return seterr(err, -EINVAL, "port %lu has %d routes (one per address): give "
+			      "ADDR:PORT as 'rsplice route list' shows it", port, n);
+	for (int i = 0; i < cfg->n_routes; i++)
+		if (!route_matches(&cfg->routes[i], key, port, b))
+			cfg->routes[k++] = cfg->routes[i];
+	cfg->n_routes = k;
+	return n;
+}
+
+int rs_agent_service_add(struct rs_agent_config *cfg, const char *spec, char *err)
+{
+	struct rs_service s;
+	char why[ERRLEN];
+	int rc = service_parse(spec, &s, why);
+
+	if (rc)
+		return seterr(err, rc, "service '%s': %s", spec, why);
+	for (int i = 0; i < cfg->n_services; i++)
+		if (!strcmp(cfg->services[i].name, s.name))
+			return seterr(err, -EEXIST, "service '%s' already exists (-> %s): delete it "
+				      "first", s.name, cfg->services[i].addr.text);
+	if (cfg->n_services >= RS_MAX_SERVICES)
+		return seterr(err, -E2BIG, "too many services (max %d)", RS_MAX_SERVICES);
+	cfg->services[cfg->n_services++] = s;
+	return 0;
+}
+
+int rs_agent_service_del(struct rs_agent_config *cfg, const char *name, char *err)
+{
+	int i;
+
+	for (i = 0; i < cfg->n_services; i++)
+		if (!strcmp(cfg->services[i].name, name))
+			break;
+	if (i == cfg->n_services)
+		return seterr(err, -ENOENT, "no service '%.64s'", name);
+	/* as at start: an agent without a service has nothing to do */
+	if (cfg->n_services == 1)
+		return seterr(err, -EINVAL, "'%s' is the agent's only service: an agent serves at "
+			      "least one (add another first, or stop the agent)", name);
+	memmove(&cfg->services[i], &cfg->services[i + 1],
+		(size_t)(cfg->n_services - i - 1) * sizeof(cfg->services[0]));
+	cfg->n_services--;
+	return 0;
 }

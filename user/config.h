@@ -184,6 +184,22 @@ bool rs_route_same(const struct rs_route *a, const struct rs_route *b);
 /* Same LAN address and PROXY mode (the name aside). */
 bool rs_service_same(const struct rs_service *a, const struct rs_service *b);
 
+/* ---- runtime changes (rsplice route|service add|del over the admin socket) ----
+ * The same syntax and checks as --route / --service and a start; they change
+ * cfg only (the caller applies it like a reload).  err: >= RS_ERR_MAX bytes,
+ * one line without "Error: ". */
+#define RS_ERR_MAX 512
+/* Append route SPEC ([SRC@][BIND_ADDR:]PORT=ITEM[,ITEM...]).  0 or -errno;
+ * a port that clashes with the control address or a route is -EINVAL. */
+int rs_edge_route_add(struct rs_edge_config *cfg, const char *spec, char *err);
+/* Remove the route on PORT (it must be the only one on that port), bound to
+ * ADDR:PORT, or every route to SERVICE.  How many, or -errno (-ENOENT: none). */
+int rs_edge_route_del(struct rs_edge_config *cfg, const char *key, char *err);
+/* Append service SPEC (NAME=HOST:PORT[,proxy=v2]); -EEXIST for a known name. */
+int rs_agent_service_add(struct rs_agent_config *cfg, const char *spec, char *err);
+/* Remove service NAME; -ENOENT, or -EINVAL for the last one. */
+int rs_agent_service_del(struct rs_agent_config *cfg, const char *name, char *err);
+
 #ifndef RSPLICE_VERSION
 #define RSPLICE_VERSION "0.1.0"
 #endif

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin_json.h"
 #include "config.h"
 #include "conntab.h"
 #include "ctl.h"
@@ -130,6 +131,7 @@ struct route {
 	struct listener l;     /* l.fd -1 once removed */
 	unsigned int conns;    /* its clients at once, waiting or tunnelled */
 	unsigned int refs;
+	bool runtime;          /* added by `rsplice route add`, not (yet) in the file */
 };
 
 #define ACCEPT_PAUSE_MS 100
@@ -139,6 +141,8 @@ static struct rs_edge_config cfg;
 static struct listener control_l;
 static struct route *routes[RS_MAX_ROUTES];
 static int n_routes;
+static unsigned int runtime_changes; /* route add|del since the last load */
+static bool edge_stopping;
 static int edge_argc;   /* parsed again on SIGHUP */
 static char **edge_argv;
 static struct agent *agents;
@@ -1734,6 +1738,7 @@ static void route_log(const struct route *rt, const char *what)
 /* SIGTERM: take no new connection; relays already running may finish. */
 static void edge_stop_accepting(void)
 {
+	edge_stopping = true;
 	loop_del(control_l.fd);
 	close(control_l.fd);
 	timer_cancel(&control_l.resume);
@@ -1765,19 +1770,118 @@ static int route_find(const struct rs_addr *bind)
 	return -1;
 }
 
-/* Parse the configuration again; bind the listeners of new routes (the one
- * step that can fail, so it comes first and is undone on failure); then
- * switch over: removed routes stop accepting, changed ones apply to the next
- * client, credentials and limits to what comes next.  Open connections,
- * waiting clients and logged-in agents are not touched (but see
- * agents_recheck). */
-static void edge_reload(void)
+/* What a switch-over did (edge_apply). */
+struct apply_sum {
+	int added, removed, changed;
+};
+
+static json_object *route_json(const struct route *rt)
 {
-	struct rs_edge_config *nc = calloc(1, sizeof(*nc));
+	json_object *o = aj_route(&rt->r);
+
+	json_object_object_add(o, "open", json_object_new_uint64(rt->conns));
+	json_object_object_add(o, "origin",
+			       json_object_new_string(rt->runtime ? "runtime" : "config"));
+	return o;
+}
+
+/* Switch the edge over to nc.  First bind the listeners of new routes (the
+ * one step that can fail, so it comes first and is undone on failure); then
+ * removed routes stop accepting, changed ones apply to the next client,
+ * credentials and limits to what comes next.  Open connections, waiting
+ * clients and logged-in agents are not touched.  A reload (SIGHUP) and a
+ * runtime change (`rsplice route add|del`) both come here, so the two cannot
+ * drift apart.  rep: the admin answer, which gets "added" and "removed"
+ * arrays (NULL for a reload).  0, or -errno with err (len >= 640) set. */
+static int edge_apply(struct rs_edge_config *nc, bool runtime, json_object *rep,
+		      struct apply_sum *sum, char *err, size_t len)
+{
+	const char *tag = runtime ? "runtime" : "reload";
 	struct route *next[RS_MAX_ROUTES];
 	bool fresh[RS_MAX_ROUTES] = { false }, kept[RS_MAX_ROUTES] = { false };
 	const char *what[RS_MAX_ROUTES];
-	int added = 0, removed = 0, changed = 0, stale, closed, ret;
+	json_object *added = json_object_new_array(), *removed = json_object_new_array();
+	int ret;
+
+	memset(sum, 0, sizeof(*sum));
+	for (int i = 0; i < nc->n_routes; i++) {
+		const struct rs_addr *bind = &nc->routes[i].bind;
+		int j = route_find(bind);
+
+		if (j >= 0) {
+			next[i] = routes[j];
+			kept[j] = true;
+			continue;
+		}
+		ret = route_open(nc, &nc->routes[i], &next[i]);
+		if (ret) {
+			/* after the drop the edge has no CAP_NET_BIND_SERVICE */
+			bool low = ret == -EACCES && addr_port(bind) < 1024;
+
+			snprintf(err, len, "route %s=%s: cannot listen on %s: %s%s", bind->text,
+				 nc->routes[i].service, bind->text, strerror(-ret),
+				 low ? " (a port below 1024 needs CAP_NET_BIND_SERVICE, which the edge "
+				       "gives up once started: restart it to add this route)" : "");
+			for (int k = 0; k < i; k++)
+				if (fresh[k])
+					route_close(next[k]);
+			json_object_put(added);
+			json_object_put(removed);
+			return ret;
+		}
+		fresh[i] = true;
+		next[i]->runtime = runtime;
+	}
+
+	/* nothing fails from here on */
+	for (int j = 0; j < n_routes; j++) {
+		if (kept[j])
+			continue;
+		sum->removed++;
+		pr_info("%s: route %s -> service '%s' removed (%u client(s) on it continue)", tag,
+			routes[j]->r.bind.text, routes[j]->r.service, routes[j]->conns);
+		json_object_array_add(removed, route_json(routes[j]));
+		route_close(routes[j]);
+	}
+	for (int i = 0; i < nc->n_routes; i++) {
+		what[i] = fresh[i] ? runtime ? " (added at runtime)" : " (added)" :
+			  !rs_route_same(&next[i]->r, &nc->routes[i]) ?
+			  " (changed: for new clients)" : NULL;
+		sum->added += fresh[i];
+		sum->changed += !fresh[i] && what[i];
+		next[i]->r = nc->routes[i];
+		if (!runtime) /* the configuration file has every route now */
+			next[i]->runtime = false;
+		routes[i] = next[i];
+		if (fresh[i])
+			json_object_array_add(added, route_json(routes[i]));
+	}
+	n_routes = nc->n_routes;
+	cfg = *nc;
+	daemon_apply(&cfg.c);
+	for (int i = 0; i < n_routes; i++) {
+		if (!what[i])
+			continue;
+		route_log(routes[i], what[i]);
+		mux_log_rules(&routes[i]->r);
+	}
+	if (rep) {
+		json_object_object_add(rep, "added", added);
+		json_object_object_add(rep, "removed", removed);
+	} else {
+		json_object_put(added);
+		json_object_put(removed);
+	}
+	return 0;
+}
+
+/* Parse the configuration again and apply it (edge_apply).  The file is the
+ * source of truth: routes added or removed at runtime are replaced by it. */
+static void edge_reload(void)
+{
+	struct rs_edge_config *nc = calloc(1, sizeof(*nc));
+	struct apply_sum sum;
+	int stale, closed, ret;
 	char err[640], fixed[256];
 
 	if (!nc) {
@@ -1794,65 +1898,85 @@ static void edge_reload(void)
 		reload_reject(err);
 		goto out;
 	}
-	for (int i = 0; i < nc->n_routes; i++) {
-		const struct rs_addr *bind = &nc->routes[i].bind;
-		int j = route_find(bind);
-
-		if (j >= 0) {
-			next[i] = routes[j];
-			kept[j] = true;
-			continue;
-		}
-		ret = route_open(nc, &nc->routes[i], &next[i]);
-		if (ret) {
-			/* after the drop the edge has no CAP_NET_BIND_SERVICE */
-			bool low = ret == -EACCES && addr_port(bind) < 1024;
-
-			snprintf(err, sizeof(err), "route %s=%s: cannot listen on %s: %s%s", bind->text,
-				 nc->routes[i].service, bind->text, strerror(-ret),
-				 low ? " (a port below 1024 needs CAP_NET_BIND_SERVICE, which the edge "
-				       "gives up once started: restart it to add this route)" : "");
-			for (int k = 0; k < i; k++)
-				if (fresh[k])
-					route_close(next[k]);
-			reload_reject(err);
-			goto out;
-		}
-		fresh[i] = true;
+	ret = edge_apply(nc, false, NULL, &sum, err, sizeof(err));
+	if (ret) {
+		reload_reject(err);
+		goto out;
 	}
-
-	/* nothing fails from here on */
-	for (int j = 0; j < n_routes; j++) {
-		if (kept[j])
-			continue;
-		removed++;
-		pr_info("reload: route %s -> service '%s' removed (%u client(s) on it continue)",
-			routes[j]->r.bind.text, routes[j]->r.service, routes[j]->conns);
-		route_close(routes[j]);
-	}
-	for (int i = 0; i < nc->n_routes; i++) {
-		what[i] = fresh[i] ? " (added)" : !rs_route_same(&next[i]->r, &nc->routes[i]) ?
-			  " (changed: for new clients)" : NULL;
-		added += fresh[i];
-		changed += !fresh[i] && what[i];
-		next[i]->r = nc->routes[i];
-		routes[i] = next[i];
-	}
-	n_routes = nc->n_routes;
-	cfg = *nc;
-	daemon_apply(&cfg.c);
-	for (int i = 0; i < n_routes; i++)
-		if (what[i])
-			route_log(routes[i], what[i]);
+	if (runtime_changes)
+		pr_info("reload: the configuration file replaces the route table: %u runtime "
+			"change(s) made with 'rsplice route add|del' are gone unless the file has "
+			"them", runtime_changes);
+	runtime_changes = 0;
 	closed = agents_recheck(&stale);
 	pr_info("reload: %d route(s) (+%d -%d ~%d); %d agent(s) disconnected, %d keep a session "
 		"whose credential is gone until they reconnect; limits: --max-conns %u, "
-		"--max-pending %u, --max-agents %u, --max-handshakes %u", n_routes, added, removed,
-		changed, closed, stale, cfg.max_conns, cfg.max_pending, cfg.max_agents,
-		cfg.max_handshakes);
+		"--max-pending %u, --max-agents %u, --max-handshakes %u", n_routes, sum.added,
+		sum.removed, sum.changed, closed, stale, cfg.max_conns, cfg.max_pending,
+		cfg.max_agents, cfg.max_handshakes);
 out:
 	sodium_memzero(nc, sizeof(*nc));
 	free(nc);
+}
+
+/* ---- runtime changes: rsplice route add|del|list (admin socket) ---- */
+
+static json_object *routes_json(void)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+
+	for (int i = 0; i < n_routes; i++)
+		json_object_array_add(a, route_json(routes[i]));
+	json_object_object_add(o, "daemon", json_object_new_string("edge"));
+	json_object_object_add(o, "routes", a);
+	json_object_object_add(o, "runtime_changes", json_object_new_uint64(runtime_changes));
+	return o;
+}
+
+/* "route add SPEC" / "route del KEY": the running table plus or minus one
+ * entry, checked as the configuration is (config.h) and applied as a reload
+ * is (edge_apply).  Until the next reload or restart: the file does not
+ * change. */
+static json_object *route_change(const char *arg, bool add)
+{
+	const char *op = add ? "add" : "del";
+	struct rs_edge_config *nc;
+	struct apply_sum sum;
+	char err[640];
+	json_object *rep;
+	int ret;
+
+	if (edge_stopping)
+		return aj_error("the edge is shutting down");
+	nc = malloc(sizeof(*nc));
+	if (!nc)
+		return aj_error("out of memory");
+	*nc = cfg;
+	ret = add ? rs_edge_route_add(nc, arg, err) : rs_edge_route_del(nc, arg, err);
+	rep = json_object_new_object();
+	if (ret >= 0)
+		ret = edge_apply(nc, true, rep, &sum, err, sizeof(err));
+	if (ret < 0) {
+		json_object_put(rep);
+		pr_warn("runtime: route %s %.200s: refused: %s", op, arg, err);
+		rep = aj_error(err);
+	} else {
+		runtime_changes++;
+		pr_info("runtime: route %s %.200s: %d route(s) (+%d -%d); until the next reload "
+			"or restart (the configuration file is the source of truth)", op, arg,
+			n_routes, sum.added, sum.removed);
+		json_object_object_add(rep, "daemon", json_object_new_string("edge"));
+	}
+	sodium_memzero(nc, sizeof(*nc));
+	free(nc);
+	return rep;
+}
+
+static json_object *edge_request(const char *req)
+{
+	return aj_table_request(req, "route", routes_json, route_change,
+				"unknown route request (route list, route add SPEC, "
+				"route del PORT|ADDR:PORT|SERVICE)");
 }
 
 /* ---- main ---- */
@@ -1876,6 +2000,7 @@ int main(int argc, char **argv)
 	if (daemon_init(&cfg.c, edge_stop_accepting, edge_reload))
 		return 1;
 	conntab_init("edge", true, cfg.c.run_dir);
+	conntab_set_requests(edge_request);
 	if (metrics_open(&cfg.c, "edge", edge_metrics))
 		return 1;
 	ret = listener_open(&control_l, &cfg, &cfg.control, NULL);
