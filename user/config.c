@@ -580,6 +580,70 @@ static int service_parse(const char *s, struct rs_service *out, char *err)
 	return comma ? service_opts_parse(comma, out, err) : 0;
 }
 
+static int visit_parse(const char *s, struct rs_visit *out, char *err)
+{
+	const char *eq = strchr(s, '=');
+	size_t n;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!eq)
+		return seterr(err, -EINVAL, "missing '=' (expected NAME=[BIND_ADDR:]PORT)");
+	n = eq - s;
+	if (n > RS_NAME_MAX)
+		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
+			      s, RS_NAME_MAX);
+	memcpy(out->name, s, n);
+	out->name[n] = '\0';
+	rc = name_check(out->name, "service name", err);
+	if (rc)
+		return rc;
+	/* loopback by default: the entry point is the user's, not the LAN's */
+	return addr_parse(eq + 1, "127.0.0.1", &out->bind, err);
+}
+
+int rs_visit_parse(const char *s, struct rs_visit *out)
+{
+	char err[ERRLEN];
+	int rc = visit_parse(s, out, err);
+
+	if (rc)
+		fprintf(stderr, "Error: visit '%s': %s\n", s, err);
+	return rc;
+}
+
+static int add_visit(struct rs_agent_config *a, const struct rs_visit *v, char *err)
+{
+	for (int i = 0; i < a->n_visits; i++) {
+		if (!rs_addr_equal(&a->visits[i].bind, &v->bind))
+			continue;
+		if (!strcmp(a->visits[i].name, v->name))
+			return 0;
+		return seterr(err, -EINVAL, "bind address %s is already used by visit %s=%s",
+			      v->bind.text, a->visits[i].name, a->visits[i].bind.text);
+	}
+	if (a->n_visits >= RS_MAX_VISITS)
+		return seterr(err, -E2BIG, "too many visits (max %d)", RS_MAX_VISITS);
+	a->visits[a->n_visits++] = *v;
+	return 0;
+}
+
+/* "NAME[,NAME...]": added to the edge's visitable services */
+static int visitable_add(struct rs_svc_set *set, const char *val, char *err)
+{
+	struct rs_svc_set more;
+	int rc = rs_svc_set_parse(val, strlen(val), &more, err);
+
+	for (int i = 0; !rc && i < more.n; i++) {
+		if (rs_svc_set_has(set, more.names[i]))
+			continue;
+		if (set->n >= RS_SET_MAX)
+			return seterr(err, -E2BIG, "more than %d visitable services", RS_SET_MAX);
+		strcpy(set->names[set->n++], more.names[i]);
+	}
+	return rc;
+}
+
 int rs_addr_parse(const char *s, const char *default_host, struct rs_addr *out)
 {
 	char err[ERRLEN];
@@ -756,6 +820,8 @@ enum opt_id {
 	O_HTTP_HOST,
 	O_PEEK_TIMEOUT,
 	O_BALANCE,
+	O_VISIT,
+	O_VISITABLE,
 	O__MAX,
 };
 
@@ -811,6 +877,8 @@ static const struct optdef optdefs[] = {
 	{ "http-host", required_argument, O_HTTP_HOST, FOR_AGENT, true, false },
 	{ "peek-timeout", required_argument, O_PEEK_TIMEOUT, FOR_EDGE, true, false },
 	{ "balance", required_argument, O_BALANCE, FOR_EDGE, true, false },
+	{ "visit", required_argument, O_VISIT, FOR_AGENT, true, true },
+	{ "visitable", required_argument, O_VISITABLE, FOR_EDGE, true, true },
 };
 #define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
 
@@ -842,6 +910,7 @@ struct ctx {
 	struct rs_common *c;
 	bool flag_routes;   /* a --route/--service flag replaced the file's list */
 	bool flag_stokens;  /* a --service-token flag replaced the file's list */
+	bool flag_visits;   /* a --visit/--visitable flag replaced the file's list */
 	bool flag_given[O__MAX]; /* file settings that a flag overrides are skipped */
 	/* INI state */
 	const char *path;
@@ -1133,6 +1202,22 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 					  "HTTP host", err);
 	case O_PEEK_TIMEOUT:
 		return parse_uint(val, 1, 60000, &x->edge->peek_timeout_ms, err);
+	case O_VISIT: {
+		struct rs_visit v;
+
+		if (from_flag && !x->flag_visits) {
+			x->agent->n_visits = 0; /* flags replace the file's list, as --service does */
+			x->flag_visits = true;
+		}
+		rc = visit_parse(val, &v, err);
+		return rc ? rc : add_visit(x->agent, &v, err);
+	}
+	case O_VISITABLE:
+		if (from_flag && !x->flag_visits) {
+			x->edge->visitable.n = 0;
+			x->flag_visits = true;
+		}
+		return visitable_add(&x->edge->visitable, val, err);
 	case O_BALANCE:
 		if (!strcmp(val, "least-conns"))
 			x->edge->balance = RS_BALANCE_LEAST_CONNS;
@@ -1964,9 +2049,10 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 		fprintf(stderr, "Error: the edge address is required (--edge HOST:PORT)\n");
 		return -EINVAL;
 	}
-	if (!cfg->n_services) {
+	if (!cfg->n_services && !cfg->n_visits) {
 		fprintf(stderr, "Error: at least one service is required "
-				"(--service NAME=HOST:PORT, or local = HOST:PORT in [service NAME])\n");
+				"(--service NAME=HOST:PORT, or local = HOST:PORT in [service NAME]), "
+				"or a visit (--visit NAME=[BIND_ADDR:]PORT)\n");
 		return -EINVAL;
 	}
 	if (cfg->backoff_min_ms > cfg->backoff_max_ms) {
@@ -2076,5 +2162,13 @@ int rs_edge_fixed_diff(const struct rs_edge_config *a, const struct rs_edge_conf
 int rs_agent_fixed_diff(const struct rs_agent_config *a, const struct rs_agent_config *b,
 			char *out, size_t len)
 {
-	return common_fixed_diff(&a->c, &b->c, out, len);
+	int n = common_fixed_diff(&a->c, &b->c, out, len);
+	bool visits = a->n_visits != b->n_visits;
+
+	/* the entry points are bound once, before privileges are dropped */
+	for (int i = 0; !visits && i < a->n_visits; i++)
+		visits = strcmp(a->visits[i].name, b->visits[i].name) ||
+			 !rs_addr_equal(&a->visits[i].bind, &b->visits[i].bind);
+	diff_add(out, len, &n, visits, "visit");
+	return n;
 }
