@@ -20,6 +20,9 @@
 #     the visitor, their clients are closed, and the good visitor keeps
 #     working meanwhile; the not-visitable service is served by the agent
 #     yet unreachable (no route, no visit);
+#   - a reload after which the visitor's key may no longer visit echo
+#     (authorized_keys edited, SIGHUP) ends its session with one line on
+#     each side; once the line is restored it is back and works;
 #   - the visitor restarted: new clients work once it is back;
 #   - the edge restarted: a client that connects while the edge is down
 #     waits for the visitor's new session and succeeds byte-exact; then 5
@@ -69,6 +72,19 @@ start_visitor() {
 		--edge "$IP_EDGE_PUB:$CTRL_PORT" --key "$WORK/$keyfile" \
 		--edge-pubkey "$WORK/edge.key.pub" --name "$name" --run-dir "$WORK/run-$name" \
 		--backoff-max 1000 "${args[@]}" $(dp_args) -v
+}
+
+# write_authorized_keys VIS_LIST: srv serves (no visit=); vis may visit
+# VIS_LIST (hidden: asked for, but not --visitable on the edge); lim only
+# web; bad is not listed
+write_authorized_keys() {
+	{
+		echo "services=echo,web,banner,hidden $(cat "$WORK/srv.key.pub")"
+		echo "visit=$1 $(cat "$WORK/vis.key.pub")"
+		echo "visit=web $(cat "$WORK/lim.key.pub")"
+	} >"$WORK/authorized_keys.new"
+	chmod 644 "$WORK/authorized_keys.new"
+	mv "$WORK/authorized_keys.new" "$WORK/authorized_keys"
 }
 
 # count_ge FILE PATTERN N: PATTERN (grep -E) occurs N times or more in FILE
@@ -153,6 +169,32 @@ t_refusals() {
 		'! grep -q "service hidden" "$WORK/$DP-edge.log"' "the edge paired a client with it"
 }
 
+t_reload() {
+	local nv
+	nv=$(grep -c "agent vis may visit" "$WORK/$DP-edge.log")
+	write_authorized_keys web,banner
+	kill -HUP "${PIDS[edge]}"
+	if ! wait_until 100 0.1 grep -q "reload: agent vis: refused: it wants to visit service 'echo'" \
+		"$WORK/$DP-edge.log"; then
+		fail "[$DP] reload: a key no longer allowed to visit echo ends the visitor's session" \
+			"no 'reload: agent vis: refused' line"
+		write_authorized_keys web,echo,banner,hidden
+		return
+	fi
+	pass "[$DP] reload: a key no longer allowed to visit echo ends the visitor's session"
+	assert "[$DP] reload: the visitor is told why" \
+		'wait_until 50 0.1 grep -q "reports: service .echo. may not be visited with this key" "$WORK/$DP-vis.log"' \
+		"no such line in the visitor's log"
+	write_authorized_keys web,echo,banner,hidden
+	if ! wait_until 150 0.1 vis_up $((nv + 1)); then
+		fail "[$DP] reload: once the key may visit echo again the visitor is back" "see the logs"
+		return
+	fi
+	stream "$V_ECHO" 3 65536 "$WORK/reload.out"
+	assert_eq "[$DP] reload: once the key may visit echo again, 3 of 3 byte-exact" \
+		3 "$(grep -c " ok$" "$WORK/reload.out")"
+}
+
 t_visitor_restart() {
 	local n
 	n=$(grep -c "agent vis may visit" "$WORK/$DP-edge.log")
@@ -227,6 +269,7 @@ run_datapath() {
 			t_concurrent
 			t_banner
 			t_refusals
+			t_reload
 			t_visitor_restart
 			t_edge_restart
 			assert "[$DP] edge, serving agent and visitor relayed on the $DP path" \
@@ -260,15 +303,7 @@ main() {
 		"$CLI_BIN" keygen "$WORK/$k.key" >/dev/null ||
 			{ fail "rsplice keygen $k" "failed"; return; }
 	done
-	# srv serves (no visit=); vis may visit web, echo, banner and (asked
-	# for, but not --visitable on the edge) hidden; lim only web; bad is
-	# not listed
-	{
-		echo "services=echo,web,banner,hidden $(cat "$WORK/srv.key.pub")"
-		echo "visit=web,echo,banner,hidden $(cat "$WORK/vis.key.pub")"
-		echo "visit=web $(cat "$WORK/lim.key.pub")"
-	} >"$WORK/authorized_keys"
-	chmod 644 "$WORK/authorized_keys"
+	write_authorized_keys web,echo,banner,hidden
 	mkdir -m 700 "$WORK/run-edge" "$WORK/run-srv"
 	mkdir -p "$WORK/www"
 	head -c 1048576 /dev/urandom >"$WORK/www/blob"

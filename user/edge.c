@@ -1172,6 +1172,23 @@ static int agent_visits(struct agent *a, const struct rs_frame *f, const char **
 	return 0;
 }
 
+/* After a reload: a visitor whose credential may no longer visit one of its
+ * services is told why and disconnected; true then. */
+static bool agent_visits_recheck(struct agent *a)
+{
+	char msg[160], log[512];
+	struct visit_cred cr = { .mode = a->auth_mode, .pk = a->auth_pk, .mac = a->auth_mac,
+				 .th = a->th, .name = a->name, .desc = a->auth_desc };
+
+	if (!edge_visits_recheck(a->visits, &cfg, &cr, msg, sizeof(msg), log, sizeof(log)))
+		return false;
+	pr_warn("reload: agent %s: %s: disconnecting it", a->name, log);
+	ctl_send(&a->ctl, RS_F_ERROR, msg, strlen(msg));
+	if (a->ctl.open)
+		ctl_close(&a->ctl, "reload: it visits a service it may no longer visit");
+	return true;
+}
+
 /* A visitor's connection: accepted (struct rs_visit_ok) and dispatched to
  * an agent of its service like a public client. */
 static void visit_hello(struct inbound *in)
@@ -1277,6 +1294,10 @@ static int agents_recheck(int *stale)
 			continue;
 		}
 		a->allowed = set;
+		if (agent_visits_recheck(a)) {
+			closed++;
+			continue;
+		}
 		for (int i = 0; i < a->n_services; i++) {
 			char msg[128];
 

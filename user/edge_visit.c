@@ -54,24 +54,15 @@ static int cred_visit_set(const struct rs_edge_config *cfg, const struct visit_c
 	return ret;
 }
 
-int edge_visits_frame(struct edge_visits **vp, const struct rs_frame *f,
-		      const struct rs_edge_config *cfg, const struct visit_cred *cr, char *msg,
-		      size_t msg_len, char *log, size_t log_len)
+/* Every name of v allowed?  0, or -EPERM with msg and log set. */
+static int visits_check(const struct edge_visits *v, const struct rs_edge_config *cfg,
+			const struct visit_cred *cr, char *msg, size_t msg_len, char *log,
+			size_t log_len)
 {
-	struct edge_visits *v = calloc(1, sizeof(*v));
 	struct rs_svc_set may;
-	int ret;
 
-	if (!v)
-		return -ENOMEM;
-	if (rs_dec_services(f, names_cb, v)) {
-		free(v);
-		return -EPROTO;
-	}
-	ret = cred_visit_set(cfg, cr, &may, log, log_len);
-	if (ret) {
+	if (cred_visit_set(cfg, cr, &may, log, log_len)) {
 		snprintf(msg, msg_len, "visit refused: the edge cannot read its key list");
-		free(v);
 		return -EPERM;
 	}
 	for (int i = 0; i < v->n; i++) {
@@ -81,22 +72,49 @@ int edge_visits_frame(struct edge_visits **vp, const struct rs_frame *f,
 			snprintf(msg, msg_len, "service '%s' is not visitable on this edge", s);
 			snprintf(log, log_len, "refused: it wants to visit service '%s', which is not "
 				 "--visitable", s);
-		} else if (!rs_svc_set_has(&may, s)) {
+			return -EPERM;
+		}
+		if (!rs_svc_set_has(&may, s)) {
 			snprintf(msg, msg_len, "service '%s' may not be visited with this %s", s,
 				 cr->mode == RS_AUTH_KEY ? "key" : "token");
 			snprintf(log, log_len, "refused: it wants to visit service '%s', which its "
 				 "%.160s may not visit", s, cr->desc);
-		} else {
-			continue;
+			return -EPERM;
 		}
+	}
+	return 0;
+}
+
+int edge_visits_frame(struct edge_visits **vp, const struct rs_frame *f,
+		      const struct rs_edge_config *cfg, const struct visit_cred *cr, char *msg,
+		      size_t msg_len, char *log, size_t log_len)
+{
+	struct edge_visits *v = calloc(1, sizeof(*v));
+	int ret;
+
+	if (!v)
+		return -ENOMEM;
+	if (rs_dec_services(f, names_cb, v)) {
 		free(v);
-		return -EPERM;
+		return -EPROTO;
+	}
+	ret = visits_check(v, cfg, cr, msg, msg_len, log, log_len);
+	if (ret) {
+		free(v);
+		return ret;
 	}
 	if (*vp)
 		v->ctrs = (*vp)->ctrs; /* counters go on within the session */
 	edge_visits_free(vp);
 	*vp = v;
 	return 0;
+}
+
+int edge_visits_recheck(const struct edge_visits *v, const struct rs_edge_config *cfg,
+			const struct visit_cred *cr, char *msg, size_t msg_len, char *log,
+			size_t log_len)
+{
+	return v ? visits_check(v, cfg, cr, msg, msg_len, log, log_len) : 0;
 }
 
 void edge_visits_free(struct edge_visits **vp)

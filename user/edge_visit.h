@@ -17,7 +17,8 @@
  *     token (which may already serve everything) may visit every visitable
  *     service; a --service-token token visits nothing.
  * A VISITS frame with any name not allowed ends the session with an ERROR
- * naming it (as a SERVICES frame does). */
+ * naming it (as a SERVICES frame does), and so does a reload after which
+ * its credential may no longer visit one of them. */
 #ifndef RSPLICE_EDGE_VISIT_H
 #define RSPLICE_EDGE_VISIT_H
 
@@ -46,6 +47,11 @@ int edge_visits_frame(struct edge_visits **vp, const struct rs_frame *f,
 		      const struct rs_edge_config *cfg, const struct visit_cred *cr, char *msg,
 		      size_t msg_len, char *log, size_t log_len);
 void edge_visits_free(struct edge_visits **vp);
+/* After a reload: are the session's visits still allowed (v NULL: none)?
+ * 0, or -EPERM with msg and log set. */
+int edge_visits_recheck(const struct edge_visits *v, const struct rs_edge_config *cfg,
+			const struct visit_cred *cr, char *msg, size_t msg_len, char *log,
+			size_t log_len);
 
 /* The service a visit hello's id names, or NULL with *why set (the session
  * announced no such index, the counter is replayed, or the service is no
