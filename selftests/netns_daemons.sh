@@ -108,3 +108,35 @@ dp_args() {
 
 # listening NS PORT: something listens on TCP PORT in NS
 listening() { in_ns "$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q .; }
+
+# need_tools TOOL...: the three binaries are built and every TOOL is
+# installed; otherwise one failed check naming what is missing, status 1
+need_tools() {
+	local b
+	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
+		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return 1; }
+	done
+	for b in "$@"; do
+		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return 1; }
+	done
+}
+
+# dp_attach: for DP=sockmap, attach the BPF objects in PIN_DIR (a failed
+# check and status 1 when that fails); nothing for the splice path
+dp_attach() {
+	local out
+	[ "$DP" = sockmap ] || return 0
+	if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
+		fail "[sockmap] rsplice attach" "$(head -n 1 <<<"$out")"
+		return 1
+	fi
+	ATTACHED=1
+}
+
+# dp_detach: undo dp_attach (the EXIT trap does it too)
+dp_detach() {
+	[ "$ATTACHED" = 1 ] || return 0
+	timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
+	ATTACHED=0
+	rm -rf "$PIN_DIR"
+}

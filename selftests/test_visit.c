@@ -12,6 +12,7 @@
 
 #include "assert.h"
 #include "config.h"
+#include "config_load.h"
 #include "edge_visit.h"
 #include "keys.h"
 
@@ -31,27 +32,10 @@ static void drop_tmp(char *path)
 	}
 }
 
-/* Loads with stdout and stderr captured; stderr text lands in errbuf. */
-static int load_v(char **argv, bool edge)
-{
-	int argc = 0, rc, out = dup(1), devnull = open("/dev/null", O_WRONLY);
-
-	while (argv[argc])
-		argc++;
-	fflush(stdout);
-	dup2(devnull, 1);
-	test_capture_stderr_start();
-	rc = edge ? rs_edge_config_load(argc, argv, &ecfg) : rs_agent_config_load(argc, argv, &acfg);
-	test_capture_stderr_end(errbuf, sizeof(errbuf));
-	fflush(stdout);
-	dup2(out, 1);
-	close(out);
-	close(devnull);
-	return rc;
-}
-
-#define EDGE(...) load_v((char *[]){ "rsplice-edge", __VA_ARGS__, NULL }, true)
-#define AGENT(...) load_v((char *[]){ "rsplice-agent", __VA_ARGS__, NULL }, false)
+#define EDGE(...) config_load_captured((char *[]){ "rsplice-edge", __VA_ARGS__, NULL }, &ecfg, \
+					  NULL, errbuf, sizeof(errbuf))
+#define AGENT(...) config_load_captured((char *[]){ "rsplice-agent", __VA_ARGS__, NULL }, NULL, \
+					   &acfg, errbuf, sizeof(errbuf))
 
 static void test_visit_flags(void)
 {

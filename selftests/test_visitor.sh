@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# shellcheck disable=SC2046,SC2016 # $(py X) splits into "python3 -u PATH" on purpose; assert takes code in single quotes
+# shellcheck disable=SC2046,SC2016,SC2034 # $(py X) splits into "python3 -u PATH" on purpose; assert takes code in single quotes (and reads rc, T_FAIL_LOGS)
 # Visitors (stcp-like): a visitor agent in the client namespace and a
 # serving agent behind the NAT both dial the edge; the visitor's local
 # entry points (127.0.0.1) reach services that have NO route on the edge.
@@ -66,7 +66,7 @@ start_visitor() {
 	local key=$1 name=$2 keyfile=$3 v args=()
 	shift 3
 	for v in "$@"; do args+=(--visit "$v"); done
-	mkdir -p -m 700 "$WORK/run-$name"
+	[ -d "$WORK/run-$name" ] || mkdir -m 700 "$WORK/run-$name"
 	# shellcheck disable=SC2046
 	spawn "$key" "$NS_CLIENT" "$WORK/$DP-$name.log" "$AGENT_BIN" \
 		--edge "$IP_EDGE_PUB:$CTRL_PORT" --key "$WORK/$keyfile" \
@@ -169,6 +169,19 @@ t_refusals() {
 		'! grep -q "service hidden" "$WORK/$DP-edge.log"' "the edge paired a client with it"
 }
 
+# vis_back_works WHAT N COUNT: the edge logs the visitor's session more
+# than N times, then COUNT connections through it are byte-exact
+vis_back_works() {
+	local what=$1 n=$2 count=$3
+	if ! wait_until 150 0.1 vis_up $((n + 1)); then
+		fail "[$DP] $what: the visitor's session is back" "see the logs"
+		return
+	fi
+	stream "$V_ECHO" "$count" 65536 "$WORK/back.out"
+	assert_eq "[$DP] $what: the visitor is back, $count of $count connections byte-exact" \
+		"$count" "$(grep -c " ok$" "$WORK/back.out")"
+}
+
 t_reload() {
 	local nv
 	nv=$(grep -c "agent vis may visit" "$WORK/$DP-edge.log")
@@ -186,13 +199,7 @@ t_reload() {
 		'wait_until 50 0.1 grep -q "reports: service .echo. may not be visited with this key" "$WORK/$DP-vis.log"' \
 		"no such line in the visitor's log"
 	write_authorized_keys web,echo,banner,hidden
-	if ! wait_until 150 0.1 vis_up $((nv + 1)); then
-		fail "[$DP] reload: once the key may visit echo again the visitor is back" "see the logs"
-		return
-	fi
-	stream "$V_ECHO" 3 65536 "$WORK/reload.out"
-	assert_eq "[$DP] reload: once the key may visit echo again, 3 of 3 byte-exact" \
-		3 "$(grep -c " ok$" "$WORK/reload.out")"
+	vis_back_works "reload: once the key may visit echo again" "$nv" 3
 }
 
 t_visitor_restart() {
@@ -200,13 +207,7 @@ t_visitor_restart() {
 	n=$(grep -c "agent vis may visit" "$WORK/$DP-edge.log")
 	stop vis
 	start_visitor vis vis vis.key "web=$V_WEB" "echo=$V_ECHO" "banner=$V_BANNER"
-	if ! wait_until 100 0.1 vis_up $((n + 1)); then
-		fail "[$DP] visitor restarted: its session is back" "see the logs"
-		return
-	fi
-	stream "$V_ECHO" 5 65536 "$WORK/vrestart.out"
-	assert_eq "[$DP] visitor restarted: 5 of 5 connections byte-exact" \
-		5 "$(grep -c " ok$" "$WORK/vrestart.out")"
+	vis_back_works "visitor restarted" "$n" 5
 }
 
 t_edge_restart() {
@@ -242,13 +243,7 @@ run_datapath() {
 	local out alive=0
 	banner "data path: $DP"
 	T_FAIL_LOGS=("$WORK/$DP-edge.log" "$WORK/$DP-srv.log" "$WORK/$DP-vis.log")
-	if [ "$DP" = sockmap ]; then
-		if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-			fail "[sockmap] rsplice attach" "$(head -n 1 <<<"$out")"
-			return
-		fi
-		ATTACHED=1
-	fi
+	dp_attach || return
 	if ! start_edge; then
 		fail "[$DP] edge starts" "no listener"
 	else
@@ -284,21 +279,12 @@ run_datapath() {
 		stop srv
 	fi
 	stop edge
-	if [ "$ATTACHED" = 1 ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-		rm -rf "$PIN_DIR"
-	fi
+	dp_detach
 }
 
 main() {
 	local b k
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	for b in python3 nsenter ss sha256sum curl; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
+	need_tools python3 nsenter ss sha256sum curl || return
 	for k in edge srv vis lim bad; do
 		"$CLI_BIN" keygen "$WORK/$k.key" >/dev/null ||
 			{ fail "rsplice keygen $k" "failed"; return; }

@@ -547,23 +547,34 @@ static int service_opts_parse(const char *s, struct rs_service *out, char *err)
 	return 0;
 }
 
+/* The "NAME=" that starts s (--service, --visit): the valid service name
+ * into name, *eq at the '='; usage is the whole form, for the error. */
+static int service_name_prefix(const char *s, const char *usage, char name[RS_NAME_MAX + 1],
+			       const char **eq, char *err)
+{
+	size_t n;
+
+	*eq = strchr(s, '=');
+	if (!*eq)
+		return seterr(err, -EINVAL, "missing '=' (expected %s)", usage);
+	n = *eq - s;
+	if (n > RS_NAME_MAX)
+		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
+			      s, RS_NAME_MAX);
+	memcpy(name, s, n);
+	name[n] = '\0';
+	return name_check(name, "service name", err);
+}
+
 static int service_parse(const char *s, struct rs_service *out, char *err)
 {
-	const char *eq = strchr(s, '='), *comma;
+	const char *eq, *comma;
 	char addr[sizeof(out->addr.text)];
 	size_t n;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (!eq)
-		return seterr(err, -EINVAL, "missing '=' (expected NAME=HOST:PORT[,proxy=v2])");
-	n = eq - s;
-	if (n > RS_NAME_MAX)
-		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
-			      s, RS_NAME_MAX);
-	memcpy(out->name, s, n);
-	out->name[n] = '\0';
-	rc = name_check(out->name, "service name", err);
+	rc = service_name_prefix(s, "NAME=HOST:PORT[,proxy=v2]", out->name, &eq, err);
 	if (rc)
 		return rc;
 	/* addresses never contain a comma: what follows one is an option */
@@ -582,20 +593,11 @@ static int service_parse(const char *s, struct rs_service *out, char *err)
 
 static int visit_parse(const char *s, struct rs_visit *out, char *err)
 {
-	const char *eq = strchr(s, '=');
-	size_t n;
+	const char *eq;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (!eq)
-		return seterr(err, -EINVAL, "missing '=' (expected NAME=[BIND_ADDR:]PORT)");
-	n = eq - s;
-	if (n > RS_NAME_MAX)
-		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
-			      s, RS_NAME_MAX);
-	memcpy(out->name, s, n);
-	out->name[n] = '\0';
-	rc = name_check(out->name, "service name", err);
+	rc = service_name_prefix(s, "NAME=[BIND_ADDR:]PORT", out->name, &eq, err);
 	if (rc)
 		return rc;
 	/* loopback by default: the entry point is the user's, not the LAN's */
