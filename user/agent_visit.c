@@ -171,6 +171,11 @@ static void vc_send_hello(struct visit_conn *vc, bool registered)
 		vc_fail(vc, "the session with the edge ended while dialing");
 		return;
 	}
+	/* the counter is taken now, not at the dial: hellos reach the edge in
+	 * about the order they are sent, and its anti-replay window refuses a
+	 * counter more than 64 behind the highest it saw (a dial slow to
+	 * connect would otherwise fall behind a burst of faster ones) */
+	vc->id = RS_VISIT_ID(vc->idx, ++visit_ctr);
 	rs_hello_data(&h, RS_HELLO_VISIT, vc->id, (uint32_t)ctl_session_ms(sess.ctl, true),
 		      sess.hello_key, ++*sess.hello_seq);
 	/* a fresh socket's send buffer always has room for 48 bytes */
@@ -232,7 +237,6 @@ static void vc_dial(struct visit_conn *vc)
 	bool busy;
 	int fd;
 
-	vc->id = RS_VISIT_ID(vc->idx, ++visit_ctr);
 	fd = net_connect((struct sockaddr *)&sess.edge.ss, sess.edge.len, &busy);
 	if (fd < 0) {
 		vc_fail(vc, strerror(-fd));
