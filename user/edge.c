@@ -1154,12 +1154,18 @@ static int agent_connect_fail(struct agent *a, const struct rs_frame *f, const c
  * --max-conns and --max-pending. */
 static struct route visit_route = { .l.fd = -1, .refs = 1, .r.bind.text = "(visitor)" };
 
+/* The credential agent a logged in with, for edge_visit.c */
+static struct visit_cred agent_cred(const struct agent *a)
+{
+	return (struct visit_cred){ .mode = a->auth_mode, .pk = a->auth_pk, .mac = a->auth_mac,
+				    .th = a->th, .name = a->name, .desc = a->auth_desc };
+}
+
 static int agent_visits(struct agent *a, const struct rs_frame *f, const char **why)
 {
 	static char log[512];
-	char msg[160];
-	struct visit_cred cr = { .mode = a->auth_mode, .pk = a->auth_pk, .mac = a->auth_mac,
-				 .th = a->th, .name = a->name, .desc = a->auth_desc };
+	char msg[160], list[256];
+	struct visit_cred cr = agent_cred(a);
 	int ret = edge_visits_frame(&a->visits, f, &cfg, &cr, msg, sizeof(msg), log, sizeof(log));
 
 	if (ret == -EPERM)
@@ -1168,7 +1174,7 @@ static int agent_visits(struct agent *a, const struct rs_frame *f, const char **
 		*why = ret == -EPROTO ? "malformed VISITS frame" : "out of memory";
 		return ret;
 	}
-	pr_info("agent %s may visit the service(s) it asked for", a->name);
+	pr_info("agent %s may visit: %s", a->name, edge_visits_list(a->visits, list, sizeof(list)));
 	return 0;
 }
 
@@ -1177,8 +1183,7 @@ static int agent_visits(struct agent *a, const struct rs_frame *f, const char **
 static bool agent_visits_recheck(struct agent *a)
 {
 	char msg[160], log[512];
-	struct visit_cred cr = { .mode = a->auth_mode, .pk = a->auth_pk, .mac = a->auth_mac,
-				 .th = a->th, .name = a->name, .desc = a->auth_desc };
+	struct visit_cred cr = agent_cred(a);
 
 	if (!edge_visits_recheck(a->visits, &cfg, &cr, msg, sizeof(msg), log, sizeof(log)))
 		return false;

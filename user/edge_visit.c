@@ -110,6 +110,21 @@ int edge_visits_frame(struct edge_visits **vp, const struct rs_frame *f,
 	return 0;
 }
 
+const char *edge_visits_list(const struct edge_visits *v, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; v && i < v->n && off < len; i++) {
+		int n = snprintf(buf + off, len - off, "%s%s", i ? ", " : "", v->names[i]);
+
+		off += n > 0 ? (size_t)n : 0;
+	}
+	if (!v || !v->n)
+		snprintf(buf, len, "nothing");
+	return buf;
+}
+
 int edge_visits_recheck(const struct edge_visits *v, const struct rs_edge_config *cfg,
 			const struct visit_cred *cr, char *msg, size_t msg_len, char *log,
 			size_t log_len)

@@ -47,6 +47,8 @@ int edge_visits_frame(struct edge_visits **vp, const struct rs_frame *f,
 		      const struct rs_edge_config *cfg, const struct visit_cred *cr, char *msg,
 		      size_t msg_len, char *log, size_t log_len);
 void edge_visits_free(struct edge_visits **vp);
+/* "a, b, c" (cut to fit len) into buf, for the log; returns buf. */
+const char *edge_visits_list(const struct edge_visits *v, char *buf, size_t len);
 /* After a reload: are the session's visits still allowed (v NULL: none)?
  * 0, or -EPERM with msg and log set. */
 int edge_visits_recheck(const struct edge_visits *v, const struct rs_edge_config *cfg,
