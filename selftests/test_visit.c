@@ -75,6 +75,24 @@ static void test_visit_flags(void)
 		ASSERT_FALSE(ecfg.visitable.all, "not all");
 	}
 	ASSERT_ERR(EDGE("--token-file", tok, "--visitable", "a,,b"), "empty name");
+	{
+		char text[512], *ini;
+
+		snprintf(text, sizeof(text), "[edge]\ntoken-file = %s\nvisitable = ssh\n"
+			 "visitable = db\n[agent]\nedge = 127.0.0.1:7000\ntoken-file = %s\n"
+			 "visit = ssh=2222\nvisit = db=[::1]:5432\n", tok, tok);
+		ini = write_tmp_str(text);
+		if (ASSERT_OK(AGENT("-c", ini), "INI: agent")) {
+			ASSERT_EQ(acfg.n_visits, 2, "two visit keys");
+			ASSERT_STREQ(acfg.visits[1].bind.text, "[::1]:5432", "v6 bind");
+		}
+		if (ASSERT_OK(AGENT("-c", ini, "--visit", "web=8080"), "INI and a flag"))
+			ASSERT_TRUE(acfg.n_visits == 1 && !strcmp(acfg.visits[0].name, "web"),
+				    "the flag replaces the file's visits");
+		if (ASSERT_OK(EDGE("-c", ini), "INI: edge"))
+			ASSERT_EQ(ecfg.visitable.n, 2, "two visitable keys");
+		drop_tmp(ini);
+	}
 	if (ASSERT_OK(EDGE("--token-file", tok), "default"))
 		ASSERT_EQ(ecfg.visitable.n, 0, "nothing visitable by default");
 	drop_tmp(tok);
