@@ -12,14 +12,14 @@
 # are read from `rsplice help`; a subcommand is never run to learn its options.
 
 _rsplice_edge_opts_static='-c --config --control --http-path --token-file --service-token
- --authorized-keys --key --route --datapath
+ --authorized-keys --key --route --visitable --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
  --max-conns --max-agents --max-handshakes --peek-timeout --balance
  --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
  --user --group --allow-root
  -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --token-file --key --edge-pubkey
- --service --name --transport --http-path --http-host
+ --service --visit --name --transport --http-path --http-host
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
  --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
  --user --group --allow-root
@@ -95,7 +95,8 @@ _rsplice_daemon()
 		--http-path | --http-host | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
 		--max-handshakes | --heartbeat | --drain-timeout | --peek-timeout | \
-		--backoff-min | --backoff-max | --pool | --idle-timeout | --metrics)
+		--backoff-min | --backoff-max | --pool | --idle-timeout | --metrics | \
+		--visit | --visitable)
 		return 0 # a value of the user's own
 		;;
 	esac

@@ -160,3 +160,25 @@ session_end() {
 	wait "${PIDS[$1]}" 2>/dev/null
 	unset "PIDS[$1]"
 }
+
+# need_tools TOOL...: the three binaries are built and every TOOL is
+# installed; otherwise one failed check naming what is missing, status 1
+need_tools() {
+	local b
+	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
+		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return 1; }
+	done
+	for b in "$@"; do
+		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return 1; }
+	done
+}
+
+# dp_attach: for DP=sockmap, attach the BPF objects in PIN_DIR (a failed
+# check and status 1 when that fails); nothing for the splice path
+dp_attach() {
+	[ "$DP" = sockmap ] || return 0
+	setup_sockmap || { fail "[sockmap] rsplice attach" "see the rsplice attach line above"; return 1; }
+}
+
+# dp_detach: undo dp_attach (the EXIT trap does it too)
+dp_detach() { sockmap_detach; }

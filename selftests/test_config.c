@@ -12,6 +12,7 @@
 
 #include "assert.h"
 #include "config.h"
+#include "config_load.h"
 #include "reload.h"
 
 static struct rs_edge_config ecfg;
@@ -54,38 +55,12 @@ static int count_lines(const char *s)
 /* Loads with stderr and stdout captured; stderr text lands in errbuf. */
 static int edge_load_v(char **argv)
 {
-	int argc = 0, rc, out = dup(1), devnull = open("/dev/null", O_WRONLY);
-
-	while (argv[argc])
-		argc++;
-	fflush(stdout);
-	dup2(devnull, 1);
-	test_capture_stderr_start();
-	rc = rs_edge_config_load(argc, argv, &ecfg);
-	test_capture_stderr_end(errbuf, sizeof(errbuf));
-	fflush(stdout);
-	dup2(out, 1);
-	close(out);
-	close(devnull);
-	return rc;
+	return config_load_captured(argv, &ecfg, NULL, errbuf, sizeof(errbuf));
 }
 
 static int agent_load_v(char **argv)
 {
-	int argc = 0, rc, out = dup(1), devnull = open("/dev/null", O_WRONLY);
-
-	while (argv[argc])
-		argc++;
-	fflush(stdout);
-	dup2(devnull, 1);
-	test_capture_stderr_start();
-	rc = rs_agent_config_load(argc, argv, &acfg);
-	test_capture_stderr_end(errbuf, sizeof(errbuf));
-	fflush(stdout);
-	dup2(out, 1);
-	close(out);
-	close(devnull);
-	return rc;
+	return config_load_captured(argv, NULL, &acfg, errbuf, sizeof(errbuf));
 }
 
 #define EDGE(...) edge_load_v((char *[]){ "rsplice-edge", __VA_ARGS__, NULL })

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "admin_json.h"
+#include "agent_visit.h"
 #include "config.h"
 #include "conntab.h"
 #include "ctl.h"
@@ -616,7 +617,9 @@ static void pool_dial(struct session *s)
 /* Keep cfg.pool connections open (or being opened) for this session. */
 static void pool_fill(struct session *s)
 {
-	for (unsigned int i = 0; s->authed && s->n_pool < cfg.pool && i < RS_MAX_POOL; i++)
+	/* a visitor only (no --service) needs no pool */
+	for (unsigned int i = 0; cfg.n_services && s->authed && s->n_pool < cfg.pool &&
+	     i < RS_MAX_POOL; i++)
 		pool_dial(s);
 }
 
@@ -751,6 +754,8 @@ static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const cha
 		ctl_heartbeat_start(&s->ctl);
 		send_services(s);
 		pool_fill(s);
+		if (sess == s) /* send_services may have closed it */
+			agent_visit_session(&s->ctl, s->hello_key, &s->hello_seq, &s->edge);
 		return 0;
 	}
 	if (f->type != RS_F_CONNECT) {
@@ -782,6 +787,7 @@ static void session_on_close(struct ctl *ctl, const char *why)
 	struct session *s = container_of(ctl, struct session, ctl);
 
 	pr_warn("control connection to edge %s lost: %s", s->edge.text, why);
+	agent_visit_session_end(ctl);
 	/* unbound pooled connections belong to this session (its key) */
 	timer_cancel(&s->pool_timer);
 	while (s->pool)
@@ -934,6 +940,7 @@ static void agent_stop_accepting(void)
 {
 	stopping = true;
 	timer_cancel(&reconnect_timer);
+	agent_visit_stop();
 	if (sess && sess->hd)
 		session_drop_http(sess);
 	else if (sess)
@@ -1171,6 +1178,8 @@ int main(int argc, char **argv)
 	conntab_init("agent", false, cfg.c.run_dir);
 	conntab_set_requests(agent_request);
 	if (metrics_open(&cfg.c, "agent", agent_metrics))
+		return 1;
+	if (agent_visit_open(&cfg))
 		return 1;
 	if (daemon_drop_privileges(&cfg.c))
 		return 1;

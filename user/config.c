@@ -547,23 +547,34 @@ static int service_opts_parse(const char *s, struct rs_service *out, char *err)
 	return 0;
 }
 
+/* The "NAME=" that starts s (--service, --visit): the valid service name
+ * into name, *eq at the '='; usage is the whole form, for the error. */
+static int service_name_prefix(const char *s, const char *usage, char name[RS_NAME_MAX + 1],
+			       const char **eq, char *err)
+{
+	size_t n;
+
+	*eq = strchr(s, '=');
+	if (!*eq)
+		return seterr(err, -EINVAL, "missing '=' (expected %s)", usage);
+	n = *eq - s;
+	if (n > RS_NAME_MAX)
+		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
+			      s, RS_NAME_MAX);
+	memcpy(name, s, n);
+	name[n] = '\0';
+	return name_check(name, "service name", err);
+}
+
 static int service_parse(const char *s, struct rs_service *out, char *err)
 {
-	const char *eq = strchr(s, '='), *comma;
+	const char *eq, *comma;
 	char addr[sizeof(out->addr.text)];
 	size_t n;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (!eq)
-		return seterr(err, -EINVAL, "missing '=' (expected NAME=HOST:PORT[,proxy=v2])");
-	n = eq - s;
-	if (n > RS_NAME_MAX)
-		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
-			      s, RS_NAME_MAX);
-	memcpy(out->name, s, n);
-	out->name[n] = '\0';
-	rc = name_check(out->name, "service name", err);
+	rc = service_name_prefix(s, "NAME=HOST:PORT[,proxy=v2]", out->name, &eq, err);
 	if (rc)
 		return rc;
 	/* addresses never contain a comma: what follows one is an option */
@@ -578,6 +589,61 @@ static int service_parse(const char *s, struct rs_service *out, char *err)
 	if (rc)
 		return rc;
 	return comma ? service_opts_parse(comma, out, err) : 0;
+}
+
+static int visit_parse(const char *s, struct rs_visit *out, char *err)
+{
+	const char *eq;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = service_name_prefix(s, "NAME=[BIND_ADDR:]PORT", out->name, &eq, err);
+	if (rc)
+		return rc;
+	/* loopback by default: the entry point is the user's, not the LAN's */
+	return addr_parse(eq + 1, "127.0.0.1", &out->bind, err);
+}
+
+int rs_visit_parse(const char *s, struct rs_visit *out)
+{
+	char err[ERRLEN];
+	int rc = visit_parse(s, out, err);
+
+	if (rc)
+		fprintf(stderr, "Error: visit '%s': %s\n", s, err);
+	return rc;
+}
+
+static int add_visit(struct rs_agent_config *a, const struct rs_visit *v, char *err)
+{
+	for (int i = 0; i < a->n_visits; i++) {
+		if (!rs_addr_equal(&a->visits[i].bind, &v->bind))
+			continue;
+		if (!strcmp(a->visits[i].name, v->name))
+			return 0;
+		return seterr(err, -EINVAL, "bind address %s is already used by visit %s=%s",
+			      v->bind.text, a->visits[i].name, a->visits[i].bind.text);
+	}
+	if (a->n_visits >= RS_MAX_VISITS)
+		return seterr(err, -E2BIG, "too many visits (max %d)", RS_MAX_VISITS);
+	a->visits[a->n_visits++] = *v;
+	return 0;
+}
+
+/* "NAME[,NAME...]": added to the edge's visitable services */
+static int visitable_add(struct rs_svc_set *set, const char *val, char *err)
+{
+	struct rs_svc_set more;
+	int rc = rs_svc_set_parse(val, strlen(val), &more, err);
+
+	for (int i = 0; !rc && i < more.n; i++) {
+		if (rs_svc_set_has(set, more.names[i]))
+			continue;
+		if (set->n >= RS_SET_MAX)
+			return seterr(err, -E2BIG, "more than %d visitable services", RS_SET_MAX);
+		strcpy(set->names[set->n++], more.names[i]);
+	}
+	return rc;
 }
 
 int rs_addr_parse(const char *s, const char *default_host, struct rs_addr *out)
@@ -756,6 +822,8 @@ enum opt_id {
 	O_HTTP_HOST,
 	O_PEEK_TIMEOUT,
 	O_BALANCE,
+	O_VISIT,
+	O_VISITABLE,
 	O__MAX,
 };
 
@@ -811,6 +879,8 @@ static const struct optdef optdefs[] = {
 	{ "http-host", required_argument, O_HTTP_HOST, FOR_AGENT, true, false },
 	{ "peek-timeout", required_argument, O_PEEK_TIMEOUT, FOR_EDGE, true, false },
 	{ "balance", required_argument, O_BALANCE, FOR_EDGE, true, false },
+	{ "visit", required_argument, O_VISIT, FOR_AGENT, true, true },
+	{ "visitable", required_argument, O_VISITABLE, FOR_EDGE, true, true },
 };
 #define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
 
@@ -842,6 +912,7 @@ struct ctx {
 	struct rs_common *c;
 	bool flag_routes;   /* a --route/--service flag replaced the file's list */
 	bool flag_stokens;  /* a --service-token flag replaced the file's list */
+	bool flag_visits;   /* a --visit/--visitable flag replaced the file's list */
 	bool flag_given[O__MAX]; /* file settings that a flag overrides are skipped */
 	/* INI state */
 	const char *path;
@@ -1133,6 +1204,22 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 					  "HTTP host", err);
 	case O_PEEK_TIMEOUT:
 		return parse_uint(val, 1, 60000, &x->edge->peek_timeout_ms, err);
+	case O_VISIT: {
+		struct rs_visit v;
+
+		if (from_flag && !x->flag_visits) {
+			x->agent->n_visits = 0; /* flags replace the file's list, as --service does */
+			x->flag_visits = true;
+		}
+		rc = visit_parse(val, &v, err);
+		return rc ? rc : add_visit(x->agent, &v, err);
+	}
+	case O_VISITABLE:
+		if (from_flag && !x->flag_visits) {
+			x->edge->visitable.n = 0;
+			x->flag_visits = true;
+		}
+		return visitable_add(&x->edge->visitable, val, err);
 	case O_BALANCE:
 		if (!strcmp(val, "least-conns"))
 			x->edge->balance = RS_BALANCE_LEAST_CONNS;
@@ -1420,8 +1507,15 @@ static void edge_usage(FILE *f)
 "                             a token that lets agents serve only these\n"
 "                             services; repeatable (at most 32)\n"
 "      --authorized-keys FILE agents' Ed25519 public keys, one a line:\n"
-"                             [services=NAME[,NAME...]] KEY [comment];\n"
-"                             read again for every agent that logs in\n"
+"                             [services=NAME[,NAME...]] [visit=NAME[,NAME...]]\n"
+"                             KEY [comment]; visit= lists what the key may\n"
+"                             visit (and a line with visit= but no services=\n"
+"                             serves nothing); read again for every login\n"
+"      --visitable NAME[,NAME...]\n"
+"                             services that visitors (agents with a visit)\n"
+"                             may reach, with or without a --route; none by\n"
+"                             default; repeatable; the main token may visit\n"
+"                             them all, a key only its visit= list\n"
 "      --key FILE             this edge's Ed25519 private key (rsplice keygen);\n"
 "                             agents pin its .pub (their edge-pubkey)\n"
 "      --route [SRC[,SRC...]@][BIND_ADDR:]PORT=SERVICE[,max-conns=N]\n"
@@ -1505,6 +1599,7 @@ static void edge_usage(FILE *f)
 "  authorized-keys = /etc/rsplice/authorized_keys\n"
 "  datapath = auto\n"
 "  route = 8080=web           ; may repeat\n"
+"  visitable = ssh,db         ; may repeat\n"
 "  [service web]\n"
 "  bind = 8080                ; [SRC@][BIND_ADDR:]PORT[,max-conns=N], may repeat\n"
 "                             ; (= route 8080=web)\n"
@@ -1543,10 +1638,19 @@ static void agent_usage(FILE *f)
 "                             knows the token\n"
 "      --service NAME=HOST:PORT[,proxy=v2]\n"
 "                             LAN address of service NAME, required at least\n"
-"                             once; repeatable; services on the command line\n"
-"                             replace the file's services; proxy=v2 sends the\n"
+"                             once unless --visit is given; repeatable;\n"
+"                             services on the command line replace the file's\n"
+"                             services; proxy=v2 sends the\n"
 "                             service a PROXY protocol v2 header with the real\n"
 "                             client address first (nginx: listen ... proxy_protocol)\n"
+"      --visit NAME=[BIND_ADDR:]PORT\n"
+"                             visitor: listen on BIND_ADDR:PORT (default\n"
+"                             127.0.0.1) and carry each client through the edge\n"
+"                             to service NAME of another agent; the edge must\n"
+"                             list NAME as visitable, and this agent's key\n"
+"                             (visit= in its authorized_keys line) or the\n"
+"                             edge's main token must allow it; repeatable;\n"
+"                             changing it takes a restart\n"
 "      --transport MODE       raw (default): connections to the edge start with\n"
 "                             the rsplice hello; http: with an HTTP/1.1 Upgrade\n"
 "                             request, to pass an HTTP reverse proxy (nginx)\n"
@@ -1604,6 +1708,7 @@ static void agent_usage(FILE *f)
 "  edge-pubkey = /etc/rsplice/edge.key.pub\n"
 "  name = lan1\n"
 "  service = ssh=192.168.1.2:22 ; may repeat\n"
+"  visit = db=127.0.0.1:5432  ; may repeat: another agent's service, here\n"
 "  [service web]\n"
 "  local = 192.168.1.10:80    ; same as service = web=192.168.1.10:80\n"
 "  proxy = v2                 ; PROXY protocol v2 header first (default none)\n"
@@ -1616,7 +1721,11 @@ static void agent_usage(FILE *f)
 "\n"
 "Example:\n"
 "  rsplice-agent --edge edge.example.net:7000 --token-file /etc/rsplice/token \\\n"
-"                --service web=192.168.1.10:80 --service ssh=192.168.1.2:22\n");
+"                --service web=192.168.1.10:80 --service ssh=192.168.1.2:22\n"
+"Visitor (the edge lists ssh as visitable):\n"
+"  rsplice-agent --edge edge.example.net:7000 --key /etc/rsplice/laptop.key \\\n"
+"                --edge-pubkey /etc/rsplice/edge.key.pub --visit ssh=2222\n"
+"  ssh -p 2222 localhost\n");
 }
 
 /* ------------------------------------------------------------------- argv */
@@ -1981,9 +2090,10 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 		fprintf(stderr, "Error: the edge address is required (--edge HOST:PORT)\n");
 		return -EINVAL;
 	}
-	if (!cfg->n_services) {
+	if (!cfg->n_services && !cfg->n_visits) {
 		fprintf(stderr, "Error: at least one service is required "
-				"(--service NAME=HOST:PORT, or local = HOST:PORT in [service NAME])\n");
+				"(--service NAME=HOST:PORT, or local = HOST:PORT in [service NAME]), "
+				"or a visit (--visit NAME=[BIND_ADDR:]PORT)\n");
 		return -EINVAL;
 	}
 	if (cfg->backoff_min_ms > cfg->backoff_max_ms) {
@@ -2093,7 +2203,15 @@ int rs_edge_fixed_diff(const struct rs_edge_config *a, const struct rs_edge_conf
 int rs_agent_fixed_diff(const struct rs_agent_config *a, const struct rs_agent_config *b,
 			char *out, size_t len)
 {
-	return common_fixed_diff(&a->c, &b->c, out, len);
+	int n = common_fixed_diff(&a->c, &b->c, out, len);
+	bool visits = a->n_visits != b->n_visits;
+
+	/* the entry points are bound once, before privileges are dropped */
+	for (int i = 0; !visits && i < a->n_visits; i++)
+		visits = strcmp(a->visits[i].name, b->visits[i].name) ||
+			 !rs_addr_equal(&a->visits[i].bind, &b->visits[i].bind);
+	diff_add(out, len, &n, visits, "visit");
+	return n;
 }
 
 /* ------------------------------------------------- runtime (rsplice route|service) */

@@ -59,6 +59,13 @@ struct rs_service {            /* agent: service name -> LAN address */
 	enum rs_proxy_mode proxy;  /* ,proxy=v2: PROXY v2 header to the service first */
 };
 
+#define RS_MAX_VISITS 64
+
+struct rs_visit {              /* agent --visit NAME=[BIND:]PORT: a local entry point */
+	char name[RS_NAME_MAX + 1];
+	struct rs_addr bind;       /* default host 127.0.0.1 */
+};
+
 #define RS_MAX_SERVICE_TOKENS 32
 
 struct rs_service_token {      /* edge --service-token SERVICE[,SERVICE...]=FILE */
@@ -116,6 +123,8 @@ struct rs_edge_config {
 	enum rs_balance balance;       /* --balance rr|least-conns: replicas of a service */
 	char http_path[RS_HTTP_PATH_MAX + 1]; /* --http-path: the path HTTP Upgrade
 					* requests must name on the control port, default "/" */
+	struct rs_svc_set visitable;   /* --visitable NAME[,NAME...]: services visitors may
+					* reach (edge_visit.h); none by default */
 };
 
 /* How the agent's connections to the edge begin. */
@@ -142,6 +151,9 @@ struct rs_agent_config {
 	char http_path[RS_HTTP_PATH_MAX + 1]; /* --http-path, default "/" */
 	char http_host[256];           /* --http-host: the Host header, default --edge's
 					* host[:port] (":80" left out) */
+	struct rs_visit visits[RS_MAX_VISITS]; /* --visit: services of other agents this
+					* one visits through the edge (agent_visit.h) */
+	int n_visits;
 };
 
 /* Parse "HOST:PORT", "[V6]:PORT" or (when default_host != NULL) "PORT". */
@@ -154,6 +166,8 @@ int rs_route_parse(const char *s, struct rs_route *out);
 int rs_allow_parse(const char *s, struct rs_route *r, const char **rest, char *err);
 /* 1 when the client address may use the route (no allow-list: always). */
 int rs_route_allows(const struct rs_route *r, const struct sockaddr_storage *client);
+/* "NAME=[BIND_ADDR:]PORT" (BIND_ADDR defaults to 127.0.0.1) */
+int rs_visit_parse(const char *s, struct rs_visit *out);
 /* "NAME=HOST:PORT[,proxy=v2|none]" */
 int rs_service_parse(const char *s, struct rs_service *out);
 int rs_name_valid(const char *name);

@@ -27,6 +27,7 @@
 #include "daemon.h"
 #include "http_upgrade.h"
 #include "edge_peek.h"
+#include "edge_visit.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
@@ -63,6 +64,7 @@ struct agent {
 	unsigned int load;         /* clients asked of it or tunnelled through it (--balance) */
 	bool pick_ok;              /* agent_pick: offers the service and is alive */
 	bool pick_skip;            /* agent_pick: not this one (replica_retry) */
+	struct edge_visits *visits; /* a visitor's VISITS (edge_visit.h), else NULL */
 };
 
 enum client_state { C_WAIT_AGENT, C_REQUESTED };
@@ -888,6 +890,7 @@ static void agent_on_close(struct ctl *ctl, const char *why)
 	while (a->pool)
 		pooled_free(a->pool, false);
 	free(a->services);
+	edge_visits_free(&a->visits);
 	if (a->authed) {
 		for (unsigned int b = 0; b < PENDING_BUCKETS; b++) {
 			for (struct client *c = pending[b]; c; c = c->hnext) {
@@ -1095,7 +1098,9 @@ static int agent_services(struct agent *a, const struct rs_frame *f, const char 
 				routed |= !strcmp(cfg.routes[r].rules[k].service, a->services[i]);
 		}
 		pr_info("agent %s offers service '%s'%s", a->name, a->services[i],
-			routed ? "" : " (no route on this edge uses it)");
+			routed ? "" : rs_svc_set_has(&cfg.visitable, a->services[i]) ?
+			" (for visitors only: no route on this edge uses it)" :
+			" (no route on this edge uses it)");
 	}
 	waiting_dispatch(a);
 	return 0;
@@ -1146,6 +1151,95 @@ static int agent_connect_fail(struct agent *a, const struct rs_frame *f, const c
 	return 0;
 }
 
+/* ---- visitors (edge_visit.h) ---- */
+
+/* Visitors' connections go through route_dispatch like a route's clients:
+ * this route has no listener and no limit of its own; they count against
+ * --max-conns and --max-pending. */
+static struct route visit_route = { .l.fd = -1, .refs = 1, .r.bind.text = "(visitor)" };
+
+/* The credential agent a logged in with, for edge_visit.c */
+static struct visit_cred agent_cred(const struct agent *a)
+{
+	return (struct visit_cred){ .mode = a->auth_mode, .pk = a->auth_pk, .mac = a->auth_mac,
+				    .th = a->th, .name = a->name, .desc = a->auth_desc };
+}
+
+static int agent_visits(struct agent *a, const struct rs_frame *f, const char **why)
+{
+	static char log[512];
+	char msg[160], list[256];
+	struct visit_cred cr = agent_cred(a);
+	int ret = edge_visits_frame(&a->visits, f, &cfg, &cr, msg, sizeof(msg), log, sizeof(log));
+
+	if (ret == -EPERM)
+		return auth_refuse(a, msg, log, why);
+	if (ret) {
+		*why = ret == -EPROTO ? "malformed VISITS frame" : "out of memory";
+		return ret;
+	}
+	pr_info("agent %s may visit: %s", a->name, edge_visits_list(a->visits, list, sizeof(list)));
+	return 0;
+}
+
+/* After a reload: a visitor whose credential may no longer visit one of its
+ * services is told why and disconnected; true then. */
+static bool agent_visits_recheck(struct agent *a)
+{
+	char msg[160], log[512];
+	struct visit_cred cr = agent_cred(a);
+
+	if (!edge_visits_recheck(a->visits, &cfg, &cr, msg, sizeof(msg), log, sizeof(log)))
+		return false;
+	pr_warn("reload: agent %s: %s: disconnecting it", a->name, log);
+	ctl_send(&a->ctl, RS_F_ERROR, msg, strlen(msg));
+	if (a->ctl.open)
+		ctl_close(&a->ctl, "reload: it visits a service it may no longer visit");
+	return true;
+}
+
+/* A visitor's connection: accepted (struct rs_visit_ok) and dispatched to
+ * an agent of its service like a public client. */
+static void visit_hello(struct inbound *in)
+{
+	char service[RS_NAME_MAX + 1];
+	const char *why = NULL, *s, *limit;
+	unsigned int count;
+	uint32_t t_ms;
+	uint64_t id;
+	struct agent *a = hello_session(&in->hello, &id, &t_ms);
+
+	if (!a) {
+		bad_hello(in, "visit connection", "no agent session opens its hello");
+		return;
+	}
+	if (rs_hello_fresh(t_ms, ctl_session_ms(&a->ctl, false))) {
+		bad_hello(in, "visit connection", "expired hello (or clocks far apart)");
+		return;
+	}
+	s = edge_visits_take(a->visits, &cfg, id, &why);
+	if (!s) {
+		bad_hello(in, "visit connection", why);
+		return;
+	}
+	snprintf(service, sizeof(service), "%s", s);
+	limit = route_limit_hit(&visit_route, &count);
+	if (limit) {
+		pr_warn_ratelimited(&rl_max_conns, "visitor %s: refusing connection from %s: %u "
+				    "connections already open (%s)", a->name, in->peer, count, limit);
+		metrics_refused(ML_MAX_CONNS);
+		refuse(in->fd);
+		return;
+	}
+	if (edge_visit_ok_send(in->fd)) {
+		close(in->fd);
+		return;
+	}
+	pr_info("visitor %s (%s) visits service '%s'", a->name, in->peer, service);
+	conn_take(&visit_route);
+	route_dispatch(in->fd, &visit_route, service);
+}
+
 static int agent_on_frame(struct ctl *ctl, const struct rs_frame *f, const char **why)
 {
 	struct agent *a = container_of(ctl, struct agent, ctl);
@@ -1162,6 +1256,8 @@ static int agent_on_frame(struct ctl *ctl, const struct rs_frame *f, const char 
 		return agent_services(a, f, why);
 	case RS_F_CONNECT_FAIL:
 		return agent_connect_fail(a, f, why);
+	case RS_F_VISITS:
+		return agent_visits(a, f, why);
 	case RS_F_ERROR:
 		pr_warn("agent %s reports an error: %.*s", a->name, (int)(f->len > 255 ? 255 : f->len),
 			f->payload);
@@ -1207,6 +1303,10 @@ static int agents_recheck(int *stale)
 			continue;
 		}
 		a->allowed = set;
+		if (agent_visits_recheck(a)) {
+			closed++;
+			continue;
+		}
 		for (int i = 0; i < a->n_services; i++) {
 			char msg[128];
 
@@ -1563,6 +1663,8 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 		control_hello(in);
 	else if (in->hello.kind == RS_HELLO_POOL)
 		pool_hello(in);
+	else if (in->hello.kind == RS_HELLO_VISIT)
+		visit_hello(in);
 	else
 		data_hello(in);
 }
@@ -2027,6 +2129,8 @@ int main(int argc, char **argv)
 		"--hello-timeout %u ms", cfg.max_conns, cfg.max_pending, cfg.max_agents,
 		cfg.max_handshakes, cfg.hello_timeout_ms);
 	pr_info("control port also takes HTTP Upgrade requests for path %s", cfg.http_path);
+	for (int i = 0; i < cfg.visitable.n; i++)
+		pr_info("service '%s' is visitable (agents run with --visit)", cfg.visitable.names[i]);
 	ret = loop_run();
 	if (ret)
 		pr_warn("event loop failed: %s", strerror(-ret));
