@@ -25,14 +25,66 @@ struct {
 	__type(value, struct rs_peer);
 } rs_peers SEC(".maps");
 
+/* kfunc (6.3+): the sk_buff behind the context, to read TCP's control block */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* Largest head sk_skb_adjust_room() removes per call (net/core/filter.c) */
+#define RS_TRIM_STEP 4095
+/* 256 steps: up to ~1 MiB of old bytes in one skb, far more than TCP resends
+ * at once; beyond that the skb stays local and user space resets the pair */
+#define RS_TRIM_STEPS 256
+
+/* Bytes at the head of skb that this socket's reader has consumed already.
+ *
+ * TCP queues a segment that overlaps what it already received, whole:
+ * tcp_data_queue() "Partial packet, seq < rcv_next < end_seq" (a
+ * retransmission from snd_una collapsed with newer bytes, after an ACK was
+ * late or lost), and so does tcp_ofo_queue().  recvmsg() skips the old head
+ * by comparing the skb's sequence number with copied_seq; tcp_read_skb(), which
+ * feeds this program, hands over whole skbs and does not.  Without this check
+ * the old head is forwarded a second time (measured: a 5 MiB echo through the
+ * tunnel delivered 65,160 bytes twice under load; selftests/test_relay.sh
+ * rebuilds such a segment with TCP_REPAIR).  copied_seq is advanced by the
+ * length of each skb after its verdict (tcp_eat_skb), so it is exactly the
+ * first byte not yet forwarded -- also after user space read part of an skb
+ * before the socket was spliced. */
+static __always_inline __s32 rs_old_bytes(struct __sk_buff *skb)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)kskb->cb;
+	struct bpf_sock *sk = skb->sk;
+	struct tcp_sock *tp;
+
+	if (!sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	return (__s32)(tp->copied_seq - cb->seq);
+}
+
+/* Remove n bytes from the head of skb: 0, or -1 when the helper refused. */
+static __always_inline int rs_trim_head(struct __sk_buff *skb, __u32 n)
+{
+	for (int i = 0; i < RS_TRIM_STEPS && n; i++) {
+		__u32 step = n < RS_TRIM_STEP ? n : RS_TRIM_STEP;
+
+		if (bpf_skb_adjust_room(skb, -(__s32)step, 0, 0))
+			return -1;
+		n -= step;
+	}
+	return n ? -1 : 0;
+}
+
 /* Verdict-only mode, no stream parser.  Measured on 6.18: with a stream
  * parser, reading bytes the verdict kept local advances copied_seq twice and
  * the socket stalls for good; without one, an skb that user space read only
- * partly before the socket was inserted is forwarded again from its start.
- * The daemons therefore never leave a partly read skb behind (whoever reads a
- * protocol header also reads what is queued behind it and hands it to the
- * relay: relay_start_prefixed()), and never read a spliced socket at all:
- * doing so while the verdict redirects forwards segments twice. */
+ * partly before the socket was inserted reaches the verdict whole (now cut by
+ * rs_old_bytes()).  The daemons still never leave a partly read skb behind
+ * (whoever reads a protocol header also reads what is queued behind it and
+ * hands it to the relay: relay_start_prefixed()), and never read a spliced
+ * socket at all: doing so while the verdict redirects forwards segments
+ * twice. */
 
 SEC("sk_skb/stream_verdict")
 int rs_verdict(struct __sk_buff *skb)
@@ -48,11 +100,27 @@ int rs_verdict(struct __sk_buff *skb)
 	 * here (both measured: replies lost their tail).  Dropping it loses no
 	 * byte: the FIN is already recorded in the TCP state (RCV_SHUTDOWN),
 	 * which is what user space watches to forward it. */
+	__s32 old;
+
 	if (!len)
 		return SK_DROP;
 	peer = bpf_map_lookup_elem(&rs_peers, &cookie);
 	if (!peer)
 		return SK_PASS; /* not (or no longer) spliced: deliver locally */
+	old = rs_old_bytes(skb);
+	if (old > 0) {
+		/* a resent segment: forward only what is new in it.  TCP never
+		 * queues one without new bytes, and dropping one would move
+		 * copied_seq past rcv_nxt; if trimming fails, the skb stays
+		 * local and user space, seeing "passed", resets the pair rather
+		 * than deliver a stream with a hole or a repeat. */
+		if ((__u32)old >= len || rs_trim_head(skb, (__u32)old)) {
+			__sync_fetch_and_add(&peer->passed, skb->len);
+			return SK_PASS;
+		}
+		__sync_fetch_and_add(&peer->resent, (__u32)old);
+		len = skb->len;
+	}
 	/* A redirect to a missing key drops bytes TCP already acked, hence the
 	 * lookups above; if the partner left the sockhash in between, the
 	 * redirect fails and we still keep the bytes locally. */

@@ -12,19 +12,19 @@
 # are read from `rsplice help`; a subcommand is never run to learn its options.
 
 _rsplice_edge_opts_static='-c --config --control --control-dial --http-path --token-file --service-token
- --authorized-keys --key --route --datapath
+ --authorized-keys --key --route --visitable --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
  --max-conns --max-agents --max-handshakes --peek-timeout --balance
  --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
  --user --group --allow-root
  -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --control-listen --edge-data --data-listen --token-file --key --edge-pubkey
- --service --name --transport --http-path --http-host
+ --service --visit --name --transport --http-path --http-host
  --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
  --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
  --user --group --allow-root
  -v --verbose -h --help -V --version'
-_rsplice_cmds_static='attach detach status conns kill keygen help'
+_rsplice_cmds_static='attach detach status conns kill route service keygen help'
 
 # _rsplice_help_opts PROG: the options that "PROG --help" lists, one per word.
 _rsplice_help_opts()
@@ -96,7 +96,8 @@ _rsplice_daemon()
 		--http-path | --http-host | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \
 		--max-handshakes | --heartbeat | --drain-timeout | --peek-timeout | \
-		--backoff-min | --backoff-max | --pool | --idle-timeout | --metrics)
+		--backoff-min | --backoff-max | --pool | --idle-timeout | --metrics | \
+		--visit | --visitable)
 		return 0 # a value of the user's own
 		;;
 	esac
@@ -154,7 +155,7 @@ _rsplice()
 		if [[ $cur == -* ]]; then
 			_rsplice_words_of "$global" "$cur"
 		else
-			# "Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill | help }"
+			# "Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill | ... | help }"
 			usage=$(LC_ALL=C "$prog" help 2>/dev/null | sed -n 's/^Usage:.*{\(.*\)}.*/\1/p' | head -n 1)
 			cmds=${usage//|/ }
 			[[ -n ${cmds// /} ]] || cmds=$_rsplice_cmds_static
@@ -175,6 +176,21 @@ _rsplice()
 		fi ;;
 	c | co | con | conn | conns | ki | kil | kill)
 		_rsplice_words_of '--socket -h --help -j --json -p --pretty' "$cur" ;;
+	r | ro | rou | rout | route | se | ser | serv | servi | servic | service)
+		# the subcommand first (list, add, del), then the options
+		local sub= j
+		for ((j = i + 1; j < COMP_CWORD; j++)); do
+			case ${COMP_WORDS[j]} in
+			--socket) ((j++)) ;;
+			-*) ;;
+			*) sub=${COMP_WORDS[j]}; break ;;
+			esac
+		done
+		if [[ -z $sub && $cur != -* ]]; then
+			_rsplice_words_of 'list add del' "$cur"
+		else
+			_rsplice_words_of '--socket -h --help -j --json -p --pretty' "$cur"
+		fi ;;
 	*)
 		_rsplice_words_of '-h --help -j --json -p --pretty' "$cur" ;;
 	esac

@@ -45,7 +45,7 @@ static int fields_ok(const struct rs_hello *h)
 		return 0;
 	if (h->kind == RS_HELLO_CONTROL)
 		return !memcmp(h->blob, zero, 8);
-	return h->kind == RS_HELLO_DATA || h->kind == RS_HELLO_POOL;
+	return h->kind == RS_HELLO_DATA || h->kind == RS_HELLO_POOL || h->kind == RS_HELLO_VISIT;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

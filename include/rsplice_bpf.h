@@ -19,15 +19,17 @@
  * reads the final counters, and only then deletes the entry.  So an entry
  * outlives its sockhash entry until user space has collected it, and
  * `bpftool map dump pinned /sys/fs/bpf/rsplice/peers` shows every live
- * spliced socket (key: its SO_COOKIE, value: these four __u64). */
+ * spliced socket (key: its SO_COOKIE, value: these five __u64). */
 struct rs_peer {
 	__u64 peer_cookie; /* cookie of the partner socket: sockhash key to redirect to */
 	__u64 bytes;       /* bytes redirected from this socket to the partner */
 	__u64 segs;        /* skbs redirected */
 	__u64 passed;      /* bytes that could not be redirected and stayed local */
+	__u64 resent;      /* bytes of retransmitted segments that had been
+			    * forwarded already: trimmed, not sent twice */
 };
 
-_Static_assert(sizeof(struct rs_peer) == 32, "struct rs_peer is shared ABI");
+_Static_assert(sizeof(struct rs_peer) == 40, "struct rs_peer is shared ABI");
 
 
 /* Default capacity of the sockhash: every spliced connection uses 2 entries

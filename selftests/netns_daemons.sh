@@ -12,7 +12,9 @@
 # namespaces down, detaches and removes PIN_DIR, then removes WORK unless a
 # test failed or ${NAME}_KEEP=1 (NAME upper-cased; it prints "# logs kept in
 # $LOGS" for run.sh then).  A script that made more (users, files outside
-# WORK) defines cleanup_extra, which runs first.
+# WORK) defines cleanup_extra, which runs first.  Helpers at the end:
+# ping_port, count_lines, fd_count, setup_sockmap, sockmap_detach,
+# session_start/_end.
 set -u
 
 _ND_NAME=$1
@@ -108,3 +110,75 @@ dp_args() {
 
 # listening NS PORT: something listens on TCP PORT in NS
 listening() { in_ns "$1" ss -Hltn "( sport = :$2 )" 2>/dev/null | grep -q .; }
+
+# ---- shared by the tests that keep sessions open across changes
+# (test_reload.sh, test_runtime.sh); NS_CLIENT and IP_EDGE_PUB of netns.sh
+
+# ping_port PORT: one echo round trip through the tunnel
+ping_port() {
+	run_in "$NS_CLIENT" 6 $(py echo_client.py) ping --host "$IP_EDGE_PUB" --port "$1" \
+		--delay 0 --timeout 4
+}
+
+# count_lines FILE PATTERN: lines matching (grep -c, 0 if none)
+count_lines() { grep -c -E -- "$2" "$1" 2>/dev/null || true; }
+
+fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+
+# setup_sockmap: rsplice attach into PIN_DIR (ATTACHED=1; the trap detaches)
+setup_sockmap() {
+	local out
+	if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
+		diag "rsplice attach: $out"
+		return 1
+	fi
+	ATTACHED=1
+}
+
+# sockmap_detach: undo setup_sockmap (between data paths)
+sockmap_detach() {
+	[ "$ATTACHED" = 1 ] || return 0
+	timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
+	ATTACHED=0
+	rm -rf "$PIN_DIR"
+}
+
+# session_start NAME PORT: a long-lived echo session (1 MiB now, 4 MiB at the
+# end); its pid in PIDS[NAME], its result line in $WORK/NAME.out
+session_start() {
+	rm -f "$WORK/$1.ready" "$WORK/$1.go"
+	run_in "$NS_CLIENT" 170 $(py echo_client.py) session --host "$IP_EDGE_PUB" --port "$2" \
+		--ready-file "$WORK/$1.ready" --go-file "$WORK/$1.go" --timeout 160 \
+		>"$WORK/$1.out" 2>&1 &
+	PIDS[$1]=$!
+	wait_until 100 0.1 test -e "$WORK/$1.ready"
+}
+
+# session_end NAME: let it finish (not in a subshell: it waits)
+session_end() {
+	touch "$WORK/$1.go"
+	wait "${PIDS[$1]}" 2>/dev/null
+	unset "PIDS[$1]"
+}
+
+# need_tools TOOL...: the three binaries are built and every TOOL is
+# installed; otherwise one failed check naming what is missing, status 1
+need_tools() {
+	local b
+	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
+		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return 1; }
+	done
+	for b in "$@"; do
+		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return 1; }
+	done
+}
+
+# dp_attach: for DP=sockmap, attach the BPF objects in PIN_DIR (a failed
+# check and status 1 when that fails); nothing for the splice path
+dp_attach() {
+	[ "$DP" = sockmap ] || return 0
+	setup_sockmap || { fail "[sockmap] rsplice attach" "see the rsplice attach line above"; return 1; }
+}
+
+# dp_detach: undo dp_attach (the EXIT trap does it too)
+dp_detach() { sockmap_detach; }

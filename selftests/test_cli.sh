@@ -128,7 +128,7 @@ check "detach after resize" rs detach
 check "RSPLICE_PIN_DIR is honoured" bash -c "RSPLICE_PIN_DIR=$DIR $RSPLICE attach &&
 	test -e $DIR/verdict && RSPLICE_PIN_DIR=$DIR $RSPLICE detach && test ! -e $DIR"
 check "unknown command fails with one 'Error:' line" unknown_command_fails
-check "help prints the usage grammar" bash -c "$RSPLICE help | grep -qF 'Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill | keygen | help }'"
+check "help prints the usage grammar" bash -c "$RSPLICE help | grep -qF 'Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill | route | service | keygen | help }'"
 check "attach -h prints its usage" bash -c "$RSPLICE attach -h | grep -qF 'Usage: rsplice attach [ -f ] [ --max-socks N ]'"
 
 echo "# $((N - FAILED))/$N passed"

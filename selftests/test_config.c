@@ -12,6 +12,7 @@
 
 #include "assert.h"
 #include "config.h"
+#include "config_load.h"
 #include "reload.h"
 
 static struct rs_edge_config ecfg;
@@ -54,38 +55,12 @@ static int count_lines(const char *s)
 /* Loads with stderr and stdout captured; stderr text lands in errbuf. */
 static int edge_load_v(char **argv)
 {
-	int argc = 0, rc, out = dup(1), devnull = open("/dev/null", O_WRONLY);
-
-	while (argv[argc])
-		argc++;
-	fflush(stdout);
-	dup2(devnull, 1);
-	test_capture_stderr_start();
-	rc = rs_edge_config_load(argc, argv, &ecfg);
-	test_capture_stderr_end(errbuf, sizeof(errbuf));
-	fflush(stdout);
-	dup2(out, 1);
-	close(out);
-	close(devnull);
-	return rc;
+	return config_load_captured(argv, &ecfg, NULL, errbuf, sizeof(errbuf));
 }
 
 static int agent_load_v(char **argv)
 {
-	int argc = 0, rc, out = dup(1), devnull = open("/dev/null", O_WRONLY);
-
-	while (argv[argc])
-		argc++;
-	fflush(stdout);
-	dup2(devnull, 1);
-	test_capture_stderr_start();
-	rc = rs_agent_config_load(argc, argv, &acfg);
-	test_capture_stderr_end(errbuf, sizeof(errbuf));
-	fflush(stdout);
-	dup2(out, 1);
-	close(out);
-	close(devnull);
-	return rc;
+	return config_load_captured(argv, NULL, &acfg, errbuf, sizeof(errbuf));
 }
 
 #define EDGE(...) edge_load_v((char *[]){ "rsplice-edge", __VA_ARGS__, NULL })
@@ -1220,6 +1195,63 @@ static void test_reload_compare(void)
 	ASSERT_STREQ(errbuf, "", "agent: nothing printed");
 }
 
+/* ---- runtime changes (rsplice route|service add|del) ---- */
+
+static void test_runtime_changes(void)
+{
+	char err[RS_ERR_MAX];
+
+	if (!ASSERT_OK(EDGE("--token-file", token_file(), "--control", "127.0.0.1:7000",
+			    "--route", "8080=web", "--route", "127.0.0.1:9000=api"), "edge"))
+		return;
+	ASSERT_OK(rs_edge_route_add(&ecfg, "8081=x", err), "add");
+	ASSERT_EQ(ecfg.n_routes, 3, "three routes");
+	ASSERT_EQ(rs_edge_route_add(&ecfg, "127.0.0.1:8080=y", err), -EINVAL, "port of a route");
+	ASSERT_STRSTR(err, "clashes with route 0.0.0.0:8080=web", "says which");
+	ASSERT_EQ(rs_edge_route_add(&ecfg, "7000=y", err), -EINVAL, "control port");
+	ASSERT_STRSTR(err, "clashes with the control address", "says so");
+	ASSERT_EQ(rs_edge_route_add(&ecfg, "bad", err), -EINVAL, "syntax");
+	ASSERT_STRSTR(err, "route 'bad': missing '='", "the parser's reason");
+	ASSERT_EQ(ecfg.n_routes, 3, "refusals leave the table");
+	ASSERT_OK(rs_edge_route_add(&ecfg, "10.0.0.0/8@127.0.0.2:8082=a,max-conns=3", err),
+		  "allow-list, bind address, max-conns");
+	ASSERT_EQ(ecfg.routes[3].n_allow, 1, "allow");
+	ASSERT_EQ(ecfg.routes[3].max_conns, 3, "max-conns");
+	ASSERT_OK(rs_edge_route_add(&ecfg, "8083=host:a.example>a,b", err), "mux rules");
+	ASSERT_EQ(ecfg.routes[4].n_rules, 1, "one rule");
+	ASSERT_STREQ(ecfg.routes[4].service, "b", "default");
+	ASSERT_EQ(rs_edge_route_del(&ecfg, "9999", err), -ENOENT, "missing port");
+	ASSERT_STRSTR(err, "no route on port '9999'", "says so");
+	ASSERT_EQ(rs_edge_route_del(&ecfg, "99999", err), -EINVAL, "bad port");
+	ASSERT_EQ(rs_edge_route_del(&ecfg, "nosuch", err), -ENOENT, "missing service");
+	ASSERT_EQ(rs_edge_route_del(&ecfg, "x", err), 1, "by service");
+	ASSERT_EQ(rs_edge_route_del(&ecfg, "9000", err), 1, "by port");
+	ASSERT_EQ(rs_edge_route_del(&ecfg, "127.0.0.2:8082", err), 1, "by address");
+	ASSERT_EQ(ecfg.n_routes, 2, "two left");
+	ASSERT_STREQ(ecfg.routes[1].bind.text, "0.0.0.0:8083", "order kept");
+	/* one port, two families: PORT is ambiguous, ADDR:PORT is not */
+	ASSERT_OK(rs_edge_route_add(&ecfg, "8090=a", err), "IPv4");
+	ASSERT_OK(rs_edge_route_add(&ecfg, "[::]:8090=b", err), "IPv6 on the same port");
+	ASSERT_EQ(rs_edge_route_del(&ecfg, "8090", err), -EINVAL, "ambiguous");
+	ASSERT_STRSTR(err, "give ADDR:PORT", "says what to give");
+	ASSERT_EQ(rs_edge_route_del(&ecfg, "[::]:8090", err), 1, "IPv6 one");
+	ASSERT_EQ(rs_edge_route_del(&ecfg, "8090", err), 1, "then PORT is the IPv4 one");
+
+	if (!ASSERT_OK(AGENT("--token-file", token_file(), "--edge", "127.0.0.1:7000",
+			     "--service", "web=127.0.0.1:80"), "agent"))
+		return;
+	ASSERT_OK(rs_agent_service_add(&acfg, "api=127.0.0.1:81,proxy=v2", err), "add");
+	ASSERT_EQ(acfg.services[1].proxy, RS_PROXY_V2, "proxy=v2");
+	ASSERT_EQ(rs_agent_service_add(&acfg, "api=127.0.0.1:82", err), -EEXIST, "known name");
+	ASSERT_STRSTR(err, "already exists", "says so");
+	ASSERT_EQ(rs_agent_service_add(&acfg, "bad", err), -EINVAL, "syntax");
+	ASSERT_EQ(rs_agent_service_del(&acfg, "nosuch", err), -ENOENT, "missing");
+	ASSERT_OK(rs_agent_service_del(&acfg, "web", err), "del");
+	ASSERT_STREQ(acfg.services[0].name, "api", "the other one stays");
+	ASSERT_EQ(rs_agent_service_del(&acfg, "api", err), -EINVAL, "not the last one");
+	ASSERT_EQ(acfg.n_services, 1, "one left");
+}
+
 static const struct test tests[] = {
 	TEST(keygen_files),
 	TEST(authorized_keys),
@@ -1251,6 +1283,7 @@ static const struct test tests[] = {
 	TEST(route_allow_list),
 	TEST(limits),
 	TEST(reload_compare),
+	TEST(runtime_changes),
 	TEST(token_permissions),
 	TEST(help_version),
 };

@@ -559,7 +559,7 @@ expect_completion() { # WANT PATH WORD...
 }
 completions_work() {
 	local p=$L_SBIN:/usr/bin:/bin rc=0
-	expect_completion "attach conns detach help keygen kill status" "$p" rsplice "" || rc=1
+	expect_completion "attach conns detach help keygen kill route service status" "$p" rsplice "" || rc=1
 	expect_completion "status" "$p" rsplice st || rc=1
 	expect_completion "--max-socks" "$p" rsplice --pin-dir /x attach --m || rc=1
 	expect_completion "--pin-dir --pretty" "$p" rsplice --p || rc=1

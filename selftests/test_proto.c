@@ -201,6 +201,20 @@ static void test_data_hello(void)
 	t = h;
 	t.kind = RS_HELLO_POOL;
 	ASSERT_EQ(rs_hello_open(&t, key, &id, &ms), -EPERM, "kind is authenticated");
+	{
+		struct rs_visit_ok ok;
+		const char *why = NULL;
+
+		rs_hello_data(&t, RS_HELLO_VISIT, RS_VISIT_ID(3, 77), 5, key, 9);
+		ASSERT_OK(rs_hello_check(&t, &why), "visit hello kind");
+		ASSERT_OK(rs_hello_open(&t, key, &id, &ms), "visit hello opens");
+		ASSERT_EQ(RS_VISIT_IDX(id), 3, "visit index");
+		ASSERT_EQ(id & RS_VISIT_CTR_MASK, 77, "visit counter");
+		rs_visit_ok_make(&ok);
+		ASSERT_OK(rs_visit_ok_check(&ok), "visit answer");
+		ok.reserved = 1;
+		ASSERT_EQ(rs_visit_ok_check(&ok), -EPROTO, "visit answer reserved bits");
+	}
 	for (size_t i = 0; i < sizeof(h); i++) {
 		t = h;
 		((uint8_t *)&t)[i] ^= 4;

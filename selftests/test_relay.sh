@@ -7,6 +7,8 @@
 #   3 early data: 5 bytes sent right after connect come back (no stall)
 #   4 server writes a reply and closes at once: the tail is not lost
 #   5 server resets (SO_LINGER 0): the client sees the end within 2 s
+#   6 a resent segment that overlaps bytes already forwarded (rebuilt with
+#     TCP_REPAIR in a private namespace) is forwarded once
 # plus: data + FIN before the relay starts (sockmap: per-pair fallback),
 # 200 parallel connections, and (sockmap) a live pair surviving a detach.
 # Needs root (BPF) for the sockmap mode; that mode is skipped LOUDLY when
@@ -14,6 +16,7 @@
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
+ROOT_DIR=$PWD
 BUILD=${BUILD:-build}
 RELAYD=$BUILD/relayd
 RSPLICE=$BUILD/rsplice
@@ -270,6 +273,33 @@ for p in $S_SINK $S_ECHO $S_REPLY $S_RESET; do
 	wait_port $p || { echo "Bail out! server on port $p did not start"; cat "$TMP"/*.err; exit 1; }
 done
 
+# overlap_check MODE K: in a namespace of its own (timestamps off, see the
+# helper), a client sends 40,000 bytes through a relayd, then resends the
+# last K of them with 3,000 new ones in one segment, as a retransmission
+# after a lost ACK does: the server must get the 43,000 bytes once.
+overlap_check() {
+	local mode=$1 k=$2 extra=()
+	[ "$mode" = sockmap ] && extra=(--pin-dir "$PIN_DIR")
+	timeout -k 5 60 unshare -n bash -c '
+		ip link set lo up && sysctl -qw net.ipv4.tcp_timestamps=0 || exit 2
+		"$@" >>"'"$TMP/overlap-$mode-$k.err"'" 2>&1 &
+		relayd=$!
+		for i in $(seq 1 100); do
+			ss -Hltn "sport = :7001" | grep -q . && break
+			sleep 0.05
+		done
+		python3 "'"$ROOT_DIR"'/selftests/helpers/tcp_overlap.py" --relay 7001 \
+			--backend 7002 --first 40000 --overlap "'"$k"'" --more 3000
+		rc=$?
+		kill "$relayd"
+		wait "$relayd"
+		exit $rc' overlap "$RELAYD" -v --listen 127.0.0.1:7001 --to 127.0.0.1:7002 \
+		--datapath "$mode" "${extra[@]}" >"$TMP/overlap-$mode-$k.out" 2>&1
+	local rc=$?
+	echo "# $mode, $k bytes resent: $(grep -h '^got' "$TMP/overlap-$mode-$k.out")"
+	return $rc
+}
+
 # run_mode MODE OFFSET: one relayd per server, then the five checks
 run_mode() {
 	local mode=$1 base=$((PORT + $2)) extra=() i
@@ -304,6 +334,10 @@ run_mode() {
 		timeout 10 $H early_fin $((base + 5))
 	check "$mode: 200 parallel echo connections" \
 		timeout 60 $H parallel $((base + 5)) 200
+	for o in 300 20000; do
+		check "$mode: a resent segment overlapping $o forwarded bytes is forwarded once" \
+			overlap_check "$mode" "$o"
+	done
 	if [ "$mode" = sockmap ]; then
 		check "sockmap: a live pair survives rsplice detach, re-attach works" \
 			timeout 30 $H detach_live $((base + 5)) "$RSPLICE" "$PIN_DIR"

@@ -37,17 +37,10 @@ S_ECHO=9000 S_GEN=9100 S_WEB_A=8000 S_WEB_B=8001
 mkdir -p "$LOGS" "$WORK/www-a" "$WORK/www-b"
 
 
-ping_port() { # ping_port PORT: one echo round trip through the tunnel
-	run_in "$NS_CLIENT" 6 $(py echo_client.py) ping --host "$IP_EDGE_PUB" --port "$1" \
-		--delay 0 --timeout 4
-}
-
 web_id() { # web_id PORT: the id.txt the web service behind PORT serves
 	run_in "$NS_CLIENT" 8 curl -sS --max-time 6 "http://$IP_EDGE_PUB:$1/id.txt" 2>/dev/null
 }
 
-# count_lines FILE PATTERN: lines matching (grep -c, 0 if none)
-count_lines() { grep -c -E -- "$2" "$1" 2>/dev/null || true; }
 RELOAD_LINE='reload: ([0-9]|rejected)' 
 
 # hup KEY LOG: SIGHUP the daemon, wait (bounded) for its next reload line,
@@ -130,33 +123,7 @@ start_services() {
 	done
 }
 
-setup_sockmap() {
-	local out
-	if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-		diag "rsplice attach: $out"
-		return 1
-	fi
-	ATTACHED=1
-}
-
-fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
-
-# session_start NAME PORT: a long-lived echo session (1 MiB now, 4 MiB at the end)
-session_start() {
-	rm -f "$WORK/$1.ready" "$WORK/$1.go"
-	run_in "$NS_CLIENT" 170 $(py echo_client.py) session --host "$IP_EDGE_PUB" --port "$2" \
-		--ready-file "$WORK/$1.ready" --go-file "$WORK/$1.go" --timeout 160 \
-		>"$WORK/$1.out" 2>&1 &
-	PIDS[$1]=$!
-	wait_until 100 0.1 test -e "$WORK/$1.ready"
-}
-
-session_end() { # session_end NAME: let it finish (not in a subshell: it waits)
-	touch "$WORK/$1.go"
-	wait "${PIDS[$1]}" 2>/dev/null
-	unset "PIDS[$1]"
-}
 
 run_datapath() {
 	DP=$1
@@ -429,11 +396,7 @@ s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); time.
 	# after the stop: LeakSanitizer reports at exit
 	assert "[$DP] no sanitizer report in the daemon logs" \
 		'! grep -qE "AddressSanitizer|runtime error:|LeakSanitizer" "$ELOG" "$ALOG"'
-	if [ "$ATTACHED" = 1 ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-		rm -rf "$PIN_DIR"
-	fi
+	sockmap_detach
 }
 
 RESULTS=()

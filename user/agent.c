@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "agent_listen.h"
+#include "admin_json.h"
+#include "agent_visit.h"
 #include "config.h"
 #include "conntab.h"
 #include "ctl.h"
@@ -105,6 +107,8 @@ static struct agent_listener data_l = { .fd = -1, .what = "data" };
 static unsigned int n_inbound_hs; /* --control-listen sessions in their handshake */
 static struct ratelimit rl_inbound;
 #define MAX_INBOUND_HANDSHAKES 16
+static bool svc_runtime[RS_MAX_SERVICES]; /* cfg.services[i] added by `rsplice service add` */
+static unsigned int runtime_changes;      /* service add|del since the last load */
 static int agent_argc;   /* parsed again on SIGHUP */
 static char **agent_argv;
 
@@ -704,7 +708,9 @@ static void pool_dial(struct session *s)
 /* Keep cfg.pool connections open (or being opened) for this session. */
 static void pool_fill(struct session *s)
 {
-	for (unsigned int i = 0; s->authed && s->n_pool < cfg.pool && i < RS_MAX_POOL; i++)
+	/* a visitor only (no --service) needs no pool */
+	for (unsigned int i = 0; cfg.n_services && s->authed && s->n_pool < cfg.pool &&
+	     i < RS_MAX_POOL; i++)
 		pool_dial(s);
 }
 
@@ -844,6 +850,8 @@ static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const cha
 		ctl_heartbeat_start(&s->ctl);
 		send_services(s);
 		pool_fill(s);
+		if (sess == s) /* send_services may have closed it */
+			agent_visit_session(&s->ctl, s->hello_key, &s->hello_seq, data_addr(s));
 		return 0;
 	}
 	if (f->type != RS_F_CONNECT) {
@@ -885,6 +893,7 @@ static void session_on_close(struct ctl *ctl, const char *why)
 			s->edge.text, why);
 	if (s->counted)
 		n_inbound_hs--;
+	agent_visit_session_end(ctl);
 	/* unbound pooled connections belong to this session (its key) */
 	timer_cancel(&s->pool_timer);
 	while (s->pool)
@@ -1125,6 +1134,7 @@ static void agent_stop_accepting(void)
 	agent_listen_close(&control_l);
 	agent_listen_close(&data_l);
 	dialin_forget_all();
+	agent_visit_stop();
 	if (sess && sess->hd)
 		session_drop_http(sess);
 	else if (sess)
@@ -1165,18 +1175,83 @@ static void pool_trim(struct session *s)
 	}
 }
 
-/* Parse the configuration again and switch to it: new CONNECTs and binds use
- * the new service table (dials under way keep their copy); a changed service
- * list is announced to the edge in a fresh SERVICES frame, which replaces the
- * old one there; a new edge address, name, token or key takes a new control
- * session, made at once (data connections do not depend on it). */
+/* What a switch-over did (agent_apply). */
+struct apply_sum {
+	int added, removed, changed;
+	const char *session;
+};
+
+static json_object *service_json(int i)
+{
+	json_object *o = aj_service(&cfg.services[i]);
+
+	json_object_object_add(o, "origin",
+			       json_object_new_string(svc_runtime[i] ? "runtime" : "config"));
+	return o;
+}
+
+/* Switch the agent over to nc (nothing here can fail): new CONNECTs and
+ * binds use the new service table (dials under way keep their copy); a
+ * changed service list is announced to the edge in a fresh SERVICES frame,
+ * which replaces the old one there; a new edge address, name, token or key
+ * takes a new control session, made at once (data connections do not depend
+ * on it).  A reload and `rsplice service add|del` both come here.  runtime:
+ * the services nc has that cfg had not are marked as added at runtime. */
+static void agent_apply(struct rs_agent_config *nc, bool runtime, struct apply_sum *sum)
+{
+	bool mark[RS_MAX_SERVICES] = { false };
+	bool resession;
+
+	memset(sum, 0, sizeof(*sum));
+	sum->session = "kept";
+	for (int i = 0; i < nc->n_services; i++) {
+		const struct rs_service *old = service_in(&cfg, nc->services[i].name);
+
+		sum->added += !old;
+		sum->changed += old && !rs_service_same(old, &nc->services[i]);
+		/* a reload: the file has every service now */
+		mark[i] = runtime && (!old || svc_runtime[old - cfg.services]);
+	}
+	for (int i = 0; i < cfg.n_services; i++)
+		sum->removed += !service_in(nc, cfg.services[i].name);
+	resession = session_differs(&cfg, nc);
+	cfg = *nc;
+	memcpy(svc_runtime, mark, sizeof(mark));
+	daemon_apply(&cfg.c);
+	for (int i = 0; i < cfg.n_services; i++)
+		pr_debug("service '%s' -> %s%s", cfg.services[i].name, cfg.services[i].addr.text,
+			 cfg.services[i].proxy == RS_PROXY_V2 ? " (PROXY protocol v2)" : "");
+	if (resession && !stopping) {
+		sum->session = "reconnecting (edge address, name, token or key changed)";
+		if (sess)
+			ctl_close(&sess->ctl, "reload: new edge address, name, token or key");
+		attempt = 0;
+		if (cfg.control_listen.len) /* the edge dials again */
+			sum->session = "closed (name, token or key changed): the edge dials again";
+		else
+			timer_arm(&reconnect_timer, 0);
+	} else if (sess && sess->authed) {
+		if (sum->added || sum->removed) {
+			sum->session = "services announced again";
+			send_services(sess);
+		}
+		if (sess) { /* send_services may have closed it */
+			pool_trim(sess);
+			pool_fill(sess);
+		}
+	} else if (sum->added || sum->removed) {
+		sum->session = "not up: the services go with the next login";
+	}
+}
+
+/* Parse the configuration again and apply it (agent_apply).  The file is the
+ * source of truth: services added or removed at runtime are replaced by it. */
 static void agent_reload(void)
 {
 	struct rs_agent_config *nc = calloc(1, sizeof(*nc));
-	int added = 0, removed = 0, changed = 0, ret;
-	const char *session = "kept";
+	struct apply_sum sum;
 	char err[640], fixed[256];
-	bool resession;
+	int ret;
 
 	if (!nc) {
 		pr_warn("reload: rejected: out of memory; the old configuration stays in force");
@@ -1191,44 +1266,91 @@ static void agent_reload(void)
 		pr_warn("reload: rejected: %s; the old configuration stays in force", err);
 		goto out;
 	}
-	for (int i = 0; i < nc->n_services; i++) {
-		const struct rs_service *old = service_in(&cfg, nc->services[i].name);
-
-		added += !old;
-		changed += old && !rs_service_same(old, &nc->services[i]);
-	}
-	for (int i = 0; i < cfg.n_services; i++)
-		removed += !service_in(nc, cfg.services[i].name);
-	resession = session_differs(&cfg, nc);
-	cfg = *nc;
-	daemon_apply(&cfg.c);
-	for (int i = 0; i < cfg.n_services; i++)
-		pr_debug("service '%s' -> %s%s", cfg.services[i].name, cfg.services[i].addr.text,
-			 cfg.services[i].proxy == RS_PROXY_V2 ? " (PROXY protocol v2)" : "");
-	if (resession && !stopping) {
-		session = "reconnecting (edge address, name, token or key changed)";
-		if (sess)
-			ctl_close(&sess->ctl, "reload: new edge address, name, token or key");
-		attempt = 0;
-		if (cfg.control_listen.len) /* the edge dials again */
-			session = "closed (name, token or key changed): the edge dials again";
-		else
-			timer_arm(&reconnect_timer, 0);
-	} else if (sess && sess->authed) {
-		if (added || removed) {
-			session = "services announced again";
-			send_services(sess);
-		}
-		if (sess) { /* send_services may have closed it */
-			pool_trim(sess);
-			pool_fill(sess);
-		}
-	}
+	agent_apply(nc, false, &sum);
+	if (runtime_changes)
+		pr_info("reload: the configuration file replaces the service table: %u runtime "
+			"change(s) made with 'rsplice service add|del' are gone unless the file has "
+			"them", runtime_changes);
+	runtime_changes = 0;
 	pr_info("reload: %d service(s) (+%d -%d ~%d); pool %u; control connection %s", cfg.n_services,
-		added, removed, changed, cfg.pool, session);
+		sum.added, sum.removed, sum.changed, cfg.pool, sum.session);
 out:
 	sodium_memzero(nc, sizeof(*nc));
 	free(nc);
+}
+
+/* ---- runtime changes: rsplice service add|del|list (admin socket) ---- */
+
+static json_object *services_json(void)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+
+	for (int i = 0; i < cfg.n_services; i++)
+		json_object_array_add(a, service_json(i));
+	json_object_object_add(o, "daemon", json_object_new_string("agent"));
+	json_object_object_add(o, "services", a);
+	json_object_object_add(o, "announced", json_object_new_boolean(sess && sess->authed));
+	json_object_object_add(o, "runtime_changes", json_object_new_uint64(runtime_changes));
+	return o;
+}
+
+/* "service add SPEC" / "service del NAME": the running table plus or minus
+ * one service, checked as the configuration is (config.h) and applied as a
+ * reload is (agent_apply): the edge hears the new list at once.  Until the
+ * next reload or restart: the file does not change. */
+static json_object *service_change(const char *arg, bool add)
+{
+	const char *op = add ? "add" : "del";
+	struct rs_agent_config *nc;
+	struct apply_sum sum;
+	json_object *rep, *gone = NULL;
+	char err[RS_ERR_MAX];
+	int ret;
+
+	if (stopping)
+		return aj_error("the agent is shutting down");
+	nc = malloc(sizeof(*nc));
+	if (!nc)
+		return aj_error("out of memory");
+	*nc = cfg;
+	if (add) {
+		ret = rs_agent_service_add(nc, arg, err);
+	} else {
+		const struct rs_service *old = service_in(&cfg, arg);
+
+		gone = old ? service_json((int)(old - cfg.services)) : NULL;
+		ret = rs_agent_service_del(nc, arg, err);
+	}
+	if (ret < 0) {
+		pr_warn("runtime: service %s %.200s: refused: %s", op, arg, err);
+		json_object_put(gone);
+		rep = aj_error(err);
+		goto out;
+	}
+	agent_apply(nc, true, &sum);
+	runtime_changes++;
+	pr_info("runtime: service %s %.200s: %d service(s) (+%d -%d); control connection %s; "
+		"until the next reload or restart (the configuration file is the source of truth)",
+		op, arg, cfg.n_services, sum.added, sum.removed, sum.session);
+	rep = json_object_new_object();
+	json_object_object_add(rep, "daemon", json_object_new_string("agent"));
+	/* arrays, as the edge's route answers */
+	json_object_object_add(rep, "added", json_object_new_array());
+	json_object_object_add(rep, "removed", json_object_new_array());
+	json_object_array_add(json_object_object_get(rep, add ? "added" : "removed"),
+			      add ? service_json(cfg.n_services - 1) : gone);
+	json_object_object_add(rep, "announced", json_object_new_boolean(sess && sess->authed));
+out:
+	sodium_memzero(nc, sizeof(*nc));
+	free(nc);
+	return rep;
+}
+
+static json_object *agent_request(const char *req)
+{
+	return aj_table_request(req, "service", services_json, service_change,
+				"unknown service request (service list, service add "
+				"NAME=HOST:PORT, service del NAME)");
 }
 
 /* ---- main ---- */
@@ -1251,6 +1373,7 @@ int main(int argc, char **argv)
 		return 1;
 	/* the admin socket lives in a root-owned directory: make it first */
 	conntab_init("agent", false, cfg.c.run_dir);
+	conntab_set_requests(agent_request);
 	if (metrics_open(&cfg.c, "agent", agent_metrics))
 		return 1;
 	control_l.on_accept = control_accepted;
@@ -1258,6 +1381,8 @@ int main(int argc, char **argv)
 	if (cfg.control_listen.len && agent_listen_open(&control_l, &cfg.control_listen))
 		return 1;
 	if (cfg.data_listen.len && agent_listen_open(&data_l, &cfg.data_listen))
+		return 1;
+	if (agent_visit_open(&cfg))
 		return 1;
 	if (daemon_drop_privileges(&cfg.c))
 		return 1;

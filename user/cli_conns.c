@@ -22,11 +22,8 @@
 #define ADM_REPLY_MAX (256u << 20) /* 256 MiB: ~400k connections */
 #define MAX_SOCKS 16
 
-struct adm_reply {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	json_object *o; /* NULL on error */
-	char err[256];
-};
+_Static_assert(sizeof(((struct adm_reply *)0)->path) == sizeof(((struct sockaddr_un *)0)->sun_path),
+	       "adm_reply.path holds a socket path");
 
 static long ms_left(const struct timespec *t0)
 {
@@ -36,8 +33,7 @@ static long ms_left(const struct timespec *t0)
 	return ADM_TIMEOUT_MS - ((t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000);
 }
 
-/* Send one request line, read the whole answer (bounded in size and time). */
-static int adm_query(const char *path, const char *req, struct adm_reply *r)
+int cli_adm_query(const char *path, const char *req, struct adm_reply *r)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char *buf = NULL;
@@ -57,7 +53,8 @@ static int adm_query(const char *path, const char *req, struct adm_reply *r)
 		ret = -errno;
 		snprintf(r->err, sizeof(r->err), "%s: %s%s", path, strerror(errno),
 			 errno == EACCES ? " (the admin socket is root only)" :
-			 errno == ECONNREFUSED ? " (no daemon serves it: left over?)" : "");
+			 errno == ECONNREFUSED ? " (no daemon serves it: left over?)" :
+			 errno == ENOENT ? " (is the daemon running? --run-dir?)" : "");
 		goto out;
 	}
 	if (dprintf(fd, "%s\n", req) < 0 || shutdown(fd, SHUT_WR)) {
@@ -173,9 +170,8 @@ static int adm_sockets(const char *given, char **paths, int *n)
 	return 0;
 }
 
-/* Parse "[--socket PATH]" (plus the ID of kill). */
-static int parse_opts(int argc, char **argv, const char *usage, const char **sock,
-		      const char **id)
+int cli_adm_opts(int argc, char **argv, const char *usage, const char **sock, const char **pos,
+	     int max, int *n)
 {
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
@@ -185,6 +181,7 @@ static int parse_opts(int argc, char **argv, const char *usage, const char **soc
 	int c;
 
 	*sock = NULL;
+	*n = 0;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -201,16 +198,12 @@ static int parse_opts(int argc, char **argv, const char *usage, const char **soc
 			return -EINVAL;
 		}
 	}
-	if (id) {
-		if (optind >= argc) {
-			p_err("missing connection ID (see 'rsplice conns')");
+	for (; optind < argc; optind++) {
+		if (*n >= max) {
+			p_err("unexpected argument '%s'", argv[optind]);
 			return -EINVAL;
 		}
-		*id = argv[optind++];
-	}
-	if (optind < argc) {
-		p_err("unexpected argument '%s'", argv[optind]);
-		return -EINVAL;
+		pos[(*n)++] = argv[optind];
 	}
 	return 0;
 }
@@ -223,7 +216,7 @@ static void free_paths(char **paths, int n)
 
 /* ---- conns ---- */
 
-static json_object *jget(json_object *o, const char *k)
+json_object *cli_jget(json_object *o, const char *k)
 {
 	json_object *v = NULL;
 
@@ -231,21 +224,21 @@ static json_object *jget(json_object *o, const char *k)
 	return v;
 }
 
-static const char *jstr(json_object *o, const char *k, const char *dflt)
+const char *cli_jstr(json_object *o, const char *k, const char *dflt)
 {
-	json_object *v = jget(o, k);
+	json_object *v = cli_jget(o, k);
 
 	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : dflt;
 }
 
-static unsigned long long ju64(json_object *o, const char *k)
+unsigned long long cli_ju64(json_object *o, const char *k)
 {
-	json_object *v = jget(o, k);
+	json_object *v = cli_jget(o, k);
 
 	return v ? (unsigned long long)json_object_get_uint64(v) : 0;
 }
 
-static void print_json(json_object *o)
+void cli_print_json(json_object *o)
 {
 	puts(json_object_to_json_string_ext(o, pretty_output ? JSON_C_TO_STRING_PRETTY |
 									 JSON_C_TO_STRING_SPACED
@@ -260,22 +253,22 @@ static void print_conns_table(json_object *all)
 	       "AGENT", "CLIENT/LAN", "PATH", "BYTES_UP", "BYTES_DOWN", "AGE_S", "IDLE_S",
 	       "TCP (outer, tunnel: state recv-q/send-q)");
 	for (size_t i = 0; i < n; i++) {
-		json_object *c = json_object_array_get_idx(all, i), *socks = jget(c, "sockets");
-		const char *peer = jstr(c, "client", NULL);
+		json_object *c = json_object_array_get_idx(all, i), *socks = cli_jget(c, "sockets");
+		const char *peer = cli_jstr(c, "client", NULL);
 		char tcp[160] = "", *p = tcp;
 
 		for (size_t k = 0; socks && k < json_object_array_length(socks) && k < 2; k++) {
 			json_object *s = json_object_array_get_idx(socks, k);
 
 			p += snprintf(p, sizeof(tcp) - (size_t)(p - tcp), "%s%s %llu/%llu",
-				      k ? ", " : "", jstr(s, "state", "?"), ju64(s, "recv_q"),
-				      ju64(s, "send_q"));
+				      k ? ", " : "", cli_jstr(s, "state", "?"), cli_ju64(s, "recv_q"),
+				      cli_ju64(s, "send_q"));
 		}
 		printf("%-16s %-5s %-12s %-12s %-21s %-7s %14llu %14llu %8.1f %8.1f %s\n",
-		       jstr(c, "id", "?"), jstr(c, "daemon", "?"), jstr(c, "service", "-"),
-		       jstr(c, "agent", "-"), peer ? peer : jstr(c, "lan", "-"),
-		       jstr(c, "datapath", "?"), ju64(c, "bytes_up"), ju64(c, "bytes_down"),
-		       ju64(c, "age_ms") / 1000.0, ju64(c, "idle_ms") / 1000.0, tcp);
+		       cli_jstr(c, "id", "?"), cli_jstr(c, "daemon", "?"), cli_jstr(c, "service", "-"),
+		       cli_jstr(c, "agent", "-"), peer ? peer : cli_jstr(c, "lan", "-"),
+		       cli_jstr(c, "datapath", "?"), cli_ju64(c, "bytes_up"), cli_ju64(c, "bytes_down"),
+		       cli_ju64(c, "age_ms") / 1000.0, cli_ju64(c, "idle_ms") / 1000.0, tcp);
 	}
 }
 
@@ -290,7 +283,7 @@ static int ask_all(const char *sock, const char *req, struct adm_reply *r, int *
 	if (ret)
 		return ret;
 	for (int i = 0; i < *n; i++) {
-		int err = adm_query(paths[i], req, &r[i]);
+		int err = cli_adm_query(paths[i], req, &r[i]);
 
 		if (!err || err == -EREMOTEIO)
 			(*ok)++;
@@ -326,20 +319,20 @@ int do_conns(int argc, char **argv)
 	const char *sock;
 	int n, ok, ret;
 
-	ret = parse_opts(argc, argv, usage, &sock, NULL);
+	ret = cli_adm_opts(argc, argv, usage, &sock, NULL, 0, &n);
 	if (ret)
 		return ret > 0 ? 0 : -1;
 	if (ask_all(sock, "conns", r, &n, &ok))
 		return -1;
 	all = json_object_new_array();
 	for (int i = 0; i < n; i++) {
-		json_object *c = r[i].o ? jget(r[i].o, "connections") : NULL;
+		json_object *c = r[i].o ? cli_jget(r[i].o, "connections") : NULL;
 
 		for (size_t k = 0; c && k < json_object_array_length(c); k++)
 			json_object_array_add(all, json_object_get(json_object_array_get_idx(c, k)));
 	}
 	if (json_output)
-		print_json(all);
+		cli_print_json(all);
 	else
 		print_conns_table(all);
 	json_object_put(all);
@@ -361,9 +354,13 @@ int do_kill(int argc, char **argv)
 	json_object *done;
 	int n, ok, ret, killed = 0;
 
-	ret = parse_opts(argc, argv, usage, &sock, &id);
+	ret = cli_adm_opts(argc, argv, usage, &sock, &id, 1, &n);
 	if (ret)
 		return ret > 0 ? 0 : -1;
+	if (!n) {
+		p_err("missing connection ID (see 'rsplice conns')");
+		return -1;
+	}
 	if (strlen(id) > 32 || strspn(id, "0123456789abcdefABCDEF") != strlen(id)) {
 		p_err("invalid connection ID '%.40s' (hex, as 'rsplice conns' shows it)", id);
 		return -1;
@@ -375,7 +372,7 @@ int do_kill(int argc, char **argv)
 	for (int i = 0; i < n; i++) {
 		if (!r[i].o)
 			continue;
-		if (jget(r[i].o, "killed")) {
+		if (cli_jget(r[i].o, "killed")) {
 			killed++;
 			json_object_array_add(done, json_object_get(r[i].o));
 		} else if (!why || strncmp(r[i].err, "no connection", 13)) {
@@ -390,15 +387,15 @@ int do_kill(int argc, char **argv)
 
 		json_object_object_add(o, "killed", json_object_new_string(id));
 		json_object_object_add(o, "daemons", json_object_get(done));
-		print_json(o);
+		cli_print_json(o);
 		json_object_put(o);
 	} else {
 		for (size_t k = 0; k < json_object_array_length(done); k++) {
 			json_object *d = json_object_array_get_idx(done, k);
 
 			printf("killed %s on %s (%s): %llu bytes up, %llu bytes down\n", id,
-			       jstr(d, "daemon", "?"), jstr(d, "datapath", "?"), ju64(d, "bytes_up"),
-			       ju64(d, "bytes_down"));
+			       cli_jstr(d, "daemon", "?"), cli_jstr(d, "datapath", "?"), cli_ju64(d, "bytes_up"),
+			       cli_ju64(d, "bytes_down"));
 		}
 	}
 	json_object_put(done);
@@ -426,7 +423,7 @@ static int ask_status(struct adm_reply *r, int *n)
 			continue;
 		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(r->path))
 			continue;
-		if (!adm_query(path, "status", &r[*n]))
+		if (!cli_adm_query(path, "status", &r[*n]))
 			(*n)++;
 		else
 			json_object_put(r[*n].o);
@@ -479,11 +476,11 @@ static void print_daemon_state(json_object *d)
 		printf("  agents connected: %llu\n", (unsigned long long)json_object_get_uint64(v));
 	if (json_object_object_get_ex(d, "control_connected", &v))
 		printf("  control connection: %s, %llu reconnects\n",
-		       json_object_get_boolean(v) ? "up" : "down", ju64(d, "reconnects"));
-	print_counts("refused", jget(d, "refused"));
-	print_counts("errors", jget(d, "errors"));
-	if (jget(d, "metrics"))
-		printf("  metrics: http://%s/metrics\n", jstr(d, "metrics", "?"));
+		       json_object_get_boolean(v) ? "up" : "down", cli_ju64(d, "reconnects"));
+	print_counts("refused", cli_jget(d, "refused"));
+	print_counts("errors", cli_jget(d, "errors"));
+	if (cli_jget(d, "metrics"))
+		printf("  metrics: http://%s/metrics\n", cli_jstr(d, "metrics", "?"));
 }
 
 void cli_daemons_plain(void)
@@ -495,13 +492,13 @@ void cli_daemons_plain(void)
 	if (!n)
 		printf("daemons: none reachable in %s\n", rs_run_dir(run_dir_opt));
 	for (int i = 0; i < n; i++) {
-		json_object *t = jget(r[i].o, "totals");
+		json_object *t = cli_jget(r[i].o, "totals");
 
 		printf("daemon %s pid %llu: %llu open, %llu total connections, %llu bytes up, "
 		       "%llu bytes down (sockmap %llu, splice %llu)\n",
-		       jstr(r[i].o, "daemon", "?"), ju64(r[i].o, "pid"), ju64(t, "open"),
-		       ju64(t, "total"), ju64(t, "bytes_up"), ju64(t, "bytes_down"),
-		       ju64(r[i].o, "relays_sockmap"), ju64(r[i].o, "relays_splice"));
+		       cli_jstr(r[i].o, "daemon", "?"), cli_ju64(r[i].o, "pid"), cli_ju64(t, "open"),
+		       cli_ju64(t, "total"), cli_ju64(t, "bytes_up"), cli_ju64(t, "bytes_down"),
+		       cli_ju64(r[i].o, "relays_sockmap"), cli_ju64(r[i].o, "relays_splice"));
 		print_daemon_state(r[i].o);
 	}
 	put_replies(r, n);

@@ -34,7 +34,7 @@
 #include "proto.h"
 #include "rsplice_bpf.h"
 
-#define ERRLEN 512
+#define ERRLEN RS_ERR_MAX
 #define TOKEN_FILE_MAX 4096
 #define TOKEN_MIN 16
 #define TOKEN_RAW_MAX 64
@@ -547,23 +547,34 @@ static int service_opts_parse(const char *s, struct rs_service *out, char *err)
 	return 0;
 }
 
+/* The "NAME=" that starts s (--service, --visit): the valid service name
+ * into name, *eq at the '='; usage is the whole form, for the error. */
+static int service_name_prefix(const char *s, const char *usage, char name[RS_NAME_MAX + 1],
+			       const char **eq, char *err)
+{
+	size_t n;
+
+	*eq = strchr(s, '=');
+	if (!*eq)
+		return seterr(err, -EINVAL, "missing '=' (expected %s)", usage);
+	n = *eq - s;
+	if (n > RS_NAME_MAX)
+		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
+			      s, RS_NAME_MAX);
+	memcpy(name, s, n);
+	name[n] = '\0';
+	return name_check(name, "service name", err);
+}
+
 static int service_parse(const char *s, struct rs_service *out, char *err)
 {
-	const char *eq = strchr(s, '='), *comma;
+	const char *eq, *comma;
 	char addr[sizeof(out->addr.text)];
 	size_t n;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (!eq)
-		return seterr(err, -EINVAL, "missing '=' (expected NAME=HOST:PORT[,proxy=v2])");
-	n = eq - s;
-	if (n > RS_NAME_MAX)
-		return seterr(err, -EINVAL, "service name '%.*s...' is longer than %d characters", 20,
-			      s, RS_NAME_MAX);
-	memcpy(out->name, s, n);
-	out->name[n] = '\0';
-	rc = name_check(out->name, "service name", err);
+	rc = service_name_prefix(s, "NAME=HOST:PORT[,proxy=v2]", out->name, &eq, err);
 	if (rc)
 		return rc;
 	/* addresses never contain a comma: what follows one is an option */
@@ -578,6 +589,61 @@ static int service_parse(const char *s, struct rs_service *out, char *err)
 	if (rc)
 		return rc;
 	return comma ? service_opts_parse(comma, out, err) : 0;
+}
+
+static int visit_parse(const char *s, struct rs_visit *out, char *err)
+{
+	const char *eq;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = service_name_prefix(s, "NAME=[BIND_ADDR:]PORT", out->name, &eq, err);
+	if (rc)
+		return rc;
+	/* loopback by default: the entry point is the user's, not the LAN's */
+	return addr_parse(eq + 1, "127.0.0.1", &out->bind, err);
+}
+
+int rs_visit_parse(const char *s, struct rs_visit *out)
+{
+	char err[ERRLEN];
+	int rc = visit_parse(s, out, err);
+
+	if (rc)
+		fprintf(stderr, "Error: visit '%s': %s\n", s, err);
+	return rc;
+}
+
+static int add_visit(struct rs_agent_config *a, const struct rs_visit *v, char *err)
+{
+	for (int i = 0; i < a->n_visits; i++) {
+		if (!rs_addr_equal(&a->visits[i].bind, &v->bind))
+			continue;
+		if (!strcmp(a->visits[i].name, v->name))
+			return 0;
+		return seterr(err, -EINVAL, "bind address %s is already used by visit %s=%s",
+			      v->bind.text, a->visits[i].name, a->visits[i].bind.text);
+	}
+	if (a->n_visits >= RS_MAX_VISITS)
+		return seterr(err, -E2BIG, "too many visits (max %d)", RS_MAX_VISITS);
+	a->visits[a->n_visits++] = *v;
+	return 0;
+}
+
+/* "NAME[,NAME...]": added to the edge's visitable services */
+static int visitable_add(struct rs_svc_set *set, const char *val, char *err)
+{
+	struct rs_svc_set more;
+	int rc = rs_svc_set_parse(val, strlen(val), &more, err);
+
+	for (int i = 0; !rc && i < more.n; i++) {
+		if (rs_svc_set_has(set, more.names[i]))
+			continue;
+		if (set->n >= RS_SET_MAX)
+			return seterr(err, -E2BIG, "more than %d visitable services", RS_SET_MAX);
+		strcpy(set->names[set->n++], more.names[i]);
+	}
+	return rc;
 }
 
 int rs_addr_parse(const char *s, const char *default_host, struct rs_addr *out)
@@ -756,6 +822,8 @@ enum opt_id {
 	O_HTTP_HOST,
 	O_PEEK_TIMEOUT,
 	O_BALANCE,
+	O_VISIT,
+	O_VISITABLE,
 	O_CONTROL_DIAL,
 	O_CONTROL_LISTEN,
 	O_DATA_LISTEN,
@@ -815,6 +883,8 @@ static const struct optdef optdefs[] = {
 	{ "http-host", required_argument, O_HTTP_HOST, FOR_AGENT, true, false },
 	{ "peek-timeout", required_argument, O_PEEK_TIMEOUT, FOR_EDGE, true, false },
 	{ "balance", required_argument, O_BALANCE, FOR_EDGE, true, false },
+	{ "visit", required_argument, O_VISIT, FOR_AGENT, true, true },
+	{ "visitable", required_argument, O_VISITABLE, FOR_EDGE, true, true },
 	{ "control-dial", required_argument, O_CONTROL_DIAL, FOR_EDGE, true, true },
 	{ "control-listen", required_argument, O_CONTROL_LISTEN, FOR_AGENT, true, false },
 	{ "data-listen", required_argument, O_DATA_LISTEN, FOR_AGENT, true, false },
@@ -850,6 +920,7 @@ struct ctx {
 	struct rs_common *c;
 	bool flag_routes;   /* a --route/--service flag replaced the file's list */
 	bool flag_stokens;  /* a --service-token flag replaced the file's list */
+	bool flag_visits;   /* a --visit/--visitable flag replaced the file's list */
 	bool flag_dials;    /* a --control-dial flag replaced the file's list */
 	bool flag_given[O__MAX]; /* file settings that a flag overrides are skipped */
 	/* INI state */
@@ -1166,6 +1237,22 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 					  "HTTP host", err);
 	case O_PEEK_TIMEOUT:
 		return parse_uint(val, 1, 60000, &x->edge->peek_timeout_ms, err);
+	case O_VISIT: {
+		struct rs_visit v;
+
+		if (from_flag && !x->flag_visits) {
+			x->agent->n_visits = 0; /* flags replace the file's list, as --service does */
+			x->flag_visits = true;
+		}
+		rc = visit_parse(val, &v, err);
+		return rc ? rc : add_visit(x->agent, &v, err);
+	}
+	case O_VISITABLE:
+		if (from_flag && !x->flag_visits) {
+			x->edge->visitable.n = 0;
+			x->flag_visits = true;
+		}
+		return visitable_add(&x->edge->visitable, val, err);
 	case O_BALANCE:
 		if (!strcmp(val, "least-conns"))
 			x->edge->balance = RS_BALANCE_LEAST_CONNS;
@@ -1470,8 +1557,15 @@ static void edge_usage(FILE *f)
 "                             a token that lets agents serve only these\n"
 "                             services; repeatable (at most 32)\n"
 "      --authorized-keys FILE agents' Ed25519 public keys, one a line:\n"
-"                             [services=NAME[,NAME...]] KEY [comment];\n"
-"                             read again for every agent that logs in\n"
+"                             [services=NAME[,NAME...]] [visit=NAME[,NAME...]]\n"
+"                             KEY [comment]; visit= lists what the key may\n"
+"                             visit (and a line with visit= but no services=\n"
+"                             serves nothing); read again for every login\n"
+"      --visitable NAME[,NAME...]\n"
+"                             services that visitors (agents with a visit)\n"
+"                             may reach, with or without a --route; none by\n"
+"                             default; repeatable; the main token may visit\n"
+"                             them all, a key only its visit= list\n"
 "      --key FILE             this edge's Ed25519 private key (rsplice keygen);\n"
 "                             agents pin its .pub (their edge-pubkey)\n"
 "      --route [SRC[,SRC...]@][BIND_ADDR:]PORT=SERVICE[,max-conns=N]\n"
@@ -1555,11 +1649,16 @@ static void edge_usage(FILE *f)
 "  authorized-keys = /etc/rsplice/authorized_keys\n"
 "  datapath = auto\n"
 "  route = 8080=web           ; may repeat\n"
+"  visitable = ssh,db         ; may repeat\n"
 "  [service web]\n"
 "  bind = 8080                ; [SRC@][BIND_ADDR:]PORT[,max-conns=N], may repeat\n"
 "                             ; (= route 8080=web)\n"
 "  local = 192.168.1.10:80    ; used by the agent only (so is proxy = v2)\n"
 "The [agent] section is checked but ignored, so one file can serve both.\n"
+"\n"
+"SIGHUP reloads the file.  'rsplice route add|del|list' changes the routes of\n"
+"the running edge (admin socket) until then: the configuration file is the\n"
+"source of truth, and a reload or restart puts its routes back in force.\n"
 "\n"
 "Example:\n"
 "  rsplice-edge --token-file /etc/rsplice/token --route 80=web --route 2222=ssh\n");
@@ -1602,10 +1701,19 @@ static void agent_usage(FILE *f)
 "                             knows the token\n"
 "      --service NAME=HOST:PORT[,proxy=v2]\n"
 "                             LAN address of service NAME, required at least\n"
-"                             once; repeatable; services on the command line\n"
-"                             replace the file's services; proxy=v2 sends the\n"
+"                             once unless --visit is given; repeatable;\n"
+"                             services on the command line replace the file's\n"
+"                             services; proxy=v2 sends the\n"
 "                             service a PROXY protocol v2 header with the real\n"
 "                             client address first (nginx: listen ... proxy_protocol)\n"
+"      --visit NAME=[BIND_ADDR:]PORT\n"
+"                             visitor: listen on BIND_ADDR:PORT (default\n"
+"                             127.0.0.1) and carry each client through the edge\n"
+"                             to service NAME of another agent; the edge must\n"
+"                             list NAME as visitable, and this agent's key\n"
+"                             (visit= in its authorized_keys line) or the\n"
+"                             edge's main token must allow it; repeatable;\n"
+"                             changing it takes a restart\n"
 "      --transport MODE       raw (default): connections to the edge start with\n"
 "                             the rsplice hello; http: with an HTTP/1.1 Upgrade\n"
 "                             request, to pass an HTTP reverse proxy (nginx)\n"
@@ -1663,15 +1771,24 @@ static void agent_usage(FILE *f)
 "  edge-pubkey = /etc/rsplice/edge.key.pub\n"
 "  name = lan1\n"
 "  service = ssh=192.168.1.2:22 ; may repeat\n"
+"  visit = db=127.0.0.1:5432  ; may repeat: another agent's service, here\n"
 "  [service web]\n"
 "  local = 192.168.1.10:80    ; same as service = web=192.168.1.10:80\n"
 "  proxy = v2                 ; PROXY protocol v2 header first (default none)\n"
 "  bind = 8080                ; used by the edge only\n"
 "The [edge] section is checked but ignored, so one file can serve both.\n"
 "\n"
+"SIGHUP reloads the file.  'rsplice service add|del|list' changes the services\n"
+"of the running agent (admin socket) until then: the configuration file is the\n"
+"source of truth, and a reload or restart puts its services back in force.\n"
+"\n"
 "Example:\n"
 "  rsplice-agent --edge edge.example.net:7000 --token-file /etc/rsplice/token \\\n"
-"                --service web=192.168.1.10:80 --service ssh=192.168.1.2:22\n");
+"                --service web=192.168.1.10:80 --service ssh=192.168.1.2:22\n"
+"Visitor (the edge lists ssh as visitable):\n"
+"  rsplice-agent --edge edge.example.net:7000 --key /etc/rsplice/laptop.key \\\n"
+"                --edge-pubkey /etc/rsplice/edge.key.pub --visit ssh=2222\n"
+"  ssh -p 2222 localhost\n");
 }
 
 /* ------------------------------------------------------------------- argv */
@@ -1847,6 +1964,27 @@ static bool addr_clash(const struct rs_addr *a, const struct rs_addr *b)
 	return a->len == b->len && !memcmp(&a->ss, &b->ss, a->len);
 }
 
+/* No route may share a port with the control address or with another route
+ * (a wildcard address clashes with every address of its family).  0 or
+ * -EINVAL with err set.  The start, a reload and `rsplice route add` all
+ * check the whole table with this, so they cannot disagree. */
+static int routes_check(const struct rs_edge_config *cfg, char *err)
+{
+	for (int i = 0; i < cfg->n_routes; i++) {
+		const struct rs_route *r = &cfg->routes[i];
+
+		if (addr_clash(&r->bind, &cfg->control))
+			return seterr(err, -EINVAL, "route %s=%s clashes with the control address %s",
+				      r->bind.text, r->service, cfg->control.text);
+		for (int j = 0; j < i; j++)
+			if (addr_clash(&r->bind, &cfg->routes[j].bind))
+				return seterr(err, -EINVAL, "route %s=%s clashes with route %s=%s",
+					      r->bind.text, r->service, cfg->routes[j].bind.text,
+					      cfg->routes[j].service);
+	}
+	return 0;
+}
+
 static int key_load(struct rs_common *c)
 {
 	char err[RS_KEY_ERRLEN];
@@ -1908,7 +2046,7 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 {
 	struct ctx x = { .who = FOR_EDGE, .edge = cfg, .c = &cfg->c };
 	char err[ERRLEN];
-	int i, j, rc;
+	int rc;
 
 	memset(cfg, 0, sizeof(*cfg));
 	common_defaults(&cfg->c);
@@ -1930,22 +2068,10 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 	if (rc)
 		return rc;
 
-	for (i = 0; i < cfg->n_routes; i++) {
-		const struct rs_route *r = &cfg->routes[i];
-
-		if (addr_clash(&r->bind, &cfg->control)) {
-			fprintf(stderr, "Error: route %s=%s clashes with the control address %s\n",
-				r->bind.text, r->service, cfg->control.text);
-			return -EINVAL;
-		}
-		for (j = 0; j < i; j++) {
-			if (addr_clash(&r->bind, &cfg->routes[j].bind)) {
-				fprintf(stderr, "Error: route %s=%s clashes with route %s=%s\n",
-					r->bind.text, r->service, cfg->routes[j].bind.text,
-					cfg->routes[j].service);
-				return -EINVAL;
-			}
-		}
+	rc = routes_check(cfg, err);
+	if (rc) {
+		fprintf(stderr, "Error: %s\n", err);
+		return rc;
 	}
 	rc = privdrop_resolve(&cfg->c.privs);
 	if (rc)
@@ -2025,6 +2151,11 @@ static int agent_listen_check(struct rs_agent_config *cfg)
 				"[ADDR:]PORT (the edge dials them)\n");
 		return -EINVAL;
 	}
+	if (cl && cfg->n_visits && !cfg->edge_data[0]) {
+		fprintf(stderr, "Error: --visit with --control-listen needs --edge-data [HOST:]PORT "
+				"(visit connections are dialed to the edge)\n");
+		return -EINVAL;
+	}
 	if (cl && cfg->transport == RS_TRANSPORT_HTTP && !cfg->http_host[0]) {
 		fprintf(stderr, "Error: --transport http with --control-listen needs --http-host "
 				"(the data connections' Host header)\n");
@@ -2063,9 +2194,10 @@ int rs_agent_config_load(int argc, char **argv, struct rs_agent_config *cfg)
 	rc = agent_listen_check(cfg);
 	if (rc)
 		return rc;
-	if (!cfg->n_services) {
+	if (!cfg->n_services && !cfg->n_visits) {
 		fprintf(stderr, "Error: at least one service is required "
-				"(--service NAME=HOST:PORT, or local = HOST:PORT in [service NAME])\n");
+				"(--service NAME=HOST:PORT, or local = HOST:PORT in [service NAME]), "
+				"or a visit (--visit NAME=[BIND_ADDR:]PORT)\n");
 		return -EINVAL;
 	}
 	if (cfg->backoff_min_ms > cfg->backoff_max_ms) {
@@ -2178,10 +2310,118 @@ int rs_agent_fixed_diff(const struct rs_agent_config *a, const struct rs_agent_c
 			char *out, size_t len)
 {
 	int n = common_fixed_diff(&a->c, &b->c, out, len);
+	bool visits = a->n_visits != b->n_visits;
 
+	/* the entry points are bound once, before privileges are dropped */
+	for (int i = 0; !visits && i < a->n_visits; i++)
+		visits = strcmp(a->visits[i].name, b->visits[i].name) ||
+			 !rs_addr_equal(&a->visits[i].bind, &b->visits[i].bind);
+	diff_add(out, len, &n, visits, "visit");
 	diff_add(out, len, &n, !rs_addr_equal(&a->control_listen, &b->control_listen),
 		 "control-listen");
 	diff_add(out, len, &n, !rs_addr_equal(&a->data_listen, &b->data_listen), "data-listen");
 	diff_add(out, len, &n, strcmp(a->edge_data, b->edge_data), "edge-data");
 	return n;
+}
+
+/* ------------------------------------------------- runtime (rsplice route|service) */
+
+int rs_edge_route_add(struct rs_edge_config *cfg, const char *spec, char *err)
+{
+	struct rs_route r;
+	char why[ERRLEN];
+	int rc = route_parse(spec, &r, why);
+
+	if (rc)
+		return seterr(err, rc, "route '%s': %s", spec, why);
+	if (cfg->n_routes >= RS_MAX_ROUTES)
+		return seterr(err, -E2BIG, "too many routes (max %d)", RS_MAX_ROUTES);
+	cfg->routes[cfg->n_routes++] = r;
+	rc = routes_check(cfg, err);
+	if (rc)
+		cfg->n_routes--;
+	return rc;
+}
+
+/* KEY: "PORT" (one route on that port), "ADDR:PORT" (that bind address) or
+ * "SERVICE" (every route whose service, a mux route's default, it is). */
+static bool route_matches(const struct rs_route *r, const char *key, unsigned long port,
+			  const struct rs_addr *bind)
+{
+	if (port)
+		return port_of(&r->bind.ss) == port;
+	if (bind)
+		return rs_addr_equal(&r->bind, bind);
+	return !strcmp(r->service, key);
+}
+
+int rs_edge_route_del(struct rs_edge_config *cfg, const char *key, char *err)
+{
+	struct rs_addr bind, *b = NULL;
+	unsigned long port = 0;
+	char why[ERRLEN];
+	int n = 0, k = 0;
+
+	if (*key && strspn(key, "0123456789") == strlen(key)) {
+		port = strtoul(key, NULL, 10);
+		if (strlen(key) > 5 || !port || port > 65535)
+			return seterr(err, -EINVAL, "invalid port '%s'", key);
+	} else if (strchr(key, ':')) {
+		if (addr_parse(key, NULL, &bind, why))
+			return seterr(err, -EINVAL, "address '%s': %s", key, why);
+		b = &bind;
+	} else if (name_check(key, "service name", why)) {
+		return seterr(err, -EINVAL, "'%s' is neither a port, ADDR:PORT nor a service: %s",
+			      key, why);
+	}
+	for (int i = 0; i < cfg->n_routes; i++)
+		n += route_matches(&cfg->routes[i], key, port, b);
+	if (!n)
+		return seterr(err, -ENOENT, "no route %s '%s'",
+			      port ? "on port" : b ? "bound to" : "to service", key);
+	if (port && n > 1)
+		return seterr(err, -EINVAL, "port %lu has %d routes (one per address): give "
+			      "ADDR:PORT as 'rsplice route list' shows it", port, n);
+	for (int i = 0; i < cfg->n_routes; i++)
+		if (!route_matches(&cfg->routes[i], key, port, b))
+			cfg->routes[k++] = cfg->routes[i];
+	cfg->n_routes = k;
+	return n;
+}
+
+int rs_agent_service_add(struct rs_agent_config *cfg, const char *spec, char *err)
+{
+	struct rs_service s;
+	char why[ERRLEN];
+	int rc = service_parse(spec, &s, why);
+
+	if (rc)
+		return seterr(err, rc, "service '%s': %s", spec, why);
+	for (int i = 0; i < cfg->n_services; i++)
+		if (!strcmp(cfg->services[i].name, s.name))
+			return seterr(err, -EEXIST, "service '%s' already exists (-> %s): delete it "
+				      "first", s.name, cfg->services[i].addr.text);
+	if (cfg->n_services >= RS_MAX_SERVICES)
+		return seterr(err, -E2BIG, "too many services (max %d)", RS_MAX_SERVICES);
+	cfg->services[cfg->n_services++] = s;
+	return 0;
+}
+
+int rs_agent_service_del(struct rs_agent_config *cfg, const char *name, char *err)
+{
+	int i;
+
+	for (i = 0; i < cfg->n_services; i++)
+		if (!strcmp(cfg->services[i].name, name))
+			break;
+	if (i == cfg->n_services)
+		return seterr(err, -ENOENT, "no service '%.64s'", name);
+	/* as at start: an agent without a service has nothing to do */
+	if (cfg->n_services == 1)
+		return seterr(err, -EINVAL, "'%s' is the agent's only service: an agent serves at "
+			      "least one (add another first, or stop the agent)", name);
+	memmove(&cfg->services[i], &cfg->services[i + 1],
+		(size_t)(cfg->n_services - i - 1) * sizeof(cfg->services[0]));
+	cfg->n_services--;
+	return 0;
 }

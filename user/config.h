@@ -60,6 +60,13 @@ struct rs_service {            /* agent: service name -> LAN address */
 	enum rs_proxy_mode proxy;  /* ,proxy=v2: PROXY v2 header to the service first */
 };
 
+#define RS_MAX_VISITS 64
+
+struct rs_visit {              /* agent --visit NAME=[BIND:]PORT: a local entry point */
+	char name[RS_NAME_MAX + 1];
+	struct rs_addr bind;       /* default host 127.0.0.1 */
+};
+
 #define RS_MAX_SERVICE_TOKENS 32
 
 struct rs_service_token {      /* edge --service-token SERVICE[,SERVICE...]=FILE */
@@ -117,6 +124,8 @@ struct rs_edge_config {
 	enum rs_balance balance;       /* --balance rr|least-conns: replicas of a service */
 	char http_path[RS_HTTP_PATH_MAX + 1]; /* --http-path: the path HTTP Upgrade
 					* requests must name on the control port, default "/" */
+	struct rs_svc_set visitable;   /* --visitable NAME[,NAME...]: services visitors may
+					* reach (edge_visit.h); none by default */
 	/* --control-dial HOST:PORT: agents (--control-listen) the edge dials
 	 * instead of waiting for them; as given, resolved again on every dial */
 	char control_dial[RS_MAX_CONTROL_DIAL][128];
@@ -147,6 +156,9 @@ struct rs_agent_config {
 	char http_path[RS_HTTP_PATH_MAX + 1]; /* --http-path, default "/" */
 	char http_host[256];           /* --http-host: the Host header, default --edge's
 					* host[:port] (":80" left out) */
+	struct rs_visit visits[RS_MAX_VISITS]; /* --visit: services of other agents this
+					* one visits through the edge (agent_visit.h) */
+	int n_visits;
 	struct rs_addr control_listen; /* --control-listen [ADDR:]PORT: the edge dials us
 					* (edge --control-dial) instead of --edge; len 0 = off */
 	struct rs_addr data_listen;    /* --data-listen [ADDR:]PORT: the edge dials our data
@@ -166,6 +178,8 @@ int rs_route_parse(const char *s, struct rs_route *out);
 int rs_allow_parse(const char *s, struct rs_route *r, const char **rest, char *err);
 /* 1 when the client address may use the route (no allow-list: always). */
 int rs_route_allows(const struct rs_route *r, const struct sockaddr_storage *client);
+/* "NAME=[BIND_ADDR:]PORT" (BIND_ADDR defaults to 127.0.0.1) */
+int rs_visit_parse(const char *s, struct rs_visit *out);
 /* "NAME=HOST:PORT[,proxy=v2|none]" */
 int rs_service_parse(const char *s, struct rs_service *out);
 int rs_name_valid(const char *name);
@@ -195,6 +209,22 @@ bool rs_addr_equal(const struct rs_addr *a, const struct rs_addr *b);
 bool rs_route_same(const struct rs_route *a, const struct rs_route *b);
 /* Same LAN address and PROXY mode (the name aside). */
 bool rs_service_same(const struct rs_service *a, const struct rs_service *b);
+
+/* ---- runtime changes (rsplice route|service add|del over the admin socket) ----
+ * The same syntax and checks as --route / --service and a start; they change
+ * cfg only (the caller applies it like a reload).  err: >= RS_ERR_MAX bytes,
+ * one line without "Error: ". */
+#define RS_ERR_MAX 512
+/* Append route SPEC ([SRC@][BIND_ADDR:]PORT=ITEM[,ITEM...]).  0 or -errno;
+ * a port that clashes with the control address or a route is -EINVAL. */
+int rs_edge_route_add(struct rs_edge_config *cfg, const char *spec, char *err);
+/* Remove the route on PORT (it must be the only one on that port), bound to
+ * ADDR:PORT, or every route to SERVICE.  How many, or -errno (-ENOENT: none). */
+int rs_edge_route_del(struct rs_edge_config *cfg, const char *key, char *err);
+/* Append service SPEC (NAME=HOST:PORT[,proxy=v2]); -EEXIST for a known name. */
+int rs_agent_service_add(struct rs_agent_config *cfg, const char *spec, char *err);
+/* Remove service NAME; -ENOENT, or -EINVAL for the last one. */
+int rs_agent_service_del(struct rs_agent_config *cfg, const char *name, char *err);
 
 #ifndef RSPLICE_VERSION
 #define RSPLICE_VERSION "0.1.0"

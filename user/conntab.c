@@ -64,6 +64,7 @@ static struct {
 	unsigned int sweep_ms;
 	struct relay_stats last_end; /* of the connection conntab_end saw last */
 	uint64_t last_end_id;
+	json_object *(*requests)(const char *req); /* conntab_set_requests */
 } ct = { .sweep_ms = CT_SWEEP_MS };
 
 /* ---- totals ---- */
@@ -509,20 +510,27 @@ static json_object *ct_kill(const char *arg)
 	return o;
 }
 
+static json_object *ct_answer(const char *req)
+{
+	json_object *o = ct.requests ? ct.requests(req) : NULL;
+
+	if (o)
+		return o;
+	if (!strcmp(req, "conns"))
+		return ct_report(true);
+	if (!strcmp(req, "status"))
+		return ct_report(false);
+	if (!strncmp(req, "kill ", 5))
+		return ct_kill(req + 5);
+	return ct_error("unknown request '%.64s' (conns, status or kill ID)", req);
+}
+
 char *conntab_request(const char *req, size_t *len)
 {
-	json_object *o;
+	json_object *o = ct_answer(req);
 	const char *s;
 	char *out;
 
-	if (!strcmp(req, "conns"))
-		o = ct_report(true);
-	else if (!strcmp(req, "status"))
-		o = ct_report(false);
-	else if (!strncmp(req, "kill ", 5))
-		o = ct_kill(req + 5);
-	else
-		o = ct_error("unknown request '%.64s' (conns, status or kill ID)", req);
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	out = s ? malloc(strlen(s) + 2) : NULL;
 	if (out) {
@@ -533,6 +541,11 @@ char *conntab_request(const char *req, size_t *len)
 	}
 	json_object_put(o);
 	return out;
+}
+
+void conntab_set_requests(json_object *(*fn)(const char *req))
+{
+	ct.requests = fn;
 }
 
 int conntab_init(const char *daemon, bool a_is_client, const char *run_dir)

@@ -38,6 +38,12 @@ void conntab_add(uint64_t id, const char *service, const char *agent, unsigned i
  * numbers to the totals.  Unknown ids are ignored (idempotent). */
 void conntab_end(uint64_t id, const struct relay_stats *st);
 
+/* The daemon's own admin requests (the edge's "route ...", the agent's
+ * "service ..."): fn answers req with a JSON object (owned by the caller),
+ * or NULL when req is not one of them. */
+struct json_object;
+void conntab_set_requests(struct json_object *(*fn)(const char *req));
+
 /* Answer an admin request ("conns", "status", "kill ID"): JSON, see
  * ctlsock.h and rsplice(8). */
 char *conntab_request(const char *req, size_t *len);

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin_json.h"
 #include "config.h"
 #include "conntab.h"
 #include "ctl.h"
@@ -29,6 +30,7 @@
 #include "http_upgrade.h"
 #include "edge_dial.h"
 #include "edge_peek.h"
+#include "edge_visit.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
@@ -68,6 +70,7 @@ struct agent {
 	unsigned int load;         /* clients asked of it or tunnelled through it (--balance) */
 	bool pick_ok;              /* agent_pick: offers the service and is alive */
 	bool pick_skip;            /* agent_pick: not this one (replica_retry) */
+	struct edge_visits *visits; /* a visitor's VISITS (edge_visit.h), else NULL */
 };
 
 enum client_state { C_WAIT_AGENT, C_REQUESTED };
@@ -141,6 +144,7 @@ struct route {
 	struct listener l;     /* l.fd -1 once removed */
 	unsigned int conns;    /* its clients at once, waiting or tunnelled */
 	unsigned int refs;
+	bool runtime;          /* added by `rsplice route add`, not (yet) in the file */
 };
 
 #define ACCEPT_PAUSE_MS 100
@@ -150,6 +154,8 @@ static struct rs_edge_config cfg;
 static struct listener control_l;
 static struct route *routes[RS_MAX_ROUTES];
 static int n_routes;
+static unsigned int runtime_changes; /* route add|del since the last load */
+static bool edge_stopping;
 static int edge_argc;   /* parsed again on SIGHUP */
 static char **edge_argv;
 static struct agent *agents;
@@ -902,6 +908,7 @@ static void agent_on_close(struct ctl *ctl, const char *why)
 	while (a->pool)
 		pooled_free(a->pool, false);
 	free(a->services);
+	edge_visits_free(&a->visits);
 	if (a->authed) {
 		for (unsigned int b = 0; b < PENDING_BUCKETS; b++) {
 			for (struct client *c = pending[b]; c; c = c->hnext) {
@@ -1111,7 +1118,9 @@ static int agent_services(struct agent *a, const struct rs_frame *f, const char 
 				routed |= !strcmp(cfg.routes[r].rules[k].service, a->services[i]);
 		}
 		pr_info("agent %s offers service '%s'%s", a->name, a->services[i],
-			routed ? "" : " (no route on this edge uses it)");
+			routed ? "" : rs_svc_set_has(&cfg.visitable, a->services[i]) ?
+			" (for visitors only: no route on this edge uses it)" :
+			" (no route on this edge uses it)");
 	}
 	waiting_dispatch(a);
 	return 0;
@@ -1206,6 +1215,95 @@ static int agent_dial_me(struct agent *a, const struct rs_frame *f, const char *
 	return 0;
 }
 
+/* ---- visitors (edge_visit.h) ---- */
+
+/* Visitors' connections go through route_dispatch like a route's clients:
+ * this route has no listener and no limit of its own; they count against
+ * --max-conns and --max-pending. */
+static struct route visit_route = { .l.fd = -1, .refs = 1, .r.bind.text = "(visitor)" };
+
+/* The credential agent a logged in with, for edge_visit.c */
+static struct visit_cred agent_cred(const struct agent *a)
+{
+	return (struct visit_cred){ .mode = a->auth_mode, .pk = a->auth_pk, .mac = a->auth_mac,
+				    .th = a->th, .name = a->name, .desc = a->auth_desc };
+}
+
+static int agent_visits(struct agent *a, const struct rs_frame *f, const char **why)
+{
+	static char log[512];
+	char msg[160], list[256];
+	struct visit_cred cr = agent_cred(a);
+	int ret = edge_visits_frame(&a->visits, f, &cfg, &cr, msg, sizeof(msg), log, sizeof(log));
+
+	if (ret == -EPERM)
+		return auth_refuse(a, msg, log, why);
+	if (ret) {
+		*why = ret == -EPROTO ? "malformed VISITS frame" : "out of memory";
+		return ret;
+	}
+	pr_info("agent %s may visit: %s", a->name, edge_visits_list(a->visits, list, sizeof(list)));
+	return 0;
+}
+
+/* After a reload: a visitor whose credential may no longer visit one of its
+ * services is told why and disconnected; true then. */
+static bool agent_visits_recheck(struct agent *a)
+{
+	char msg[160], log[512];
+	struct visit_cred cr = agent_cred(a);
+
+	if (!edge_visits_recheck(a->visits, &cfg, &cr, msg, sizeof(msg), log, sizeof(log)))
+		return false;
+	pr_warn("reload: agent %s: %s: disconnecting it", a->name, log);
+	ctl_send(&a->ctl, RS_F_ERROR, msg, strlen(msg));
+	if (a->ctl.open)
+		ctl_close(&a->ctl, "reload: it visits a service it may no longer visit");
+	return true;
+}
+
+/* A visitor's connection: accepted (struct rs_visit_ok) and dispatched to
+ * an agent of its service like a public client. */
+static void visit_hello(struct inbound *in)
+{
+	char service[RS_NAME_MAX + 1];
+	const char *why = NULL, *s, *limit;
+	unsigned int count;
+	uint32_t t_ms;
+	uint64_t id;
+	struct agent *a = hello_session(&in->hello, &id, &t_ms);
+
+	if (!a) {
+		bad_hello(in, "visit connection", "no agent session opens its hello");
+		return;
+	}
+	if (rs_hello_fresh(t_ms, ctl_session_ms(&a->ctl, false))) {
+		bad_hello(in, "visit connection", "expired hello (or clocks far apart)");
+		return;
+	}
+	s = edge_visits_take(a->visits, &cfg, id, &why);
+	if (!s) {
+		bad_hello(in, "visit connection", why);
+		return;
+	}
+	snprintf(service, sizeof(service), "%s", s);
+	limit = route_limit_hit(&visit_route, &count);
+	if (limit) {
+		pr_warn_ratelimited(&rl_max_conns, "visitor %s: refusing connection from %s: %u "
+				    "connections already open (%s)", a->name, in->peer, count, limit);
+		metrics_refused(ML_MAX_CONNS);
+		refuse(in->fd);
+		return;
+	}
+	if (edge_visit_ok_send(in->fd)) {
+		close(in->fd);
+		return;
+	}
+	pr_info("visitor %s (%s) visits service '%s'", a->name, in->peer, service);
+	conn_take(&visit_route);
+	route_dispatch(in->fd, &visit_route, service);
+}
+
 static int agent_on_frame(struct ctl *ctl, const struct rs_frame *f, const char **why)
 {
 	struct agent *a = container_of(ctl, struct agent, ctl);
@@ -1224,6 +1322,8 @@ static int agent_on_frame(struct ctl *ctl, const struct rs_frame *f, const char 
 		return agent_connect_fail(a, f, why);
 	case RS_F_DIAL_ME:
 		return agent_dial_me(a, f, why);
+	case RS_F_VISITS:
+		return agent_visits(a, f, why);
 	case RS_F_ERROR:
 		pr_warn("agent %s reports an error: %.*s", a->name, (int)(f->len > 255 ? 255 : f->len),
 			f->payload);
@@ -1269,6 +1369,10 @@ static int agents_recheck(int *stale)
 			continue;
 		}
 		a->allowed = set;
+		if (agent_visits_recheck(a)) {
+			closed++;
+			continue;
+		}
 		for (int i = 0; i < a->n_services; i++) {
 			char msg[128];
 
@@ -1766,6 +1870,8 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 		control_hello(in, dialer);
 	else if (in->hello.kind == RS_HELLO_POOL)
 		pool_hello(in);
+	else if (in->hello.kind == RS_HELLO_VISIT)
+		visit_hello(in);
 	else
 		data_hello(in);
 }
@@ -1948,6 +2054,7 @@ static void route_log(const struct route *rt, const char *what)
 static void edge_stop_accepting(void)
 {
 	edge_dial_stop();
+	edge_stopping = true;
 	loop_del(control_l.fd);
 	close(control_l.fd);
 	timer_cancel(&control_l.resume);
@@ -2014,19 +2121,118 @@ static int route_find(const struct rs_addr *bind)
 	return -1;
 }
 
-/* Parse the configuration again; bind the listeners of new routes (the one
- * step that can fail, so it comes first and is undone on failure); then
- * switch over: removed routes stop accepting, changed ones apply to the next
- * client, credentials and limits to what comes next.  Open connections,
- * waiting clients and logged-in agents are not touched (but see
- * agents_recheck). */
-static void edge_reload(void)
+/* What a switch-over did (edge_apply). */
+struct apply_sum {
+	int added, removed, changed;
+};
+
+static json_object *route_json(const struct route *rt)
 {
-	struct rs_edge_config *nc = calloc(1, sizeof(*nc));
+	json_object *o = aj_route(&rt->r);
+
+	json_object_object_add(o, "open", json_object_new_uint64(rt->conns));
+	json_object_object_add(o, "origin",
+			       json_object_new_string(rt->runtime ? "runtime" : "config"));
+	return o;
+}
+
+/* Switch the edge over to nc.  First bind the listeners of new routes (the
+ * one step that can fail, so it comes first and is undone on failure); then
+ * removed routes stop accepting, changed ones apply to the next client,
+ * credentials and limits to what comes next.  Open connections, waiting
+ * clients and logged-in agents are not touched.  A reload (SIGHUP) and a
+ * runtime change (`rsplice route add|del`) both come here, so the two cannot
+ * drift apart.  rep: the admin answer, which gets "added" and "removed"
+ * arrays (NULL for a reload).  0, or -errno with err (len >= 640) set. */
+static int edge_apply(struct rs_edge_config *nc, bool runtime, json_object *rep,
+		      struct apply_sum *sum, char *err, size_t len)
+{
+	const char *tag = runtime ? "runtime" : "reload";
 	struct route *next[RS_MAX_ROUTES];
 	bool fresh[RS_MAX_ROUTES] = { false }, kept[RS_MAX_ROUTES] = { false };
 	const char *what[RS_MAX_ROUTES];
-	int added = 0, removed = 0, changed = 0, stale, closed, ret;
+	json_object *added = json_object_new_array(), *removed = json_object_new_array();
+	int ret;
+
+	memset(sum, 0, sizeof(*sum));
+	for (int i = 0; i < nc->n_routes; i++) {
+		const struct rs_addr *bind = &nc->routes[i].bind;
+		int j = route_find(bind);
+
+		if (j >= 0) {
+			next[i] = routes[j];
+			kept[j] = true;
+			continue;
+		}
+		ret = route_open(nc, &nc->routes[i], &next[i]);
+		if (ret) {
+			/* after the drop the edge has no CAP_NET_BIND_SERVICE */
+			bool low = ret == -EACCES && addr_port(bind) < 1024;
+
+			snprintf(err, len, "route %s=%s: cannot listen on %s: %s%s", bind->text,
+				 nc->routes[i].service, bind->text, strerror(-ret),
+				 low ? " (a port below 1024 needs CAP_NET_BIND_SERVICE, which the edge "
+				       "gives up once started: restart it to add this route)" : "");
+			for (int k = 0; k < i; k++)
+				if (fresh[k])
+					route_close(next[k]);
+			json_object_put(added);
+			json_object_put(removed);
+			return ret;
+		}
+		fresh[i] = true;
+		next[i]->runtime = runtime;
+	}
+
+	/* nothing fails from here on */
+	for (int j = 0; j < n_routes; j++) {
+		if (kept[j])
+			continue;
+		sum->removed++;
+		pr_info("%s: route %s -> service '%s' removed (%u client(s) on it continue)", tag,
+			routes[j]->r.bind.text, routes[j]->r.service, routes[j]->conns);
+		json_object_array_add(removed, route_json(routes[j]));
+		route_close(routes[j]);
+	}
+	for (int i = 0; i < nc->n_routes; i++) {
+		what[i] = fresh[i] ? runtime ? " (added at runtime)" : " (added)" :
+			  !rs_route_same(&next[i]->r, &nc->routes[i]) ?
+			  " (changed: for new clients)" : NULL;
+		sum->added += fresh[i];
+		sum->changed += !fresh[i] && what[i];
+		next[i]->r = nc->routes[i];
+		if (!runtime) /* the configuration file has every route now */
+			next[i]->runtime = false;
+		routes[i] = next[i];
+		if (fresh[i])
+			json_object_array_add(added, route_json(routes[i]));
+	}
+	n_routes = nc->n_routes;
+	cfg = *nc;
+	daemon_apply(&cfg.c);
+	for (int i = 0; i < n_routes; i++) {
+		if (!what[i])
+			continue;
+		route_log(routes[i], what[i]);
+		mux_log_rules(&routes[i]->r);
+	}
+	if (rep) {
+		json_object_object_add(rep, "added", added);
+		json_object_object_add(rep, "removed", removed);
+	} else {
+		json_object_put(added);
+		json_object_put(removed);
+	}
+	return 0;
+}
+
+/* Parse the configuration again and apply it (edge_apply).  The file is the
+ * source of truth: routes added or removed at runtime are replaced by it. */
+static void edge_reload(void)
+{
+	struct rs_edge_config *nc = calloc(1, sizeof(*nc));
+	struct apply_sum sum;
+	int stale, closed, ret;
 	char err[640], fixed[256];
 
 	if (!nc) {
@@ -2043,65 +2249,85 @@ static void edge_reload(void)
 		reload_reject(err);
 		goto out;
 	}
-	for (int i = 0; i < nc->n_routes; i++) {
-		const struct rs_addr *bind = &nc->routes[i].bind;
-		int j = route_find(bind);
-
-		if (j >= 0) {
-			next[i] = routes[j];
-			kept[j] = true;
-			continue;
-		}
-		ret = route_open(nc, &nc->routes[i], &next[i]);
-		if (ret) {
-			/* after the drop the edge has no CAP_NET_BIND_SERVICE */
-			bool low = ret == -EACCES && addr_port(bind) < 1024;
-
-			snprintf(err, sizeof(err), "route %s=%s: cannot listen on %s: %s%s", bind->text,
-				 nc->routes[i].service, bind->text, strerror(-ret),
-				 low ? " (a port below 1024 needs CAP_NET_BIND_SERVICE, which the edge "
-				       "gives up once started: restart it to add this route)" : "");
-			for (int k = 0; k < i; k++)
-				if (fresh[k])
-					route_close(next[k]);
-			reload_reject(err);
-			goto out;
-		}
-		fresh[i] = true;
+	ret = edge_apply(nc, false, NULL, &sum, err, sizeof(err));
+	if (ret) {
+		reload_reject(err);
+		goto out;
 	}
-
-	/* nothing fails from here on */
-	for (int j = 0; j < n_routes; j++) {
-		if (kept[j])
-			continue;
-		removed++;
-		pr_info("reload: route %s -> service '%s' removed (%u client(s) on it continue)",
-			routes[j]->r.bind.text, routes[j]->r.service, routes[j]->conns);
-		route_close(routes[j]);
-	}
-	for (int i = 0; i < nc->n_routes; i++) {
-		what[i] = fresh[i] ? " (added)" : !rs_route_same(&next[i]->r, &nc->routes[i]) ?
-			  " (changed: for new clients)" : NULL;
-		added += fresh[i];
-		changed += !fresh[i] && what[i];
-		next[i]->r = nc->routes[i];
-		routes[i] = next[i];
-	}
-	n_routes = nc->n_routes;
-	cfg = *nc;
-	daemon_apply(&cfg.c);
-	for (int i = 0; i < n_routes; i++)
-		if (what[i])
-			route_log(routes[i], what[i]);
+	if (runtime_changes)
+		pr_info("reload: the configuration file replaces the route table: %u runtime "
+			"change(s) made with 'rsplice route add|del' are gone unless the file has "
+			"them", runtime_changes);
+	runtime_changes = 0;
 	closed = agents_recheck(&stale);
 	pr_info("reload: %d route(s) (+%d -%d ~%d); %d agent(s) disconnected, %d keep a session "
 		"whose credential is gone until they reconnect; limits: --max-conns %u, "
-		"--max-pending %u, --max-agents %u, --max-handshakes %u", n_routes, added, removed,
-		changed, closed, stale, cfg.max_conns, cfg.max_pending, cfg.max_agents,
-		cfg.max_handshakes);
+		"--max-pending %u, --max-agents %u, --max-handshakes %u", n_routes, sum.added,
+		sum.removed, sum.changed, closed, stale, cfg.max_conns, cfg.max_pending,
+		cfg.max_agents, cfg.max_handshakes);
 out:
 	sodium_memzero(nc, sizeof(*nc));
 	free(nc);
+}
+
+/* ---- runtime changes: rsplice route add|del|list (admin socket) ---- */
+
+static json_object *routes_json(void)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+
+	for (int i = 0; i < n_routes; i++)
+		json_object_array_add(a, route_json(routes[i]));
+	json_object_object_add(o, "daemon", json_object_new_string("edge"));
+	json_object_object_add(o, "routes", a);
+	json_object_object_add(o, "runtime_changes", json_object_new_uint64(runtime_changes));
+	return o;
+}
+
+/* "route add SPEC" / "route del KEY": the running table plus or minus one
+ * entry, checked as the configuration is (config.h) and applied as a reload
+ * is (edge_apply).  Until the next reload or restart: the file does not
+ * change. */
+static json_object *route_change(const char *arg, bool add)
+{
+	const char *op = add ? "add" : "del";
+	struct rs_edge_config *nc;
+	struct apply_sum sum;
+	char err[640];
+	json_object *rep;
+	int ret;
+
+	if (edge_stopping)
+		return aj_error("the edge is shutting down");
+	nc = malloc(sizeof(*nc));
+	if (!nc)
+		return aj_error("out of memory");
+	*nc = cfg;
+	ret = add ? rs_edge_route_add(nc, arg, err) : rs_edge_route_del(nc, arg, err);
+	rep = json_object_new_object();
+	if (ret >= 0)
+		ret = edge_apply(nc, true, rep, &sum, err, sizeof(err));
+	if (ret < 0) {
+		json_object_put(rep);
+		pr_warn("runtime: route %s %.200s: refused: %s", op, arg, err);
+		rep = aj_error(err);
+	} else {
+		runtime_changes++;
+		pr_info("runtime: route %s %.200s: %d route(s) (+%d -%d); until the next reload "
+			"or restart (the configuration file is the source of truth)", op, arg,
+			n_routes, sum.added, sum.removed);
+		json_object_object_add(rep, "daemon", json_object_new_string("edge"));
+	}
+	sodium_memzero(nc, sizeof(*nc));
+	free(nc);
+	return rep;
+}
+
+static json_object *edge_request(const char *req)
+{
+	return aj_table_request(req, "route", routes_json, route_change,
+				"unknown route request (route list, route add SPEC, "
+				"route del PORT|ADDR:PORT|SERVICE)");
 }
 
 /* ---- main ---- */
@@ -2125,6 +2351,7 @@ int main(int argc, char **argv)
 	if (daemon_init(&cfg.c, edge_stop_accepting, edge_reload))
 		return 1;
 	conntab_init("edge", true, cfg.c.run_dir);
+	conntab_set_requests(edge_request);
 	if (metrics_open(&cfg.c, "edge", edge_metrics))
 		return 1;
 	ret = listener_open(&control_l, &cfg, &cfg.control, NULL);
@@ -2153,6 +2380,8 @@ int main(int argc, char **argv)
 	pr_info("control port also takes HTTP Upgrade requests for path %s", cfg.http_path);
 	if (edge_dial_init(&dial_ops, cfg.control_dial, cfg.n_control_dial, cfg.connect_timeout_ms))
 		return 1;
+	for (int i = 0; i < cfg.visitable.n; i++)
+		pr_info("service '%s' is visitable (agents run with --visit)", cfg.visitable.names[i]);
 	ret = loop_run();
 	if (ret)
 		pr_warn("event loop failed: %s", strerror(-ret));

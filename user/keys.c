@@ -293,25 +293,52 @@ int rs_pubkey_arg(const char *arg, uint8_t pk[32], char *err)
 	return seterr(err, -EINVAL, "public key file '%s' holds no base64 Ed25519 public key", arg);
 }
 
-/* One authorized-keys line (not blank, not a comment): 0, or -EINVAL with err. */
-static int authkeys_line(char *l, uint8_t pk[32], struct rs_svc_set *set, char *err)
+/* One option of an authorized-keys line, "NAME=LIST": when l starts with
+ * it, *seen set and set filled, l moved past it and the blanks after it. */
+static int authkeys_opt(char **l, const char *name, struct rs_svc_set *set, bool *seen,
+			char *err)
 {
+	size_t k = strlen(name), n;
+	int rc;
+
+	if (strncmp(*l, name, k) || (*l)[k] != '=')
+		return 0;
+	if (*seen)
+		return seterr(err, -EINVAL, "%s= given twice", name);
+	*seen = true;
+	*l += k + 1;
+	n = strcspn(*l, " \t");
+	rc = rs_svc_set_parse(*l, n, set, err);
+	if (rc)
+		return rc;
+	*l += n;
+	while (**l == ' ' || **l == '\t')
+		(*l)++;
+	return 1;
+}
+
+/* One authorized-keys line (not blank, not a comment): 0, or -EINVAL with err.
+ * Options, in any order: services= (what it may serve; without it, every
+ * service, unless visit= is given: a visitor's key serves nothing) and
+ * visit= (what it may visit; without it, nothing). */
+static int authkeys_line(char *l, uint8_t pk[32], struct rs_svc_set *set,
+			 struct rs_svc_set *visit, char *err)
+{
+	bool has_services = false, has_visit = false;
 	size_t n;
+	int rc;
 
 	memset(set, 0, sizeof(*set));
-	set->all = true;
-	if (!strncmp(l, "services=", 9)) {
-		int rc;
-
-		l += 9;
-		n = strcspn(l, " \t");
-		rc = rs_svc_set_parse(l, n, set, err);
-		if (rc)
+	memset(visit, 0, sizeof(*visit));
+	do {
+		rc = authkeys_opt(&l, "services", set, &has_services, err);
+		if (!rc)
+			rc = authkeys_opt(&l, "visit", visit, &has_visit, err);
+		if (rc < 0)
 			return rc;
-		l += n;
-		while (*l == ' ' || *l == '\t')
-			l++;
-	}
+	} while (rc);
+	if (!has_services && !has_visit)
+		set->all = true;
 	n = strcspn(l, " \t");
 	if (rs_pubkey_parse(l, n, pk))
 		return seterr(err, -EINVAL, "'%.*s' is not a base64 Ed25519 public key",
@@ -320,10 +347,10 @@ static int authkeys_line(char *l, uint8_t pk[32], struct rs_svc_set *set, char *
 }
 
 static int authkeys_scan(const char *path, const uint8_t *want, struct rs_svc_set *found,
-			 int *line, int *n_keys, char *err)
+			 struct rs_svc_set *found_visit, int *line, int *n_keys, char *err)
 {
 	char *buf, *p, *l;
-	struct rs_svc_set set;
+	struct rs_svc_set set, visit;
 	uint8_t pk[32];
 	struct stat st;
 	int rc, no = 0, keys = 0;
@@ -348,7 +375,7 @@ static int authkeys_scan(const char *path, const uint8_t *want, struct rs_svc_se
 		no++;
 		if (!*l || *l == '#')
 			continue;
-		if (authkeys_line(l, pk, &set, err)) {
+		if (authkeys_line(l, pk, &set, &visit, err)) {
 			char why[RS_KEY_ERRLEN];
 
 			snprintf(why, sizeof(why), "%s", err);
@@ -359,6 +386,8 @@ static int authkeys_scan(const char *path, const uint8_t *want, struct rs_svc_se
 		keys++;
 		if (want && !sodium_memcmp(pk, want, 32)) {
 			*found = set;
+			if (found_visit)
+				*found_visit = visit;
 			*line = no;
 			rc = 0;
 			goto out;
@@ -376,12 +405,20 @@ out:
 int rs_authkeys_find(const char *path, const uint8_t pk[32], struct rs_svc_set *set,
 		     int *line, char *err)
 {
-	return authkeys_scan(path, pk, set, line, NULL, err);
+	return authkeys_scan(path, pk, set, NULL, line, NULL, err);
+}
+
+int rs_authkeys_find_visit(const char *path, const uint8_t pk[32], struct rs_svc_set *visit,
+			   int *line, char *err)
+{
+	struct rs_svc_set set;
+
+	return authkeys_scan(path, pk, &set, visit, line, NULL, err);
 }
 
 int rs_authkeys_check(const char *path, int *n_keys, char *err)
 {
 	int line;
 
-	return authkeys_scan(path, NULL, NULL, &line, n_keys, err);
+	return authkeys_scan(path, NULL, NULL, NULL, &line, n_keys, err);
 }

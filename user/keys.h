@@ -7,8 +7,10 @@
  * Public key file FILE.pub, one line, also a valid authorized-keys line:
  *   <base64 of the 32-byte public key> [comment]
  * Authorized keys (edge --authorized-keys), one key a line, '#' comments:
- *   [services=NAME[,NAME...]] <base64 public key> [comment]
- * Without services= the key may serve every service.
+ *   [services=NAME[,NAME...]] [visit=NAME[,NAME...]] <base64 public key> [comment]
+ * Without services= the key may serve every service, unless the line has
+ * visit=: a visitor's key serves nothing unless services= says so.  visit=
+ * lists the services the key may visit (edge_visit.h); without it, none.
  *
  * int functions return 0 or -errno and write a message (no "Error: ") into
  * err (RS_KEY_ERRLEN bytes). */
@@ -50,6 +52,10 @@ int rs_key_generate(const char *path, bool force, const char *comment, uint8_t p
  * the file cannot be used (err says why; *line the bad line or 0). */
 int rs_authkeys_find(const char *path, const uint8_t pk[32], struct rs_svc_set *set,
 		     int *line, char *err);
+/* Like rs_authkeys_find, for a visitor: *visit is the line's visit= set
+ * (empty without one). */
+int rs_authkeys_find_visit(const char *path, const uint8_t pk[32], struct rs_svc_set *visit,
+			   int *line, char *err);
 /* Checks a whole authorized-keys file (at start-up): 0 or -errno with err. */
 int rs_authkeys_check(const char *path, int *n_keys, char *err);
 

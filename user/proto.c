@@ -16,6 +16,7 @@ static const char *const frame_names[RS_F_MAX] = {
 	[RS_F_PING] = "PING",                 [RS_F_PONG] = "PONG",
 	[RS_F_CONNECT] = "CONNECT",           [RS_F_CONNECT_FAIL] = "CONNECT_FAIL",
 	[RS_F_ERROR] = "ERROR",               [RS_F_EDGE_AUTH] = "EDGE_AUTH",
+	[RS_F_VISITS] = "VISITS",
 	[RS_F_DIAL_ME] = "DIAL_ME",
 };
 
@@ -384,7 +385,7 @@ int rs_hello_check(const struct rs_hello *h, const char **why)
 	else if (h->version != RS_PROTO_VERSION)
 		*why = "unsupported protocol version (this edge speaks version 2: upgrade the agent)";
 	else if (h->kind != RS_HELLO_CONTROL && h->kind != RS_HELLO_DATA &&
-		 h->kind != RS_HELLO_POOL)
+		 h->kind != RS_HELLO_POOL && h->kind != RS_HELLO_VISIT)
 		*why = "unknown hello kind";
 	else if (h->reserved)
 		*why = "reserved bits set";
@@ -393,6 +394,20 @@ int rs_hello_check(const struct rs_hello *h, const char **why)
 	else
 		return 0;
 	return -EPROTO;
+}
+
+void rs_visit_ok_make(struct rs_visit_ok *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->magic = htobe32(RS_MAGIC);
+	v->version = RS_PROTO_VERSION;
+	v->kind = RS_VISIT_OK_KIND;
+}
+
+int rs_visit_ok_check(const struct rs_visit_ok *v)
+{
+	return be32toh(v->magic) == RS_MAGIC && v->version == RS_PROTO_VERSION &&
+	       v->kind == RS_VISIT_OK_KIND && !v->reserved ? 0 : -EPROTO;
 }
 
 /* ---- buffers and frames ---- */

@@ -93,7 +93,35 @@
 #define RS_HELLO_TTL_MS 5000
 #define RS_HELLO_SKEW_MS 2000
 
-enum rs_hello_kind { RS_HELLO_CONTROL = 1, RS_HELLO_DATA = 2, RS_HELLO_POOL = 3 };
+enum rs_hello_kind {
+	RS_HELLO_CONTROL = 1,
+	RS_HELLO_DATA = 2,
+	RS_HELLO_POOL = 3,
+	RS_HELLO_VISIT = 5, /* a visitor's connection: id = RS_VISIT_ID(index, counter) */
+};
+
+/* Visitors (see edge_visit.h): a session announces the services it visits
+ * in a VISITS frame; each of its visit connections names one of them by its
+ * index in that frame (bits 48..63 of the hello's id) and carries a
+ * per-session counter (bits 0..47, behind an anti-replay window).  The edge
+ * answers a visit hello it accepts with the 8-byte struct rs_visit_ok before
+ * any byte of the service, and the visitor sends nothing after its hello
+ * until it has read it: so the edge never splices a partly read skb. */
+#define RS_VISIT_ID(idx, ctr) ((uint64_t)(idx) << 48 | ((ctr) & RS_VISIT_CTR_MASK))
+#define RS_VISIT_CTR_MASK ((1ULL << 48) - 1)
+#define RS_VISIT_IDX(id) ((unsigned int)((id) >> 48))
+#define RS_VISIT_OK_KIND 6
+
+struct rs_visit_ok {
+	__be32 magic;
+	__u8 version;
+	__u8 kind;       /* RS_VISIT_OK_KIND */
+	__be16 reserved; /* must be zero */
+};
+_Static_assert(sizeof(struct rs_visit_ok) == 8, "visit answer is fixed-size on the wire");
+void rs_visit_ok_make(struct rs_visit_ok *v);
+/* 0 or -EPROTO */
+int rs_visit_ok_check(const struct rs_visit_ok *v);
 
 struct rs_hello {
 	__be32 magic;
@@ -135,7 +163,8 @@ enum rs_frame_type {
 	RS_F_CONNECT_FAIL = 8, /* agent->edge: ticket(8) errno(4) */
 	RS_F_ERROR = 9,        /* either: reason text (<= 255 bytes), then close */
 	RS_F_EDGE_AUTH = 10,   /* edge->agent: see above */
-	RS_F_DIAL_ME = 11,     /* agent->edge: ticket(8) port(2): dial my data port */
+	RS_F_VISITS = 11,      /* agent->edge: services it visits, encoded as SERVICES */
+	RS_F_DIAL_ME = 12,     /* agent->edge: ticket(8) port(2): dial my data port */
 	RS_F_MAX
 };
 

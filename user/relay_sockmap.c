@@ -203,6 +203,16 @@ static void sm_unmap(struct sm_relay *r, struct relay_stats *st)
 		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[i]);
 	if (st)
 		sm_counters(&r->link, st);
+	for (int i = 0; i < 2; i++) {
+		struct rs_peer p;
+
+		/* the verdict trimmed resent segments (bpf/splice.bpf.c) */
+		if (!sm_peer_get(r, i, &p) && p.resent)
+			pr_debug("relay %llu: sockmap: socket %c: %llu bytes of retransmitted "
+				 "segments were forwarded once, not twice",
+				 (unsigned long long)r->link.o.id, 'a' + i,
+				 (unsigned long long)p.resent);
+	}
 	for (int i = 0; i < 2; i++)
 		bpf_map_delete_elem(r->g->m.peers_fd, &r->cookie[i]);
 }

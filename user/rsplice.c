@@ -859,17 +859,22 @@ static int do_keygen(int argc, char **argv)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill | keygen | help }\n"
+	fprintf(f, "Usage: rsplice [ OPTIONS ] { attach | detach | status | conns | kill | route | service | keygen | help }\n"
 		   "       rsplice attach [ -f ] [ --max-socks N ] [ --group GROUP ]\n"
 		   "       rsplice detach\n"
 		   "       rsplice status\n"
 		   "       rsplice conns [ --socket PATH ]\n"
 		   "       rsplice kill ID [ --socket PATH ]\n"
+		   "       rsplice route { list | add SPEC | del PORT|ADDR:PORT|SERVICE } [ --socket PATH ]\n"
+		   "       rsplice service { list | add NAME=HOST:PORT[,proxy=v2] | del NAME } [ --socket PATH ]\n"
 		   "       rsplice keygen [ -f|--force ] [ -C|--comment TEXT ] FILE\n"
 		   "OPTIONS := { -j|--json [ -p|--pretty ] | --pin-dir DIR | --run-dir DIR |\n"
 		   "             -v|--verbose | -h|--help | -V|--version }\n"
 		   "The pin dir defaults to $RSPLICE_PIN_DIR, else %s.\n"
-		   "The daemons' admin sockets are in --run-dir, else $RSPLICE_RUN_DIR, else %s.\n",
+		   "The daemons' admin sockets are in --run-dir, else $RSPLICE_RUN_DIR, else %s.\n"
+		   "route and service change the running edge's routes and agent's services;\n"
+		   "the configuration file is the source of truth: it is not written, and the\n"
+		   "next reload (SIGHUP) or restart replaces such runtime changes with it.\n",
 		RS_PIN_DIR_DEFAULT, RS_RUN_DIR_DEFAULT);
 }
 
@@ -893,6 +898,8 @@ static const struct cmd {
 	{ "status", do_status },
 	{ "conns", do_conns },
 	{ "kill", do_kill },
+	{ "route", do_route },
+	{ "service", do_service },
 	{ "keygen", do_keygen },
 	{ "help", do_help },
 };
