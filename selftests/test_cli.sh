@@ -71,8 +71,8 @@ replaced_prog() {
 # The peers map must carry BTF: bpftool prints the struct's field names.
 peers_dump_has_btf() {
 	local key="1 0 0 0 0 0 0 0" key2="2 0 0 0 0 0 0 0"
-	local val="2 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"
-	local val2="1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"
+	local val="2 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"
+	local val2="1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"
 	bpftool map update pinned "$DIR/peers" key $key value $val || return 1
 	bpftool map update pinned "$DIR/peers" key $key2 value $val2 || return 1
 	bpftool map dump pinned "$DIR/peers" | grep -q peer_cookie

@@ -339,7 +339,7 @@ caps_of() {
 }
 caps_exact() {
 	local rc=0
-	[ "$(caps_of rsplice-attach.service)" = "-all,+bpf,+net_admin" ] || rc=1
+	[ "$(caps_of rsplice-attach.service)" = "-all,+bpf,+net_admin,+perfmon" ] || rc=1
 	[ "$(caps_of rsplice-edge.service)" = "-all,+bpf,+net_admin,+net_bind_service,+sys_resource" ] || rc=1
 	[ "$(caps_of rsplice-agent.service)" = "-all,+bpf,+net_admin,+sys_resource" ] || rc=1
 	# AmbientCapabilities= hands the same set over once the units get a User=

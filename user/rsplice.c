@@ -379,8 +379,10 @@ static int open_skel(struct splice_bpf **skelp, const char *dir, const struct at
 		goto err_destroy;
 	err = splice_bpf__load(skel);
 	if (err) {
-		p_err("cannot load the BPF programs: %s (run with -v for the verifier log)",
-		      strerror(-err));
+		/* the verdict reads TCP state through BTF pointers: without
+		 * CAP_PERFMON the kernel refuses those helpers with EINVAL/EPERM */
+		p_err("cannot load the BPF programs: %s (needs CAP_BPF, CAP_NET_ADMIN and "
+		      "CAP_PERFMON, Linux 6.3+; run with -v for the verifier log)", strerror(-err));
 		goto err_destroy;
 	}
 	*skelp = skel;
