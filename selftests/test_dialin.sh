@@ -317,34 +317,18 @@ mode_e() {
 
 run_datapath() {
 	DP=$1
-	local out
 	banner "data path: $DP"
-	if [ "$DP" = sockmap ]; then
-		if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-			fail "[sockmap] rsplice attach" "$(head -n 1 <<<"$out")"
-			return
-		fi
-		ATTACHED=1
-	fi
+	dp_attach || return
 	mode_a
 	mode_b
 	mode_c
 	mode_e
-	if [ "$ATTACHED" = 1 ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-		rm -rf "$PIN_DIR"
-	fi
+	dp_detach
 }
 
 main() {
-	local b p
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	for b in python3 nsenter ss sha256sum curl nft; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
+	local p
+	need_tools python3 nsenter ss sha256sum curl nft || return
 	head -c 32 /dev/urandom | base64 >"$WORK/token"
 	chmod 600 "$WORK/token"
 	mkdir -m 700 "$WORK/run-edge" "$WORK/run-agent"
