@@ -16,7 +16,9 @@
 #      garbage on each of the agent's listeners are closed within their
 #      deadlines (data hello 5 s, control handshake 10 s) and a slowloris
 #      hello too, and the agent keeps serving; after kill -9 and a restart of
-#      the agent the edge dials it again and curl is byte-exact again.
+#      the agent the edge dials it again and curl is byte-exact again; a
+#      second authenticated edge (python) replaces the session and the real
+#      edge takes it back.
 #   B  agent --edge (it dials the control connection, through the NAT) +
 #      --data-listen: the edge dials each data connection to the control
 #      connection's peer address (the router, which port-forwards the data
@@ -164,6 +166,20 @@ slowloris_closed() { # slowloris_closed PORT MAX: a hello one byte a second, cut
 	[ "$secs" -le "$2" ]
 }
 
+# Another edge (the python one, with the token) logs in while the real
+# edge's session is up: it replaces that session, the real edge dials again
+# and replaces it in turn; the agent serves through the real edge after.
+t_replace() {
+	local alog=$WORK/$DP-a-agent.log elog=$WORK/$DP-a-edge.log out
+	out=$(run_in "$NS_EDGE" 60 $(py fake_edge.py) --host "$IP_AGENT" --port "$CL_PORT" \
+		--data-port "$DL_PORT" --token-file "$WORK/token" --login-only --wait 30 2>&1)
+	assert "[$DP] A: a second authenticated edge replaces the session, the real edge takes it back" \
+		'[[ "$out" == OK* ]] && [ "$(grep -c "replaced by a newer control connection" "$alog")" -ge 2 ]' \
+		"$out; $(grep -c "replaced by a newer" "$alog") replacement lines"
+	wait_until 300 0.1 offers_ge "$elog" 2 &&
+		check "[$DP] A: after the replacement: 3 echo connections byte-exact" echo_ok 3
+}
+
 mode_a() {
 	local elog=$WORK/$DP-a-edge.log alog=$WORK/$DP-a-agent.log
 	T_FAIL_LOGS=("$elog" "$alog")
@@ -194,6 +210,7 @@ mode_a() {
 		'alive agent && [ "$(grep -c "agent lan1 offers service" "$elog")" -eq 2 ]' \
 		"agent dead or the session was replaced"
 	check "[$DP] A: after the hostile connections: 10 echo connections byte-exact" echo_ok 10
+	t_replace
 	kill -HUP "${PIDS[agent]}"
 	if wait_until 100 0.1 grep -q "reload: .*control connection kept" "$alog"; then
 		check "[$DP] A: after SIGHUP (session kept): 3 echo connections byte-exact" echo_ok 3
@@ -205,7 +222,7 @@ mode_a() {
 	# the agent restarts: the edge dials it again (backoff from 0.5 s)
 	stop agent KILL
 	start_agent a2 --control-listen "$CL_PORT" --data-listen "$DL_PORT"
-	if wait_until 300 0.1 offers_ge "$elog" 2; then
+	if wait_until 300 0.1 offers_ge "$elog" 3; then
 		pass "[$DP] A: after kill -9 and a restart of the agent the edge dials it again"
 		check "[$DP] A: after the restart: 2 curl fetches byte-exact" curl_ok 2
 	else
@@ -270,7 +287,7 @@ mode_d() {
 	assert "[$DP] D: the agent is still running" 'alive agent' "it died"
 	start_edge a --control-dial "$IP_AGENT:$CL_PORT" ||
 		{ fail "[$DP] D: edge starts again" "no listener"; return; }
-	if wait_until 300 0.1 offers_ge "$WORK/$DP-a-edge.log" 3; then
+	if wait_until 300 0.1 offers_ge "$WORK/$DP-a-edge.log" 4; then
 		check "[$DP] D: the real edge serves again: 2 curl fetches byte-exact" curl_ok 2
 	else
 		fail "[$DP] D: the real edge serves again" "no new session within 30 s"

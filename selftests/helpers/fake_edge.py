@@ -14,6 +14,8 @@ refused, and with one that must work:
               echo must come back byte-exact (sha256)
   replay      the valid hello's exact bytes again
 Each refusal must close the connection without a byte within --wait seconds.
+With --login-only it logs in and waits for the agent to close the session
+(a newer authenticated edge connection replaces it).
 Prints one OK/FAIL line and exits 0/1."""
 import argparse
 import hashlib
@@ -161,11 +163,26 @@ def main():
     ap.add_argument("--service", default="echo")
     ap.add_argument("--size", type=int, default=256 * 1024)
     ap.add_argument("--wait", type=float, default=10)
+    ap.add_argument("--login-only", action="store_true",
+                    help="log in, then wait until the agent closes the connection")
     ap.add_argument("--gap", type=float, default=0,
                     help="seconds between refused cases (the agent logs one refusal a second)")
     a = ap.parse_args()
     e = EdgeSession(a.host, a.port, rp.load_token(a.token_file))
     e.handshake()
+    if a.login_only:
+        # the agent took us as its edge; a newer authenticated edge replaces us
+        dl = Deadline(a.wait)
+        while not dl.expired():  # its SERVICES and PINGs, until it closes
+            e.s.settimeout(max(0.05, dl.left()))
+            try:
+                if not e.s.recv(65536):
+                    result(True, "logged in as the edge, then closed by the agent (replaced)")
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                result(True, "logged in as the edge, then reset by the agent (replaced)")
+        result(False, f"still open after {a.wait} s")
     ticket, port = e.connect(a.service, a.wait)
     if port != a.data_port:
         result(False, f"DIAL_ME names port {port}, not {a.data_port}")
