@@ -72,6 +72,7 @@ static void decode_all(const struct rs_frame *f, const uint8_t *wire)
 	static struct rs_auth au;
 	static struct rs_edge_auth ea;
 	struct rs_conn_addrs ca;
+	unsigned int port;
 	int err;
 
 	/* the frame re-encodes to the very bytes it came from */
@@ -103,6 +104,11 @@ static void decode_all(const struct rs_frame *f, const uint8_t *wire)
 		check_name(au.name);
 		FUZZ_CHECK(au.mode == RS_AUTH_TOKEN || au.mode == RS_AUTH_KEY);
 		FUZZ_CHECK(rs_enc_auth(out, &au) == f->len);
+		FUZZ_CHECK(memcmp(out, f->payload, f->len) == 0);
+	}
+	if (rs_dec_dial_me(f, &id, &port) == 0) {
+		FUZZ_CHECK(id != 0 && port >= 1 && port <= 65535);
+		FUZZ_CHECK(rs_enc_dial_me(out, id, port) == f->len);
 		FUZZ_CHECK(memcmp(out, f->payload, f->len) == 0);
 	}
 	if (rs_dec_edge_auth(f, &ea) == 0) {
