@@ -355,10 +355,11 @@ static const struct rs_service *find_service(const char *name)
 }
 
 /* Dial svc in the LAN for connection id; then the edge (edge_fd -1: agent
- * dials it for the current session) or, with edge_fd >= 0, relay with that
- * edge-dialed connection.  Failures are reported and edge_fd closed. */
+ * dials it for the current session, at edge_port when not 0: the edge's
+ * --data-ports listener for this ticket) or, with edge_fd >= 0, relay with
+ * that edge-dialed connection.  Failures are reported and edge_fd closed. */
 static void dial_lan(uint64_t id, const struct rs_service *svc, const struct rs_conn_addrs *addrs,
-		     int edge_fd)
+		     int edge_fd, unsigned int edge_port)
 {
 	struct dial *d;
 	bool busy;
@@ -388,6 +389,8 @@ static void dial_lan(uint64_t id, const struct rs_service *svc, const struct rs_
 		d->t0_at = now_ms();
 		d->seq = ++sess->hello_seq;
 		d->edge = *data_addr(sess);
+		if (edge_port)
+			rs_set_port(&d->edge.ss, edge_port);
 	}
 	d->addrs = *addrs;
 	timer_init(&d->timer, dial_timeout);
@@ -436,19 +439,27 @@ static void dialin_data(int fd, uint64_t id, const struct rs_service *svc,
 {
 	(void)peer;
 	/* the table may have changed since the CONNECT: the copy is what was asked */
-	dial_lan(id, svc, addrs, fd);
+	dial_lan(id, svc, addrs, fd, 0);
 }
 
+/* CONNECT, or CONNECT_PORT from an edge with --data-ports: the data
+ * connection goes to the port it names (which wins over --data-listen: the
+ * edge listens for this ticket already). */
 static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 {
 	struct rs_conn_addrs addrs;
+	unsigned int port = 0;
 	uint64_t id;
 	char name[64];
 	const struct rs_service *svc;
 
-	*ret = rs_dec_connect(f, &id, name, &addrs);
+	if (f->type == RS_F_CONNECT_PORT)
+		*ret = rs_dec_connect_port(f, &id, name, &addrs, &port);
+	else
+		*ret = rs_dec_connect(f, &id, name, &addrs);
 	if (*ret) {
-		*why = "malformed CONNECT frame";
+		*why = f->type == RS_F_CONNECT_PORT ? "malformed CONNECT_PORT frame" :
+						      "malformed CONNECT frame";
 		return;
 	}
 	svc = find_service(name);
@@ -457,10 +468,10 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 		report_fail(id, ENOENT);
 		return;
 	}
-	if (cfg.data_listen.len)
+	if (cfg.data_listen.len && !port)
 		dialin_connect(id, svc, &addrs);
 	else
-		dial_lan(id, svc, &addrs, -1);
+		dial_lan(id, svc, &addrs, -1, port);
 }
 
 /* ---- pooled data connections ---- */
@@ -854,7 +865,7 @@ static int session_on_frame(struct ctl *ctl, const struct rs_frame *f, const cha
 			agent_visit_session(&s->ctl, s->hello_key, &s->hello_seq, data_addr(s));
 		return 0;
 	}
-	if (f->type != RS_F_CONNECT) {
+	if (f->type != RS_F_CONNECT && f->type != RS_F_CONNECT_PORT) {
 		*why = "unexpected frame from edge";
 		return -EPROTO;
 	}

@@ -132,12 +132,12 @@ int rs_name_valid(const char *name)
 
 /* ---------------------------------------------------------------- addresses */
 
-static void set_port(struct sockaddr_storage *ss, uint16_t port)
+void rs_set_port(struct sockaddr_storage *ss, unsigned int port)
 {
 	if (ss->ss_family == AF_INET)
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
 	else
-		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
 }
 
 static int resolve(const char *host, bool v6_literal, struct rs_addr *out, char *err)
@@ -259,7 +259,7 @@ static int addr_parse(const char *s, const char *default_host, struct rs_addr *o
 	rc = resolve(host, v6 || strchr(host, ':'), out, err);
 	if (rc)
 		return rc;
-	set_port(&out->ss, port);
+	rs_set_port(&out->ss, port);
 	if (port_s == s) /* port only: show the full address in logs */
 		snprintf(out->text, sizeof(out->text), strchr(host, ':') ? "[%s]:%u" : "%s:%u",
 			 host, port);
@@ -828,6 +828,7 @@ enum opt_id {
 	O_CONTROL_LISTEN,
 	O_DATA_LISTEN,
 	O_EDGE_DATA,
+	O_DATA_PORTS,
 	O__MAX,
 };
 
@@ -889,6 +890,7 @@ static const struct optdef optdefs[] = {
 	{ "control-listen", required_argument, O_CONTROL_LISTEN, FOR_AGENT, true, false },
 	{ "data-listen", required_argument, O_DATA_LISTEN, FOR_AGENT, true, false },
 	{ "edge-data", required_argument, O_EDGE_DATA, FOR_AGENT, true, false },
+	{ "data-ports", required_argument, O_DATA_PORTS, FOR_EDGE, true, false },
 };
 #define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
 
@@ -1047,6 +1049,38 @@ static int control_dial_parse(struct ctx *x, const char *val, bool from_flag, ch
 			      RS_MAX_CONTROL_DIAL);
 	return copy_str(e->control_dial[e->n_control_dial++], sizeof(e->control_dial[0]), val,
 			"agent address", err);
+}
+
+/* edge --data-ports [ADDR:]LO-HI: ADDR defaults to the control address
+ * (filled in by rs_edge_config_load once --control is known). */
+static int data_ports_parse(struct rs_edge_config *e, const char *val, char *err)
+{
+	char buf[sizeof(e->data_ports.text) + 8];
+	const char *range = strrchr(val, ':'), *dash;
+	unsigned int lo, hi;
+	char num[8];
+	int rc;
+
+	range = range && !strchr(range, ']') ? range + 1 : val;
+	dash = strchr(range, '-');
+	if (!dash || dash == range || (size_t)(dash - range) >= sizeof(num))
+		return seterr(err, -EINVAL, "expected [ADDR:]LO-HI, e.g. 7100-7199 (got '%s')", val);
+	memcpy(num, range, (size_t)(dash - range));
+	num[dash - range] = '\0';
+	if (strspn(num, "0123456789") != strlen(num) || parse_uint(num, 1, 65535, &lo, err) ||
+	    strspn(dash + 1, "0123456789") != strlen(dash + 1) || !dash[1] ||
+	    parse_uint(dash + 1, 1, 65535, &hi, err) || hi < lo)
+		return seterr(err, -EINVAL, "bad port range in '%s' (LO-HI, 1 <= LO <= HI <= 65535)",
+			      val);
+	snprintf(buf, sizeof(buf), "%.*s%u", (int)(range - val), val, lo);
+	rc = addr_parse(buf, "0.0.0.0", &e->data_ports, err);
+	if (rc)
+		return rc;
+	e->data_ports_addr = range != val;
+	e->data_ports_lo = lo;
+	e->data_ports_hi = hi;
+	snprintf(e->data_ports.text, sizeof(e->data_ports.text), "%s", val);
+	return 0;
 }
 
 /* "MS" (every service) or "SERVICE=MS"; a later one for the same service wins. */
@@ -1263,6 +1297,8 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		return 0;
 	case O_CONTROL_DIAL:
 		return control_dial_parse(x, val, from_flag, err);
+	case O_DATA_PORTS:
+		return data_ports_parse(x->edge, val, err);
 	case O_CONTROL_LISTEN:
 		return addr_parse(val, "0.0.0.0", &x->agent->control_listen, err);
 	case O_DATA_LISTEN:
@@ -2073,6 +2109,11 @@ int rs_edge_config_load(int argc, char **argv, struct rs_edge_config *cfg)
 		fprintf(stderr, "Error: %s\n", err);
 		return rc;
 	}
+	if (cfg->data_ports_hi && !cfg->data_ports_addr) { /* LO-HI: on the control address */
+		cfg->data_ports.ss = cfg->control.ss;
+		cfg->data_ports.len = cfg->control.len;
+		rs_set_port(&cfg->data_ports.ss, cfg->data_ports_lo);
+	}
 	rc = privdrop_resolve(&cfg->c.privs);
 	if (rc)
 		return rc;
@@ -2303,6 +2344,7 @@ int rs_edge_fixed_diff(const struct rs_edge_config *a, const struct rs_edge_conf
 	diff_add(out, len, &n, !rs_addr_equal(&a->control, &b->control), "control");
 	diff_add(out, len, &n, a->n_control_dial != b->n_control_dial ||
 		 memcmp(a->control_dial, b->control_dial, sizeof(a->control_dial)), "control-dial");
+	diff_add(out, len, &n, strcmp(a->data_ports.text, b->data_ports.text), "data-ports");
 	return n;
 }
 

@@ -130,6 +130,12 @@ struct rs_edge_config {
 	 * instead of waiting for them; as given, resolved again on every dial */
 	char control_dial[RS_MAX_CONTROL_DIAL][128];
 	int n_control_dial;
+	/* --data-ports [ADDR:]LO-HI: a listener on a free port of the range per
+	 * client (edge_revport.h); data_ports_hi 0 = off.  data_ports holds
+	 * ADDR (the control address when not given) and LO; text as given. */
+	struct rs_addr data_ports;
+	unsigned int data_ports_lo, data_ports_hi;
+	bool data_ports_addr;
 };
 
 /* How the agent's connections to the edge begin. */
@@ -169,6 +175,8 @@ struct rs_agent_config {
 };
 
 /* Parse "HOST:PORT", "[V6]:PORT" or (when default_host != NULL) "PORT". */
+/* Set the port of an IPv4 or IPv6 address. */
+void rs_set_port(struct sockaddr_storage *ss, unsigned int port);
 int rs_addr_parse(const char *s, const char *default_host, struct rs_addr *out);
 /* "[SRC[,SRC...]@][BIND_ADDR:]PORT=ITEM[,ITEM...]", SRC an IP or CIDR, ITEM one of
  * SERVICE (the default, at most one), MATCH>SERVICE (a rule), max-conns=N */

@@ -30,6 +30,7 @@
 #include "http_upgrade.h"
 #include "edge_dial.h"
 #include "edge_peek.h"
+#include "edge_revport.h"
 #include "edge_visit.h"
 #include "log.h"
 #include "loop.h"
@@ -92,6 +93,8 @@ struct client {
 	struct client *onext, *oprev; /* orphans: requested from a session now closed */
 	bool orphan;
 	bool dialing;            /* the edge dials the agent's data port for it (once) */
+	struct edge_revport *revport; /* --data-ports: the port its data connection comes to */
+	bool no_port;            /* --data-ports: none free, refused (client_timeout) */
 	struct client *wnext, *wprev; /* waiting list (C_WAIT_AGENT) */
 	char peer[64];
 	struct rs_conn_addrs addrs; /* told to the agent (PROXY protocol) */
@@ -121,6 +124,7 @@ struct inbound {
 	size_t drained;
 	char peer[64];
 	struct edge_dialer *dialer; /* --control-dial: a control connection we dialed */
+	uint64_t revport_id;       /* --data-ports: accepted on the port for this ticket */
 	bool post;                 /* the HTTP request is a POST (RS_DIAL_PATH) */
 	char *body;                /* its body being read, body_len bytes expected */
 	size_t body_got, body_len;
@@ -166,6 +170,7 @@ static unsigned int rr_next;   /* round robin over agents */
 static struct client *orphans;
 static uint64_t next_serial;
 static struct ratelimit rl_refuse, rl_bad_hello, rl_pending_full, rl_bad_http, rl_mux_nomatch;
+static struct ratelimit rl_data_ports;
 
 /* Limits (--max-conns, route max-conns, --max-handshakes, --max-agents).
  * A client counts from accept until it is closed, waiting or tunnelled;
@@ -284,6 +289,8 @@ static void client_free(struct client *c, bool keep_fd)
 	if (c->state == C_REQUESTED && !keep_fd)
 		agent_load_put(c->serial); /* kept: the relay's conn_ref counts it */
 	orphan_remove(c);
+	edge_revport_close(c->revport); /* paired, gone or timed out: the port is free again */
+	c->revport = NULL;
 	timer_cancel(&c->timer);
 	loop_del(c->fd);
 	loop_forget(&c->ev);
@@ -317,6 +324,10 @@ static void client_timeout(struct timer *t)
 {
 	struct client *c = container_of(t, struct client, timer);
 
+	if (c->no_port) { /* logged and counted by revport_request */
+		client_free(c, false);
+		return;
+	}
 	metrics_error(c->state == C_WAIT_AGENT ? ME_AGENT_WAIT_TIMEOUT : ME_CONNECT_TIMEOUT);
 	client_drop(c, c->state == C_WAIT_AGENT ? "no agent offers this service (timed out)"
 						: "agent did not open the data connection in time");
@@ -406,10 +417,29 @@ static uint64_t new_conn_id(void)
 	return id;
 }
 
+/* --data-ports: a listener of the range for c's new ticket (the one of an
+ * earlier request closed).  0, or -errno when c is to be refused. */
+static int revport_request(struct client *c, unsigned int *port)
+{
+	int err;
+
+	edge_revport_close(c->revport);
+	c->revport = edge_revport_open(c->conn_id, port, &err);
+	if (c->revport)
+		return 0;
+	pr_warn_ratelimited(&rl_data_ports, "port %s: refusing client %s: no free port in "
+			    "--data-ports %s (%u open for other clients): %s",
+			    c->route->r.bind.text, c->peer, cfg.data_ports.text,
+			    edge_revport_count(), strerror(-err));
+	metrics_refused(ML_DATA_PORTS);
+	return err;
+}
+
 /* Ask agent a to open a data connection for c. */
 static void client_request(struct client *c, struct agent *a)
 {
-	uint8_t payload[9 + RS_NAME_MAX + RS_CONN_ADDRS_LEN];
+	uint8_t payload[9 + RS_NAME_MAX + RS_CONN_ADDRS_LEN + 2];
+	unsigned int port;
 	size_t len;
 
 	if (c->state == C_WAIT_AGENT)
@@ -427,6 +457,16 @@ static void client_request(struct client *c, struct agent *a)
 	timer_arm(&c->timer, cfg.connect_timeout_ms);
 	pr_debug("conn %016llx: client %s -> %s via agent %s", (unsigned long long)c->conn_id,
 		 c->peer, c->service, a->name);
+	if (cfg.data_ports_hi) {
+		if (revport_request(c, &port)) {
+			c->no_port = true; /* closed from its timer: callers still hold c */
+			timer_arm(&c->timer, 0);
+			return;
+		}
+		len = rs_enc_connect_port(payload, c->conn_id, c->service, &c->addrs, port);
+		ctl_send(&a->ctl, RS_F_CONNECT_PORT, payload, len);
+		return;
+	}
 	len = rs_enc_connect(payload, c->conn_id, c->service, &c->addrs);
 	/* on failure the agent's on_close runs; the client keeps its timer */
 	ctl_send(&a->ctl, RS_F_CONNECT, payload, len);
@@ -679,7 +719,7 @@ static void route_dispatch(int fd, struct route *rt, const char *service)
 	char peer[64];
 
 	a = agent_pick(service);
-	if (a && a->pool && pool_take(a, fd, net_peer(fd, peer, sizeof(peer)), rt, service))
+	if (a && a->pool && !cfg.data_ports_hi && pool_take(a, fd, net_peer(fd, peer, sizeof(peer)), rt, service))
 		return;
 	/* only a client that has to wait for a data connection is pending */
 	if (n_clients >= cfg.max_pending) {
@@ -873,6 +913,10 @@ static void data_hello(struct inbound *in)
 	}
 	if (rs_hello_fresh(t_ms, now_ms() - epoch)) {
 		bad_hello(in, "data connection", "expired hello (or clocks far apart)");
+		return;
+	}
+	if (in->revport_id && id != in->revport_id) {
+		bad_hello(in, "data connection", "its hello names another ticket than its port's");
 		return;
 	}
 	c = pending_find(id);
@@ -1835,7 +1879,7 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 	}
 	in->got += (size_t)n;
 	if (in->got == 4 && !in->upgraded && !in->dialer &&
-	    (!memcmp(&in->hello, "GET ", 4) || !memcmp(&in->hello, "POST", 4))) {
+	    (!memcmp(&in->hello, "GET ", 4) || (!memcmp(&in->hello, "POST", 4) && !in->revport_id))) {
 		in->post = !memcmp(&in->hello, "POST", 4);
 		inbound_http_start(in);
 		return;
@@ -1863,6 +1907,11 @@ static void inbound_event(struct ev_handler *h, uint32_t events)
 		inbound_reject(in, "a control connection we dialed must carry a control hello");
 		return;
 	}
+	if (in->revport_id && in->hello.kind != RS_HELLO_DATA) {
+		metrics_error(ME_BAD_HELLO);
+		inbound_reject(in, "a --data-ports port takes only a data hello");
+		return;
+	}
 	dialer = in->dialer;
 	in->dialer = NULL; /* handed to the agent below */
 	inbound_free(in);
@@ -1885,8 +1934,9 @@ static void inbound_timeout(struct timer *t)
 }
 
 /* A connection to the control port, or one we dialed (dialer: its control
- * hello is expected under the same deadline and limits). */
-static void control_accept_one(int fd, struct edge_dialer *dialer)
+ * hello is expected under the same deadline and limits), or one to the
+ * --data-ports port opened for ticket revport_id (else 0). */
+static void control_accept_one(int fd, struct edge_dialer *dialer, uint64_t revport_id)
 {
 	unsigned int authed, unauthed;
 	struct inbound *in;
@@ -1919,6 +1969,7 @@ static void control_accept_one(int fd, struct edge_dialer *dialer)
 		return;
 	}
 	in->dialer = dialer;
+	in->revport_id = revport_id;
 	n_inbound++;
 	if (n_inbound + unauthed >= TRIM_BURST)
 		trim_after_burst();
@@ -1944,7 +1995,7 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 		}
 		net_nodelay(fd);
 		if (!l->route)
-			control_accept_one(fd, NULL);
+			control_accept_one(fd, NULL, 0);
 		else
 			route_accept_one(l, fd);
 	}
@@ -2076,7 +2127,12 @@ static void edge_stop_accepting(void)
 static void dialed_control(int fd, struct edge_dialer *d, const char *peer)
 {
 	(void)peer;
-	control_accept_one(fd, d);
+	control_accept_one(fd, d, 0);
+}
+
+static void revport_accepted(int fd, uint64_t id)
+{
+	control_accept_one(fd, NULL, id);
 }
 
 static void dialed_data(uint64_t id, uint64_t serial, int fd, const char *peer)
@@ -2380,6 +2436,11 @@ int main(int argc, char **argv)
 	pr_info("control port also takes HTTP Upgrade requests for path %s", cfg.http_path);
 	if (edge_dial_init(&dial_ops, cfg.control_dial, cfg.n_control_dial, cfg.connect_timeout_ms))
 		return 1;
+	edge_revport_init(&cfg, revport_accepted);
+	if (cfg.data_ports_hi)
+		pr_info("data connections: the agent dials a port of %s opened for each client "
+			"(--data-ports; at most %u clients wait for one at once)", cfg.data_ports.text,
+			cfg.data_ports_hi - cfg.data_ports_lo + 1);
 	for (int i = 0; i < cfg.visitable.n; i++)
 		pr_info("service '%s' is visitable (agents run with --visit)", cfg.visitable.names[i]);
 	ret = loop_run();

@@ -36,6 +36,7 @@ static const char *const limit_names[ML__N] = {
 	[ML_MAX_CONNS] = "max-conns",         [ML_ROUTE_MAX_CONNS] = "route-max-conns",
 	[ML_MAX_PENDING] = "max-pending",     [ML_MAX_HANDSHAKES] = "max-handshakes",
 	[ML_MAX_AGENTS] = "max-agents",       [ML_ALLOW_LIST] = "allow-list",
+	[ML_DATA_PORTS] = "data-ports",
 };
 
 static const char *const error_names[ME__N] = {

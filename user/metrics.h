@@ -35,6 +35,7 @@ enum met_limit {
 	ML_MAX_HANDSHAKES,  /* --max-handshakes */
 	ML_MAX_AGENTS,      /* --max-agents */
 	ML_ALLOW_LIST,      /* a route's allow-list */
+	ML_DATA_PORTS,      /* --data-ports: no free port in the range */
 	ML__N,
 };
 

@@ -17,7 +17,7 @@ static const char *const frame_names[RS_F_MAX] = {
 	[RS_F_CONNECT] = "CONNECT",           [RS_F_CONNECT_FAIL] = "CONNECT_FAIL",
 	[RS_F_ERROR] = "ERROR",               [RS_F_EDGE_AUTH] = "EDGE_AUTH",
 	[RS_F_VISITS] = "VISITS",
-	[RS_F_DIAL_ME] = "DIAL_ME",
+	[RS_F_DIAL_ME] = "DIAL_ME",           [RS_F_CONNECT_PORT] = "CONNECT_PORT",
 };
 
 const char *rs_frame_name(unsigned int type)
@@ -523,6 +523,32 @@ int rs_dec_connect(const struct rs_frame *f, uint64_t *ticket, char service[64],
 		return -EPROTO;
 	memcpy(addrs, f->payload + 8 + n, RS_CONN_ADDRS_LEN);
 	return rs_conn_addrs_check(addrs);
+}
+
+size_t rs_enc_connect_port(uint8_t *out, uint64_t ticket, const char *service,
+			   const struct rs_conn_addrs *addrs, unsigned int port)
+{
+	size_t len = rs_enc_connect(out, ticket, service, addrs);
+	uint16_t p = htobe16((uint16_t)port);
+
+	memcpy(out + len, &p, 2);
+	return len + 2;
+}
+
+int rs_dec_connect_port(const struct rs_frame *f, uint64_t *ticket, char service[64],
+			struct rs_conn_addrs *addrs, unsigned int *port)
+{
+	struct rs_frame head = *f;
+	uint16_t p;
+
+	if (f->len < 2)
+		return -EPROTO;
+	head.len = f->len - 2;
+	memcpy(&p, f->payload + head.len, 2);
+	*port = be16toh(p);
+	if (!*port)
+		return -EPROTO;
+	return rs_dec_connect(&head, ticket, service, addrs);
 }
 
 size_t rs_enc_connect_fail(uint8_t *out, uint64_t conn_id, int err)

@@ -55,6 +55,12 @@
  * the key of the session that received the CONNECT, then dials the LAN
  * service.  A hello is never valid in the other direction (other key).
  *
+ * Reverse data ports (edge --data-ports LO-HI): for each client the edge
+ * listens on a free port of the range and sends CONNECT_PORT{CONNECT, port}
+ * instead of CONNECT; the agent dials that port (on the host it sends its
+ * data connections to) with the usual DATA hello (key 3).  The edge takes
+ * the first connection whose hello names that ticket and closes the port.
+ *
  * Bind (edge -> agent on a pooled connection, then the client's stream), 168
  * bytes: magic(4) version(1) kind(1) reserved(2) nonce(24)
  *   XChaCha20-Poly1305-IETF(bind key, nonce, ad = first 8 bytes,
@@ -165,6 +171,7 @@ enum rs_frame_type {
 	RS_F_EDGE_AUTH = 10,   /* edge->agent: see above */
 	RS_F_VISITS = 11,      /* agent->edge: services it visits, encoded as SERVICES */
 	RS_F_DIAL_ME = 12,     /* agent->edge: ticket(8) port(2): dial my data port */
+	RS_F_CONNECT_PORT = 13, /* edge->agent: CONNECT's payload, then port(2) */
 	RS_F_MAX
 };
 
@@ -284,6 +291,13 @@ int rs_dec_connect(const struct rs_frame *f, uint64_t *ticket, char service[64],
 		   struct rs_conn_addrs *addrs);
 size_t rs_enc_connect_fail(uint8_t *out, uint64_t ticket, int err);
 int rs_dec_connect_fail(const struct rs_frame *f, uint64_t *ticket, int *err);
+/* CONNECT_PORT (edge --data-ports): a CONNECT whose data connection goes
+ * to this port of the edge (a listener opened for this ticket alone); out
+ * needs 2 bytes more than for CONNECT.  The decoder refuses port 0. */
+size_t rs_enc_connect_port(uint8_t *out, uint64_t ticket, const char *service,
+			   const struct rs_conn_addrs *addrs, unsigned int port);
+int rs_dec_connect_port(const struct rs_frame *f, uint64_t *ticket, char service[64],
+			struct rs_conn_addrs *addrs, unsigned int *port);
 /* DIAL_ME: 10 bytes; the decoder refuses ticket 0 and port 0 */
 size_t rs_enc_dial_me(uint8_t *out, uint64_t ticket, unsigned int port);
 int rs_dec_dial_me(const struct rs_frame *f, uint64_t *ticket, unsigned int *port);
