@@ -11,7 +11,7 @@
 # below are used when the program cannot be run.  The subcommands of rsplice
 # are read from `rsplice help`; a subcommand is never run to learn its options.
 
-_rsplice_edge_opts_static='-c --config --control --control-dial --http-path --token-file --service-token
+_rsplice_edge_opts_static='-c --config --control --control-dial --data-ports --http-path --token-file --service-token
  --authorized-keys --key --route --visitable --datapath
  --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
  --max-conns --max-agents --max-handshakes --peek-timeout --balance
@@ -91,7 +91,7 @@ _rsplice_daemon()
 		COMPREPLY=($(compgen -g -- "$cur"))
 		return 0
 		;;
-	--control | --control-dial | --control-listen | --edge-data | --data-listen | \
+	--control | --control-dial | --control-listen | --edge-data | --data-listen | --data-ports | \
 		--route | --edge | --service | --service-token | --name | --agent-wait | \
 		--http-path | --http-host | \
 		--connect-timeout | --hello-timeout | --max-pending | --max-conns | --max-agents | \

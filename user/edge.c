@@ -463,6 +463,8 @@ static void client_request(struct client *c, struct agent *a)
 			timer_arm(&c->timer, 0);
 			return;
 		}
+		pr_debug("conn %016llx: data port %u opened for it", (unsigned long long)c->conn_id,
+			 port);
 		len = rs_enc_connect_port(payload, c->conn_id, c->service, &c->addrs, port);
 		ctl_send(&a->ctl, RS_F_CONNECT_PORT, payload, len);
 		return;
@@ -1596,8 +1598,8 @@ static void inbound_free(struct inbound *in)
 
 static void inbound_reject(struct inbound *in, const char *why)
 {
-	pr_warn_ratelimited(&rl_bad_hello, "control port: connection from %s closed: %s", in->peer,
-			    why);
+	pr_warn_ratelimited(&rl_bad_hello, "%s: connection from %s closed: %s",
+			    in->revport_id ? "data port (--data-ports)" : "control port", in->peer, why);
 	close(in->fd);
 	inbound_free(in);
 }
