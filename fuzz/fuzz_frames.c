@@ -106,6 +106,13 @@ static void decode_all(const struct rs_frame *f, const uint8_t *wire)
 		FUZZ_CHECK(rs_enc_auth(out, &au) == f->len);
 		FUZZ_CHECK(memcmp(out, f->payload, f->len) == 0);
 	}
+	memset(name, 0x55, sizeof(name));
+	if (rs_dec_connect_port(f, &id, name, &ca, &port) == 0) {
+		FUZZ_CHECK(id != 0 && port >= 1 && port <= 65535);
+		check_name(name);
+		FUZZ_CHECK(rs_enc_connect_port(out, id, name, &ca, port) == f->len);
+		FUZZ_CHECK(memcmp(out, f->payload, f->len) == 0);
+	}
 	if (rs_dec_dial_me(f, &id, &port) == 0) {
 		FUZZ_CHECK(id != 0 && port >= 1 && port <= 65535);
 		FUZZ_CHECK(rs_enc_dial_me(out, id, port) == f->len);

@@ -14,6 +14,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 T_SERVER_HELLO, T_AUTH, T_AUTH_OK, T_SERVICES, T_PING, T_PONG = 1, 2, 3, 4, 5, 6
 T_EDGE_AUTH = 10
 T_DIAL_ME = 12
+T_CONNECT_PORT = 13
 T_CONNECT, T_CONNECT_FAIL, T_ERROR = 7, 8, 9
 
 
@@ -85,6 +86,8 @@ def frames_corpus():
         "connect_unspec": b"\x00" + frame(T_CONNECT, connect(3, "web", bytes(40))),
         "dial_me": b"\x00" + frame(T_DIAL_ME, struct.pack(">QH", 0x1122334455667788, 7102)),
         "dial_me_port0": b"\x00" + frame(T_DIAL_ME, struct.pack(">QH", 1, 0)),
+        "connect_port": b"\x00" + frame(T_CONNECT_PORT, connect(5, "web") + struct.pack(">H", 7201)),
+        "connect_port0": b"\x00" + frame(T_CONNECT_PORT, connect(5, "web") + b"\x00\x00"),
         "connect_no_addrs": b"\x00" + frame(T_CONNECT, connect(3, "web", b"")),
         "connect_bad_family": b"\x00" + frame(T_CONNECT, connect(3, "web", b"\x05" + ADDRS_V4[1:])),
         "connect_fail_4096": b"\x00" + frame(T_CONNECT_FAIL, connect_fail(9, 4096)),

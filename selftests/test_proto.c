@@ -362,6 +362,37 @@ static void test_connect_payload_strict(void)
 	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "unknown address family");
 }
 
+/* CONNECT_PORT: CONNECT's payload then the port, both checked */
+static void test_connect_port(void)
+{
+	uint8_t p[160];
+	struct rs_conn_addrs ca = { 0 }, got;
+	size_t len = rs_enc_connect_port(p, 9, "web", &ca, 7201);
+	struct rs_frame f;
+	unsigned int port = 0;
+	uint64_t id = 0;
+	char name[64];
+
+	ASSERT_EQ(len, rs_enc_connect(p + 80, 9, "web", &ca) + 2, "2 bytes after CONNECT");
+	f = frame_of(p, len);
+	if (ASSERT_OK(rs_dec_connect_port(&f, &id, name, &got, &port), "valid")) {
+		ASSERT_EQ(id, 9, "ticket");
+		ASSERT_STREQ(name, "web", "service");
+		ASSERT_EQ(port, 7201, "port");
+	}
+	ASSERT_EQ(rs_dec_connect(&f, &id, name, &got), -EPROTO, "not a plain CONNECT");
+	f = frame_of(p, len - 1);
+	ASSERT_EQ(rs_dec_connect_port(&f, &id, name, &got, &port), -EPROTO, "truncated port");
+	f = frame_of(p, 1);
+	ASSERT_EQ(rs_dec_connect_port(&f, &id, name, &got, &port), -EPROTO, "1 byte");
+	f = frame_of(p, 0);
+	ASSERT_EQ(rs_dec_connect_port(&f, &id, name, &got, &port), -EPROTO, "empty");
+	len = rs_enc_connect_port(p, 9, "web", &ca, 0);
+	f = frame_of(p, len);
+	ASSERT_EQ(rs_dec_connect_port(&f, &id, name, &got, &port), -EPROTO, "port 0");
+	ASSERT_STREQ(rs_frame_name(RS_F_CONNECT_PORT), "CONNECT_PORT", "name");
+}
+
 static void test_connect_fail_and_auth(void)
 {
 	uint8_t p[256];
@@ -576,7 +607,7 @@ int main(int argc, char **argv)
 		TEST(connect_payload_strict),  TEST(connect_fail_and_auth),
 		TEST(services_payload),        TEST(random_input_is_safe),
 		TEST(pool_hello_and_bind),     TEST(replay_window),
-		TEST(dial_me),
+		TEST(dial_me),                 TEST(connect_port),
 	};
 
 	if (sodium_init() < 0)
