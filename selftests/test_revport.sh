@@ -18,6 +18,11 @@
 #   L  --data-ports 7200-7201 (2 ports) and 3 clients at once (the agent
 #      paused while they arrive): the third is refused at once (closed, one
 #      log line naming --data-ports), the two others succeed byte-exact.
+# Once (the first data path):
+#   T  with --connect-timeout 3000 and the agent paused: the port of a
+#      client that resets its connection is closed at once, the port of a
+#      client whose agent does not come is closed at the timeout; the agent
+#      then serves again.
 #
 # Environment: BUILD, E2E_DATAPATHS (default "splice sockmap"), REVPORT_KEEP=1.
 
@@ -236,12 +241,63 @@ mode_l() {
 	stop edge
 }
 
+# rst_client: writes $WORK/rst_client.py, a client that connects, waits
+# argv[3] seconds without sending anything and resets its connection
+rst_client() {
+	cat >"$WORK/rst_client.py" <<-'PY'
+	import socket, struct, sys, time
+	s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+	time.sleep(float(sys.argv[3]))
+	s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+	s.close()
+	print("reset")
+	PY
+}
+
+# T (once): the port of a client that leaves, and of one whose agent does
+# not come within --connect-timeout, is closed
+mode_t() {
+	local elog=$WORK/$DP-t-edge.log alog=$WORK/$DP-t-agent.log out=$WORK/$DP-t-wait.out
+	T_FAIL_LOGS=("$elog" "$alog")
+	start_edge t --data-ports "$RP_LO-$RP_HI" --connect-timeout 3000 --heartbeat 30000 ||
+		{ fail "[$DP] T: edge starts" "no listener"; return; }
+	start_agent t
+	if ! wait_until 100 0.1 offers "$elog"; then
+		fail "[$DP] T: the agent logs in" "no 'offers' line"
+		stop agent
+		stop edge
+		return
+	fi
+	kill -STOP "${PIDS[agent]}"
+	rst_client
+	spawn rst "$NS_CLIENT" "$WORK/$DP-t-rst.out" python3 "$WORK/rst_client.py" \
+		"$IP_EDGE_PUB" "$P_ECHO" 1.5
+	check "[$DP] T: a data port is opened for a client" \
+		wait_until 100 0.1 grep -q "data port .* opened" "$elog"
+	check "[$DP] T: the client resets its connection: its port is closed" \
+		wait_until 150 0.1 grep -q "client went away before the tunnel was ready" "$elog"
+	check "[$DP] T: ... and no listener of the range is left" wait_until 50 0.1 range_empty
+	spawn wait1 "$NS_CLIENT" "$out" $(py conn_stream.py) --host "$IP_EDGE_PUB" \
+		--port "$P_ECHO" --count 1 --size 1000 --timeout 30
+	check "[$DP] T: a data port is opened for the next client" wait_until 100 0.1 range_open_ge 1
+	check "[$DP] T: its port is closed at --connect-timeout (3 s) when the agent does not come" \
+		wait_until 150 0.1 grep -q "agent did not open the data connection in time" "$elog"
+	check "[$DP] T: ... and no listener of the range is left" wait_until 50 0.1 range_empty
+	kill -CONT "${PIDS[agent]}"
+	check "[$DP] T: the agent serves again: 3 echo connections byte-exact" echo_ok 3
+	stop rst
+	stop wait1
+	stop agent
+	stop edge
+}
+
 run_datapath() {
 	DP=$1
 	banner "data path: $DP"
 	dp_attach || return
 	mode_r
 	mode_l
+	[ "$DP" = "${DATAPATHS%% *}" ] && mode_t
 	dp_detach
 }
 
