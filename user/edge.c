@@ -1229,10 +1229,7 @@ static void dial_agent_data(struct agent *a, struct client *c, unsigned int port
 		client_drop(c, "cannot tell the agent's address");
 		return;
 	}
-	if (ss.ss_family == AF_INET)
-		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
-	else
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+	rs_set_port(&ss, port);
 	c->dialing = true;
 	ret = edge_dial_data(&ss, len, c->conn_id, a->serial, a->dial_key, a->ctl.epoch_ms,
 			     ++a->dial_seq, cfg.connect_timeout_ms);
