@@ -12,6 +12,7 @@
 
 #include "assert.h"
 #include "config.h"
+#include "net.h"
 #include "config_load.h"
 #include "reload.h"
 
@@ -700,6 +701,35 @@ static void test_flags_override_file(void)
 	drop_tmp(p);
 }
 
+static void test_data_ports(void)
+{
+	char text[64];
+
+	ASSERT_EQ(ecfg.data_ports_hi, 0, "off by default");
+	if (ASSERT_OK(EDGE("--token-file", token_file(), "--control", "127.0.0.1:7000",
+			   "--data-ports", "7100-7109"), "range alone")) {
+		ASSERT_EQ(ecfg.data_ports_lo, 7100, "lo");
+		ASSERT_EQ(ecfg.data_ports_hi, 7109, "hi");
+		net_ntop(&ecfg.data_ports.ss, text, sizeof(text));
+		ASSERT_STREQ(text, "127.0.0.1:7100", "on the control address");
+		ASSERT_STREQ(ecfg.data_ports.text, "7100-7109", "as given");
+	}
+	if (ASSERT_OK(EDGE("--token-file", token_file(), "--data-ports", "[::1]:7200-7200"),
+		      "IPv6 address, one port")) {
+		net_ntop(&ecfg.data_ports.ss, text, sizeof(text));
+		ASSERT_STREQ(text, "[::1]:7200", "its own address");
+		ASSERT_EQ(ecfg.data_ports_hi, 7200, "hi");
+	}
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--data-ports", "7100"), "no range");
+	ASSERT_STRSTR(errbuf, "expected [ADDR:]LO-HI", "message");
+	ASSERT_ONE_ERROR_LINE("one line");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--data-ports", "7109-7100"), "reversed");
+	ASSERT_STRSTR(errbuf, "bad port range", "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--data-ports", "0-5"), "port 0");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--data-ports", "1-65536"), "past 65535");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--data-ports", "1-2x"), "garbage");
+}
+
 static void test_flags_edge(void)
 {
 	if (ASSERT_OK(EDGE("--token-file", token_file(), "--route", "8080=web", "-v",
@@ -1278,6 +1308,7 @@ static const struct test tests[] = {
 	TEST(ini_errors),
 	TEST(flags_override_file),
 	TEST(flags_edge),
+	TEST(data_ports),
 	TEST(flags_agent),
 	TEST(http_transport),
 	TEST(route_allow_list),

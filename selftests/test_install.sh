@@ -563,7 +563,8 @@ completions_work() {
 	expect_completion "status" "$p" rsplice st || rc=1
 	expect_completion "--max-socks" "$p" rsplice --pin-dir /x attach --m || rc=1
 	expect_completion "--pin-dir --pretty" "$p" rsplice --p || rc=1
-	expect_completion "--datapath" "$p" rsplice-edge --data || rc=1
+	expect_completion "--datapath" "$p" rsplice-edge --datap || rc=1
+	expect_completion "--data-ports --datapath" "$p" rsplice-edge --data || rc=1
 	expect_completion "auto sockmap splice" "$p" rsplice-edge --datapath "" || rc=1
 	expect_completion "sockmap splice" "$p" rsplice-agent --datapath = s || rc=1
 	expect_completion "--backoff-max --backoff-min" "$p" rsplice-agent --backoff-m || rc=1
