@@ -182,3 +182,61 @@ dp_attach() {
 
 # dp_detach: undo dp_attach (the EXIT trap does it too)
 dp_detach() { sockmap_detach; }
+
+# ---- shared by test_dialin.sh and test_revport.sh: an edge with an echo
+# and a web route, and their LAN services.  The caller sets CTRL_PORT,
+# P_ECHO, P_WEB (the edge's ports) and S_ECHO, S_WEB (the services').
+
+# lan_services_start: token, run dirs, a 2 MiB $WORK/www/big.bin (its sha256
+# in BIG_SHA), the echo and web servers in NS_LANSVC; status 1 when they do
+# not start (after one failed check)
+lan_services_start() {
+	local p
+	head -c 32 /dev/urandom | base64 >"$WORK/token"
+	chmod 600 "$WORK/token"
+	mkdir -m 700 "$WORK/run-edge" "$WORK/run-agent"
+	mkdir -p "$WORK/www"
+	head -c $((2 * 1024 * 1024)) /dev/urandom >"$WORK/www/big.bin"
+	BIG_SHA=$(sha256sum <"$WORK/www/big.bin" | cut -d' ' -f1)
+	spawn echo "$NS_LANSVC" "$LOGS/services.log" $(py echo_server.py) --bind "$IP_SVC" \
+		--port "$S_ECHO"
+	spawn web "$NS_LANSVC" "$LOGS/services.log" $(py http_server.py) --bind "$IP_SVC" \
+		--port "$S_WEB" --directory "$WORK/www"
+	for p in "$S_ECHO" "$S_WEB"; do
+		wait_until 50 0.1 listening "$NS_LANSVC" "$p" ||
+			{ fail "LAN services start" "port $p: see $LOGS/services.log"; return 1; }
+	done
+}
+
+# routes_edge_start TAG ARGS...: the edge (PIDS[edge], log $WORK/$DP-TAG-edge.log)
+# with control on IP_EDGE:CTRL_PORT and both routes; waits for its listeners
+routes_edge_start() {
+	local tag=$1
+	shift
+	spawn edge "$NS_EDGE" "$WORK/$DP-$tag-edge.log" "$EDGE_BIN" \
+		--control "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" \
+		--route "$IP_EDGE_PUB:$P_ECHO=echo" --route "$IP_EDGE_PUB:$P_WEB=web" \
+		--run-dir "$WORK/run-edge" --agent-wait 5000 --connect-timeout 20000 \
+		$(dp_args) -v "$@"
+	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" &&
+		wait_until 50 0.1 listening "$NS_EDGE" "$P_ECHO"
+}
+
+# curl_ok N: N fetches of big.bin through the web route, each byte-exact
+curl_ok() {
+	local i sum
+	for ((i = 0; i < $1; i++)); do
+		sum=$(run_in "$NS_CLIENT" 60 curl -sS --max-time 50 \
+			"http://$IP_EDGE_PUB:$P_WEB/big.bin" | sha256sum | cut -d' ' -f1)
+		[ "$sum" = "$BIG_SHA" ] || { echo "fetch $i: sha256 $sum"; return 1; }
+	done
+}
+
+# echo_ok N: N echo connections of 256 KiB one after the other, each byte-exact
+echo_ok() {
+	local out=$WORK/$DP-stream.out n
+	timeout -k 2 180 nsenter --net="/run/netns/$NS_CLIENT" -- $(py conn_stream.py) \
+		--host "$IP_EDGE_PUB" --port "$P_ECHO" --count "$1" --size 262144 >"$out" 2>&1
+	n=$(grep -c " ok" "$out")
+	[ "$n" = "$1" ] || { echo "$n of $1 ok"; grep -v " ok" "$out" | head -5; return 1; }
+}

@@ -90,17 +90,7 @@ inbound_only() {
 can_dial_edge() { run_in "$NS_AGENT" 3 bash -c "echo > /dev/tcp/$IP_EDGE/$CTRL_PORT" 2>/dev/null; }
 
 # ---------------------------------------------------------------- daemons --
-start_edge() { # start_edge TAG [--control-dial ...]
-	local tag=$1
-	shift
-	spawn edge "$NS_EDGE" "$WORK/$DP-$tag-edge.log" "$EDGE_BIN" \
-		--control "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" \
-		--route "$IP_EDGE_PUB:$P_ECHO=echo" --route "$IP_EDGE_PUB:$P_WEB=web" \
-		--run-dir "$WORK/run-edge" --agent-wait 5000 --connect-timeout 20000 \
-		$(dp_args) -v "$@"
-	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" &&
-		wait_until 50 0.1 listening "$NS_EDGE" "$P_ECHO"
-}
+start_edge() { routes_edge_start "$@"; } # start_edge TAG [--control-dial ...]
 
 start_agent() { # start_agent TAG ARGS...
 	local tag=$1
@@ -115,23 +105,6 @@ start_agent() { # start_agent TAG ARGS...
 offers_ge() { [ "$(grep -c "agent lan1 offers service 'echo'" "$1")" -ge "$2" ]; }
 
 # ------------------------------------------------------------------ checks --
-curl_ok() { # curl_ok N: N fetches of big.bin, each byte-exact
-	local i sum
-	for ((i = 0; i < $1; i++)); do
-		sum=$(run_in "$NS_CLIENT" 60 curl -sS --max-time 50 \
-			"http://$IP_EDGE_PUB:$P_WEB/big.bin" | sha256sum | cut -d' ' -f1)
-		[ "$sum" = "$BIG_SHA" ] || { echo "fetch $i: sha256 $sum"; return 1; }
-	done
-}
-
-echo_ok() { # echo_ok N: N echo connections of 256 KiB, each byte-exact
-	local out=$WORK/$DP-stream.out n
-	timeout -k 2 180 nsenter --net="/run/netns/$NS_CLIENT" -- $(py conn_stream.py) \
-		--host "$IP_EDGE_PUB" --port "$P_ECHO" --count "$1" --size 262144 >"$out" 2>&1
-	n=$(grep -c " ok" "$out")
-	[ "$n" = "$1" ] || { echo "$n of $1 ok"; grep -v " ok" "$out" | head -5; return 1; }
-}
-
 t_serves() { # t_serves LABEL EDGE_LOG N_ECHO N_CURL
 	check "[$DP] $1: $4 curl fetches of 2 MiB through the edge, byte-exact" curl_ok "$4"
 	check "[$DP] $1: $3 echo connections of 256 KiB, byte-exact" echo_ok "$3"
@@ -344,27 +317,13 @@ run_datapath() {
 }
 
 main() {
-	local p
 	need_tools python3 nsenter ss sha256sum curl nft || return
-	head -c 32 /dev/urandom | base64 >"$WORK/token"
-	chmod 600 "$WORK/token"
-	mkdir -m 700 "$WORK/run-edge" "$WORK/run-agent"
-	mkdir -p "$WORK/www"
-	head -c $((2 * 1024 * 1024)) /dev/urandom >"$WORK/www/big.bin"
-	BIG_SHA=$(sha256sum <"$WORK/www/big.bin" | cut -d' ' -f1)
 	if ! netns_setup || ! net_extra; then
 		fail "topology: namespaces, veths, NAT router, routes to the agent" "setup failed"
 		return
 	fi
 	pass "topology: 5 namespaces ($NS_TAG), the edge routes to the agent's ports"
-	spawn echo "$NS_LANSVC" "$LOGS/services.log" $(py echo_server.py) --bind "$IP_SVC" \
-		--port "$S_ECHO"
-	spawn web "$NS_LANSVC" "$LOGS/services.log" $(py http_server.py) --bind "$IP_SVC" \
-		--port "$S_WEB" --directory "$WORK/www"
-	for p in "$S_ECHO" "$S_WEB"; do
-		wait_until 50 0.1 listening "$NS_LANSVC" "$p" ||
-			{ fail "LAN services start" "port $p: see $LOGS/services.log"; return; }
-	done
+	lan_services_start || return
 	for DP in $DATAPATHS; do
 		run_datapath "$DP"
 	done

@@ -65,17 +65,7 @@ range_syns() {
 reach() { run_in "$NS_AGENT" 4 bash -c "echo > /dev/tcp/$IP_EDGE/$1" 2>/dev/null; }
 
 # ---------------------------------------------------------------- daemons --
-start_edge() { # start_edge TAG ARGS...
-	local tag=$1
-	shift
-	spawn edge "$NS_EDGE" "$WORK/$DP-$tag-edge.log" "$EDGE_BIN" \
-		--control "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" \
-		--route "$IP_EDGE_PUB:$P_ECHO=echo" --route "$IP_EDGE_PUB:$P_WEB=web" \
-		--run-dir "$WORK/run-edge" --agent-wait 5000 --connect-timeout 20000 \
-		$(dp_args) -v "$@"
-	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" &&
-		wait_until 50 0.1 listening "$NS_EDGE" "$P_ECHO"
-}
+start_edge() { routes_edge_start "$@"; } # start_edge TAG ARGS...
 
 start_agent() { # start_agent TAG
 	spawn agent "$NS_AGENT" "$WORK/$DP-$1-agent.log" "$AGENT_BIN" \
@@ -86,6 +76,20 @@ start_agent() { # start_agent TAG
 
 offers() { grep -q "agent lan1 offers service 'echo'" "$1"; }
 
+# up TAG MODE EDGE_ARGS...: the edge and the agent, logged in; else a failed
+# check, both stopped, status 1
+up() {
+	local tag=$1 m=$2
+	shift 2
+	start_edge "$tag" "$@" || { fail "[$DP] $m: edge starts" "no listener"; return 1; }
+	start_agent "$tag"
+	wait_until 100 0.1 offers "$WORK/$DP-$tag-edge.log" && return 0
+	fail "[$DP] $m: the agent logs in" "no 'offers' line"
+	stop agent
+	stop edge
+	return 1
+}
+
 # range_listeners: the edge's listeners on ports of the range (count)
 range_listeners() {
 	in_ns "$NS_EDGE" ss -Hltn "( sport >= :$RP_LO and sport <= :$RP_HI )" 2>/dev/null | wc -l
@@ -94,28 +98,6 @@ range_open_ge() { [ "$(range_listeners)" -ge "$1" ]; }
 range_empty() { [ "$(range_listeners)" = 0 ]; }
 
 # ------------------------------------------------------------------ checks --
-curl_ok() { # curl_ok N: N fetches of big.bin, each byte-exact
-	local i sum
-	for ((i = 0; i < $1; i++)); do
-		sum=$(run_in "$NS_CLIENT" 60 curl -sS --max-time 50 \
-			"http://$IP_EDGE_PUB:$P_WEB/big.bin" | sha256sum | cut -d' ' -f1)
-		[ "$sum" = "$BIG_SHA" ] || { echo "fetch $i: sha256 $sum"; return 1; }
-	done
-}
-
-echo_seq() { # echo_seq N OUT: N echo connections of 256 KiB one after the other
-	timeout -k 2 180 nsenter --net="/run/netns/$NS_CLIENT" -- $(py conn_stream.py) \
-		--host "$IP_EDGE_PUB" --port "$P_ECHO" --count "$1" --size 262144 \
-		--timeout 60 >"$2" 2>&1
-}
-
-echo_ok() { # echo_ok N: N sequential echo connections, each byte-exact
-	local out=$WORK/$DP-stream.out n
-	echo_seq "$1" "$out"
-	n=$(grep -c " ok" "$out")
-	[ "$n" = "$1" ] || { echo "$n of $1 ok"; grep -v " ok" "$out" | head -5; return 1; }
-}
-
 echo_concurrent() { # echo_concurrent N: N echo connections at once, each byte-exact
 	run_in "$NS_CLIENT" 120 $(py concurrent_echo.py) --host "$IP_EDGE_PUB" --port "$P_ECHO" \
 		--count "$1" --min 1000 --max 262144 --timeout 60
@@ -151,14 +133,7 @@ mode_r() {
 	local elog=$WORK/$DP-r-edge.log alog=$WORK/$DP-r-agent.log out=$WORK/$DP-r-pending.out port n syn0
 	T_FAIL_LOGS=("$elog" "$alog")
 	syn0=$(range_syns)
-	start_edge r --data-ports "$RP_LO-$RP_HI" || { fail "[$DP] R: edge starts" "no listener"; return; }
-	start_agent r
-	if ! wait_until 100 0.1 offers "$elog"; then
-		fail "[$DP] R: the agent logs in" "no 'offers' line"
-		stop agent
-		stop edge
-		return
-	fi
+	up r R --data-ports "$RP_LO-$RP_HI" || return
 	pass "[$DP] R: the agent logs in through the firewall (control port open)"
 	check "[$DP] R: 3 curl fetches of 2 MiB, byte-exact" curl_ok 3
 	check "[$DP] R: 5 sequential echo connections of 256 KiB, byte-exact" echo_ok 5
@@ -208,15 +183,7 @@ mode_r() {
 mode_l() {
 	local elog=$WORK/$DP-l-edge.log alog=$WORK/$DP-l-agent.log i n
 	T_FAIL_LOGS=("$elog" "$alog")
-	start_edge l --data-ports "$RP_LO-$((RP_LO + 1))" ||
-		{ fail "[$DP] L: edge starts" "no listener"; return; }
-	start_agent l
-	if ! wait_until 100 0.1 offers "$elog"; then
-		fail "[$DP] L: the agent logs in" "no 'offers' line"
-		stop agent
-		stop edge
-		return
-	fi
+	up l L --data-ports "$RP_LO-$((RP_LO + 1))" || return
 	kill -STOP "${PIDS[agent]}"
 	for i in 1 2 3; do
 		spawn "c$i" "$NS_CLIENT" "$WORK/$DP-l-c$i.out" $(py conn_stream.py) \
@@ -259,15 +226,7 @@ rst_client() {
 mode_t() {
 	local elog=$WORK/$DP-t-edge.log alog=$WORK/$DP-t-agent.log out=$WORK/$DP-t-wait.out
 	T_FAIL_LOGS=("$elog" "$alog")
-	start_edge t --data-ports "$RP_LO-$RP_HI" --connect-timeout 3000 --heartbeat 30000 ||
-		{ fail "[$DP] T: edge starts" "no listener"; return; }
-	start_agent t
-	if ! wait_until 100 0.1 offers "$elog"; then
-		fail "[$DP] T: the agent logs in" "no 'offers' line"
-		stop agent
-		stop edge
-		return
-	fi
+	up t T --data-ports "$RP_LO-$RP_HI" --connect-timeout 3000 --heartbeat 30000 || return
 	kill -STOP "${PIDS[agent]}"
 	rst_client
 	spawn rst "$NS_CLIENT" "$WORK/$DP-t-rst.out" python3 "$WORK/rst_client.py" \
@@ -302,29 +261,15 @@ run_datapath() {
 }
 
 main() {
-	local p
 	need_tools python3 nsenter ss sha256sum curl nft || return
-	head -c 32 /dev/urandom | base64 >"$WORK/token"
-	chmod 600 "$WORK/token"
-	mkdir -m 700 "$WORK/run-edge" "$WORK/run-agent"
-	mkdir -p "$WORK/www"
-	head -c $((2 * 1024 * 1024)) /dev/urandom >"$WORK/www/big.bin"
-	BIG_SHA=$(sha256sum <"$WORK/www/big.bin" | cut -d' ' -f1)
 	if ! netns_setup || ! edge_firewall; then
 		fail "topology: namespaces and the edge's firewall" "setup failed"
 		return
 	fi
 	pass "topology: 5 namespaces ($NS_TAG), the edge lets in only $CTRL_PORT, $RP_LO-$RP_HI, $P_WEB, $P_ECHO"
-	spawn echo "$NS_LANSVC" "$LOGS/services.log" $(py echo_server.py) --bind "$IP_SVC" \
-		--port "$S_ECHO"
-	spawn web "$NS_LANSVC" "$LOGS/services.log" $(py http_server.py) --bind "$IP_SVC" \
-		--port "$S_WEB" --directory "$WORK/www"
+	lan_services_start || return
 	spawn closed "$NS_EDGE" "$LOGS/services.log" $(py echo_server.py) --bind "$IP_EDGE" \
 		--port "$CLOSED_PORT"
-	for p in "$S_ECHO" "$S_WEB"; do
-		wait_until 50 0.1 listening "$NS_LANSVC" "$p" ||
-			{ fail "LAN services start" "port $p: see $LOGS/services.log"; return; }
-	done
 	wait_until 50 0.1 listening "$NS_EDGE" "$CLOSED_PORT" ||
 		{ fail "a listener outside the range starts" "see $LOGS/services.log"; return; }
 	for DP in $DATAPATHS; do
