@@ -182,3 +182,58 @@ dp_attach() {
 
 # dp_detach: undo dp_attach (the EXIT trap does it too)
 dp_detach() { sockmap_detach; }
+
+# make_token: a fresh random token in $WORK/token (mode 600) for every daemon
+make_token() {
+	head -c 32 /dev/urandom | base64 >"$WORK/token"
+	chmod 600 "$WORK/token"
+}
+
+# topology_up: netns_setup as one test; 1 when it failed
+topology_up() {
+	if ! netns_setup; then
+		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
+		return 1
+	fi
+	pass "topology: 5 namespaces ($NS_TAG)"
+}
+
+# assert_edge_alive: the test "[$DP] edge still running" (spawned as "edge")
+assert_edge_alive() {
+	local up=0
+	alive edge && up=1
+	assert_eq "[$DP] edge still running" 1 "$up"
+}
+
+# nginx_start NS DIR LISTEN_PORT... <<CONF: a private nginx in NS: one
+# process, no daemon (it stays our child, killed by the trap), every path it
+# writes under DIR (pid, logs/, tmp/), none of Debian's defaults.  Stdin is
+# what goes inside http { } after the temp paths (log formats, servers).
+# 0 once it listens on every LISTEN_PORT.
+nginx_start() {
+	local ns=$1 dir=$2 p
+	shift 2
+	mkdir -p "$dir/tmp" "$dir/logs"
+	{
+		cat <<-EOF
+		daemon off;
+		master_process off;
+		pid $dir/nginx.pid;
+		error_log $dir/logs/error.log info;
+		events { worker_connections 1024; }
+		http {
+			client_body_temp_path $dir/tmp/body;
+			proxy_temp_path $dir/tmp/proxy;
+			fastcgi_temp_path $dir/tmp/fastcgi;
+			uwsgi_temp_path $dir/tmp/uwsgi;
+			scgi_temp_path $dir/tmp/scgi;
+		EOF
+		cat
+		echo "}"
+	} >"$dir/nginx.conf"
+	spawn nginx "$ns" "$dir/logs/stderr.log" nginx -e "$dir/logs/error.log" \
+		-p "$dir" -c "$dir/nginx.conf"
+	for p in "$@"; do
+		wait_until 50 0.1 listening "$ns" "$p" || return 1
+	done
+}

@@ -69,22 +69,11 @@ make_cert() { # make_cert NAME SAN
 }
 
 start_services() {
-	mkdir -p "$NGX/www" "$NGX/tmp" "$NGX/logs"
+	mkdir -p "$NGX/www"
 	head -c $((FILE_MIB << 20)) /dev/urandom >"$NGX/www/file.bin"
 	FILE_SHA=$(sha256sum "$NGX/www/file.bin" | cut -d' ' -f1)
 	make_cert www www.example.com && make_cert git '*.git.example.com' || return 1
-	cat >"$NGX/nginx.conf" <<-EOF
-	daemon off;
-	master_process off;
-	pid $NGX/nginx.pid;
-	error_log $NGX/logs/error.log info;
-	events { worker_connections 256; }
-	http {
-		client_body_temp_path $NGX/tmp/body;
-		proxy_temp_path $NGX/tmp/proxy;
-		fastcgi_temp_path $NGX/tmp/fastcgi;
-		uwsgi_temp_path $NGX/tmp/uwsgi;
-		scgi_temp_path $NGX/tmp/scgi;
+	nginx_start "$NS_LANSVC" "$NGX" "$S_WEB" "$S_GIT" "$S_HA" "$S_HB" <<-EOF || return 1
 		access_log $NGX/logs/access.log;
 		default_type application/octet-stream;
 		server {
@@ -109,10 +98,7 @@ start_services() {
 			listen $IP_SVC:$S_HB;
 			location = /who { return 200 "beta \$host\n"; }
 		}
-	}
 	EOF
-	spawn nginx "$NS_LANSVC" "$NGX/logs/stderr.log" nginx -e "$NGX/logs/error.log" \
-		-p "$NGX" -c "$NGX/nginx.conf"
 	# sshd: throwaway host and user keys, private config, no PAM, key only
 	ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh_host_ed25519_key" &&
 		ssh-keygen -q -t ed25519 -N '' -f "$WORK/id_ed25519" || return 1
@@ -139,7 +125,7 @@ start_services() {
 	spawn banner "$NS_LANSVC" "$WORK/banner.log" $(py banner.py) server --bind "$IP_SVC" \
 		--port "$S_BANNER" --size 300000
 	local p
-	for p in "$S_WEB" "$S_GIT" "$S_HA" "$S_HB" "$S_SSH" "$S_ECHO" "$S_BANNER"; do
+	for p in "$S_SSH" "$S_ECHO" "$S_BANNER"; do
 		wait_until 50 0.1 listening "$NS_LANSVC" "$p" || { diag "port $p not listening"; return 1; }
 	done
 }
@@ -291,16 +277,10 @@ t_latency() {
 
 run_datapath() {
 	DP=$1
-	local out alive=0 t
+	local t
 	banner "data path: $DP"
 	T_FAIL_LOGS=("$WORK/$DP-edge.log" "$WORK/$DP-agent.log")
-	if [ "$DP" = sockmap ]; then
-		if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-			fail "[sockmap] rsplice attach" "$(head -n 1 <<<"$out")"
-			return
-		fi
-		ATTACHED=1
-	fi
+	dp_attach || return
 	if ! start_edge; then
 		fail "[$DP] edge starts" "no listener"
 	else
@@ -319,31 +299,15 @@ run_datapath() {
 		fi
 		stop agent
 	fi
-	kill -0 "${PIDS[edge]:-0}" 2>/dev/null && alive=1
-	assert_eq "[$DP] edge still running" 1 "$alive"
+	assert_edge_alive
 	stop edge
-	if [ "$ATTACHED" = 1 ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-		rm -rf "$PIN_DIR"
-	fi
+	dp_detach
 }
 
 main() {
-	local b
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	for b in nginx curl openssl ssh ssh-keygen /usr/sbin/sshd python3 nsenter ss sha256sum; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
-	head -c 32 /dev/urandom | base64 >"$WORK/token"
-	chmod 600 "$WORK/token"
-	if ! netns_setup; then
-		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
-		return
-	fi
-	pass "topology: 5 namespaces ($NS_TAG)"
+	need_tools nginx curl openssl ssh ssh-keygen /usr/sbin/sshd python3 nsenter ss sha256sum || return
+	make_token
+	topology_up || return
 	if ! start_services; then
 		fail "LAN services (nginx TLS + HTTP, sshd, echo, banner) start" "see $WORK"
 		diag_file "$NGX/logs/error.log" "$NGX/logs/stderr.log" "$WORK/sshd.log"

@@ -270,17 +270,11 @@ t_connect_fail() {
 
 run_datapath() {
 	DP=$1
-	local out balance=least-conns a alive=0
+	local balance=least-conns a
 	[ "$DP" = sockmap ] && balance=rr
 	banner "data path: $DP, --balance $balance"
 	T_FAIL_LOGS=("$WORK/$DP-edge.log" "$WORK/$DP-r1.log" "$WORK/$DP-r2.log")
-	if [ "$DP" = sockmap ]; then
-		if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-			fail "[sockmap] rsplice attach" "$(head -n 1 <<<"$out")"
-			return
-		fi
-		ATTACHED=1
-	fi
+	dp_attach || return
 	if ! start_edge "$balance"; then
 		fail "[$DP] edge starts" "no listener"
 	else
@@ -302,32 +296,16 @@ run_datapath() {
 		fi
 		for a in "${AGENTS[@]}" r4 r5; do stop "$a"; done
 	fi
-	kill -0 "${PIDS[edge]:-0}" 2>/dev/null && alive=1
-	assert_eq "[$DP] edge still running" 1 "$alive"
+	assert_edge_alive
 	stop edge
-	if [ "$ATTACHED" = 1 ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-		rm -rf "$PIN_DIR"
-	fi
+	dp_detach
 }
 
 main() {
-	local b
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	for b in python3 nsenter ss sha256sum; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
-	head -c 32 /dev/urandom | base64 >"$WORK/token"
-	chmod 600 "$WORK/token"
+	need_tools python3 nsenter ss sha256sum || return
+	make_token
 	mkdir -m 700 "$WORK/run-edge"
-	if ! netns_setup; then
-		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
-		return
-	fi
-	pass "topology: 5 namespaces ($NS_TAG)"
+	topology_up || return
 	spawn echo "$NS_LANSVC" "$WORK/echo.log" $(py echo_server.py) --bind "$IP_SVC" --port "$S_ECHO"
 	# S_HOLE: connection attempts hang (t_takeover)
 	in_ns "$NS_LANSVC" nft -f - <<-EOF || { fail "nft rule in lansvc" "nft failed"; return; }

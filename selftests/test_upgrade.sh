@@ -60,21 +60,7 @@ start_services() {
 
 # ---------------------------------------------------- nginx, the HTTP proxy --
 start_nginx() {
-	mkdir -p "$NGX/tmp" "$NGX/logs"
-	# one process, no daemon: it stays our child (killed by the trap), and
-	# every path it writes is in $NGX, none of Debian's defaults
-	cat >"$NGX/nginx.conf" <<-EOF
-	daemon off;
-	master_process off;
-	pid $NGX/nginx.pid;
-	error_log $NGX/logs/error.log info;
-	events { worker_connections 1024; }
-	http {
-		client_body_temp_path $NGX/tmp/body;
-		proxy_temp_path $NGX/tmp/proxy;
-		fastcgi_temp_path $NGX/tmp/fastcgi;
-		uwsgi_temp_path $NGX/tmp/uwsgi;
-		scgi_temp_path $NGX/tmp/scgi;
+	nginx_start "$NS_EDGE" "$NGX" "$P_NGX" "$P_NGX_SHORT" <<-EOF
 		log_format up '\$remote_addr "\$request" \$status \$server_port';
 		access_log $NGX/logs/access.log up;
 		server {
@@ -102,12 +88,7 @@ start_nginx() {
 				proxy_read_timeout 2s;
 			}
 		}
-	}
 	EOF
-	spawn nginx "$NS_EDGE" "$NGX/logs/stderr.log" nginx -e "$NGX/logs/error.log" \
-		-p "$NGX" -c "$NGX/nginx.conf"
-	wait_until 50 0.1 listening "$NS_EDGE" "$P_NGX" &&
-		wait_until 50 0.1 listening "$NS_EDGE" "$P_NGX_SHORT"
 }
 
 # ---------------------------------------------------------------- daemons ---
@@ -372,16 +353,9 @@ run_heartbeat() {
 
 run_datapath() {
 	DP=$1
-	local out
 	banner "data path: $DP"
 	T_FAIL_LOGS=("$LOGS/$DP-edge.log" "$LOGS/$DP-agent.log" "$NGX/logs/error.log")
-	if [ "$DP" = sockmap ]; then
-		if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-			fail "[sockmap] rsplice attach" "$(head -n 1 <<<"$out")"
-			return
-		fi
-		ATTACHED=1
-	fi
+	dp_attach || return
 	if ! start_edge; then
 		fail "[$DP] edge starts" "no listener"
 	else
@@ -392,30 +366,16 @@ run_datapath() {
 		[ "$DP" = splice ] && run_heartbeat
 	fi
 	stop edge
-	if [ "$ATTACHED" = 1 ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-		rm -rf "$PIN_DIR"
-	fi
+	dp_detach
 }
 
 main() {
-	local b o
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	for b in nginx curl nsenter ss sha256sum python3; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
-	head -c 32 /dev/urandom | base64 >"$WORK/token"
-	chmod 600 "$WORK/token"
+	local o
+	need_tools nginx curl nsenter ss sha256sum python3 || return
+	make_token
 	head -c $((HTTP_SIZE_MIB << 20)) /dev/urandom >"$WORK/www/big.bin"
 	HTTP_SHA=$(sha256sum "$WORK/www/big.bin" | cut -d' ' -f1)
-	if ! netns_setup; then
-		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
-		return
-	fi
-	pass "topology: 5 namespaces ($NS_TAG)"
+	topology_up || return
 	if ! start_services; then
 		fail "LAN services (http, echo, banner) start in lansvc" "see $LOGS/services.log"
 		return
