@@ -237,3 +237,36 @@ nginx_start() {
 		wait_until 50 0.1 listening "$ns" "$p" || return 1
 	done
 }
+
+# ----------------------------------------------------------- metrics ----
+
+# metric NS ADDR METRIC [LABEL=VALUE...]: one series of the Prometheus
+# endpoint at ADDR (--metrics), scraped with curl in NS; "absent" when there
+# is no such series, "no-scrape" (and 1) when the endpoint did not answer
+metric() {
+	local ns=$1 addr=$2 f rc=0
+	shift 2
+	f=$(mktemp "$WORK/scrape.XXXXXX")
+	if run_in "$ns" 10 curl -sS --max-time 5 -o "$f" "http://$addr/metrics" 2>/dev/null; then
+		python3 "$HELPERS/promparse.py" get "$f" "$@" 2>&1
+	else
+		echo no-scrape
+		rc=1
+	fi
+	rm -f "$f"
+	return $rc
+}
+
+# the edge's --metrics address in the tests that count its errors
+EDGE_METRICS=127.0.0.1:9100
+edge_metric() { metric "$NS_EDGE" "$EDGE_METRICS" "$@"; }
+
+# assert_moved NAME WANT BEFORE AFTER: a counter grew by exactly WANT
+assert_moved() {
+	if [[ "$3" =~ ^[0-9]+$ && "$4" =~ ^[0-9]+$ ]] && [ $(($4 - $3)) = "$2" ]; then
+		pass "$1"
+		return 0
+	fi
+	fail "$1" "expected +$2, got $3 -> $4"
+	return 1
+}

@@ -140,7 +140,7 @@ start_edge() {
 		--route "$IP_EDGE_PUB:$P_STRICT=sni:www.example.com>web,tls>git" \
 		--route "$IP_EDGE_PUB:$P_SILENT=ssh>ssh,banner" \
 		--route "$IP_EDGE_PUB:$P_PLAIN=ha" \
-		--peek-timeout "$PEEK_MS" --agent-wait 3000 $(dp_args) -v
+		--peek-timeout "$PEEK_MS" --agent-wait 3000 --metrics "$EDGE_METRICS" $(dp_args) -v
 	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" &&
 		wait_until 50 0.1 listening "$NS_EDGE" "$P_SILENT"
 }
@@ -224,12 +224,14 @@ t_slow_hello() {
 }
 
 t_strict() {
-	local out t0 dt
+	local out t0 dt nm0 pt0
 	out=$(curl_tls other.example "$P_STRICT" /who "$WORK/git.pem" ; echo "rc=$?")
 	# the git server's certificate does not name other.example: the
 	# handshake itself proves which server answered
 	assert "[$DP] strict port: TLS with another name takes the tls rule (git server's certificate)" \
 		'[[ "$out" == *"no alternative certificate subject name matches"* ]] || [[ "$out" == *"SSL: no alternative"* ]]' "$out"
+	nm0=$(edge_metric rsplice_errors_total reason=mux-no-match)
+	pt0=$(edge_metric rsplice_peek_timeouts_total)
 	t0=$(now_ms)
 	out=$(in_client 10 curl -sS --max-time 8 "http://$IP_EDGE_PUB:$P_STRICT/" 2>&1; echo "rc=$?")
 	dt=$(( $(now_ms) - t0 ))
@@ -238,6 +240,10 @@ t_strict() {
 	assert "[$DP] strict port: the close is logged" \
 		'grep -q "matches no rule, and the route has no default service" "$WORK/$DP-edge.log"' \
 		"no log line"
+	assert_moved "[$DP] strict port: the close counts in rsplice_errors_total{reason=\"mux-no-match\"} (+1)" \
+		1 "$nm0" "$(edge_metric rsplice_errors_total reason=mux-no-match)"
+	assert_moved "[$DP] strict port: plain HTTP decided at once: rsplice_peek_timeouts_total +0" \
+		0 "$pt0" "$(edge_metric rsplice_peek_timeouts_total)"
 	out=$(in_client 60 $(py garbage_clients.py) --host "$IP_EDGE_PUB" --port "$P_STRICT" \
 		--bound $(( PEEK_MS / 1000 + 3 )) --rounds 3 2>&1)
 	diag "[$DP] garbage: $out"
@@ -246,7 +252,9 @@ t_strict() {
 }
 
 t_silent() {
-	local out t0 dt
+	local out t0 dt pt0 nm0
+	pt0=$(edge_metric rsplice_peek_timeouts_total)
+	nm0=$(edge_metric rsplice_errors_total reason=mux-no-match)
 	t0=$(now_ms)
 	out=$(in_client 20 $(py banner.py) client --host "$IP_EDGE_PUB" --port "$P_SILENT" \
 		--size 300000 --timeout 15 2>&1)
@@ -254,6 +262,10 @@ t_silent() {
 	assert "[$DP] a silent client gets the server-speaks-first default after the peek timeout (${dt} ms)" \
 		'[[ "$out" == OK* ]] && [ "$dt" -ge '"$PEEK_MS"' ] && [ "$dt" -lt $((PEEK_MS + 3000)) ]' \
 		"$out after $dt ms"
+	assert_moved "[$DP] the silent client counts once in rsplice_peek_timeouts_total" \
+		1 "$pt0" "$(edge_metric rsplice_peek_timeouts_total)"
+	assert_moved "[$DP] it got the default: rsplice_errors_total{reason=\"mux-no-match\"} +0" \
+		0 "$nm0" "$(edge_metric rsplice_errors_total reason=mux-no-match)"
 	out=$(in_client 30 ssh -F /dev/null -p "$P_SILENT" -i "$WORK/id_ed25519" \
 		-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
 		-o LogLevel=ERROR -o ConnectTimeout=20 "root@$IP_EDGE_PUB" echo silent-port-ssh 2>&1)

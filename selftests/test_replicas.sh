@@ -43,7 +43,7 @@ start_edge() { # start_edge BALANCE
 	spawn edge "$NS_EDGE" "$WORK/$DP-edge.log" "$EDGE_BIN" \
 		--control "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" \
 		--route "$IP_EDGE_PUB:$P_ECHO=echo" --balance "$1" \
-		--run-dir "$WORK/run-edge" --agent-wait 3000 $(dp_args) -v
+		--run-dir "$WORK/run-edge" --agent-wait 3000 --metrics "$EDGE_METRICS" $(dp_args) -v
 	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" &&
 		wait_until 50 0.1 listening "$NS_EDGE" "$P_ECHO"
 }
@@ -187,7 +187,9 @@ t_kill() {
 }
 
 t_takeover() {
-	local n1 pid out t0 dt
+	local n1 pid out t0 dt g0 f0
+	g0=$(edge_metric rsplice_replica_retries_total reason=agent-gone)
+	f0=$(edge_metric rsplice_replica_retries_total reason=dial-failed)
 	stop r1
 	stop r3
 	start_agent r4 0 "$S_HOLE"
@@ -218,6 +220,10 @@ t_takeover() {
 	assert "[$DP] the edge logged the take-over to r1" \
 		'grep -q "agent r4 is gone; client .* goes to agent r1 instead" "$WORK/$DP-edge.log"' \
 		"no take-over line"
+	assert_moved "[$DP] the take-over counts once in rsplice_replica_retries_total{reason=\"agent-gone\"}" \
+		1 "$g0" "$(edge_metric rsplice_replica_retries_total reason=agent-gone)"
+	assert_moved "[$DP] and not in rsplice_replica_retries_total{reason=\"dial-failed\"}" \
+		0 "$f0" "$(edge_metric rsplice_replica_retries_total reason=dial-failed)"
 }
 
 t_frozen() {
@@ -252,8 +258,9 @@ t_frozen() {
 }
 
 t_connect_fail() {
-	local ok moved
+	local ok moved f0
 	stop r3
+	f0=$(edge_metric rsplice_replica_retries_total reason=dial-failed)
 	start_agent r5 0 "$S_CLOSED"
 	if ! wait_until 100 0.1 offers_ge r5 1; then
 		fail "[$DP] agent r5 (its LAN port closed) comes up" "see the edge log"
@@ -266,6 +273,8 @@ t_connect_fail() {
 	diag "[$DP] replica r5 cannot reach its service: $ok of 10 ok, $moved moved to r1"
 	assert "[$DP] CONNECT_FAIL from one replica: the client is asked of another, 10 of 10 byte-exact" \
 		'[ "$ok" = 10 ] && [ "$moved" -ge 1 ]' "$ok ok, $moved moved"
+	assert_moved "[$DP] each move counts in rsplice_replica_retries_total{reason=\"dial-failed\"} (+$moved)" \
+		"$moved" "$f0" "$(edge_metric rsplice_replica_retries_total reason=dial-failed)"
 }
 
 run_datapath() {
