@@ -238,6 +238,22 @@ nginx_start() {
 	done
 }
 
+# conn_trace EDGE_LOG AGENT_LOG...: after a failed byte-exact check, every
+# line about the relays whose edge "done via" line has unequal byte counts
+# (an echo moves as many bytes each way) or ended in a reset, from the edge's
+# and the agents' logs: both sides' counters ("conn ID" in hex, "relay ID" in
+# decimal) tell which side sent bytes twice or lost them
+conn_trace() {
+	local elog=$1 id
+	shift
+	for id in $(sed -n 's/.*conn \([0-9a-f]\{16\}\): done via [a-z]*: \([0-9]*\) bytes client->agent, \([0-9]*\) agent->client (\(.*\))$/\1 \2 \3 \4/p' \
+		"$elog" | awk '$2 != $3 || /reset/ { print $1 }'); do
+		diag "--- connection $id ($(printf '%u' "0x$id")): edge and agent log lines ---"
+		grep -H -e "conn $id" -e "relay $(printf '%u' "0x$id"):" "$elog" "$@" 2>/dev/null |
+			sed "s|^$WORK/||" | diag_file
+	done
+}
+
 # ----------------------------------------------------------- metrics ----
 
 # metric NS ADDR METRIC [LABEL=VALUE...]: one series of the Prometheus

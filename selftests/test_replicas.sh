@@ -127,7 +127,11 @@ print(" ".join("%s=%d" % (a, sum(1 for r in rows if r.get("agent") == a)) for a 
 		wait "${PIDS[held$i]}" && k=$((k + 1))
 		unset "PIDS[held$i]"
 	done
-	assert_eq "[$DP] the 6 held connections finish byte-exact (5 MiB each, sha256)" 6 "$k"
+	assert_eq "[$DP] the 6 held connections finish byte-exact (5 MiB each, sha256)" 6 "$k" || {
+		for ((i = 0; i < 6; i++)); do diag "held$i: $(tail -n 1 "$WORK/held$i.out")"; done
+		sleep 1 # the relays' end lines reach the logs
+		conn_trace "$WORK/$DP-edge.log" "$WORK/$DP"-r[1-3].log
+	}
 }
 
 t_spread() {
