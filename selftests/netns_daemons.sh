@@ -128,6 +128,8 @@ fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 # setup_sockmap: rsplice attach into PIN_DIR (ATTACHED=1; the trap detaches)
 setup_sockmap() {
 	local out
+	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || true
+	rm -rf "$PIN_DIR"
 	if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
 		diag "rsplice attach: $out"
 		return 1
