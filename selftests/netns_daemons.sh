@@ -14,7 +14,10 @@
 # $LOGS" for run.sh then).  A script that made more (users, files outside
 # WORK) defines cleanup_extra, which runs first.  Helpers at the end:
 # ping_port, count_lines, fd_count, setup_sockmap, sockmap_detach,
-# session_start/_end.
+# session_start/_end; the steps of a main(): need_tools, make_token,
+# topology_up, dp_attach/dp_detach, assert_edge_alive, nginx_start; after a
+# failed byte-exact check: conn_trace; metrics: metric, edge_metric,
+# assert_moved.
 set -u
 
 _ND_NAME=$1
