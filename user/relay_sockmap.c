@@ -54,6 +54,9 @@ struct sm_dir {
 struct sm_relay {
 	struct sm_side side[2];
 	struct timer poll;   /* drains FIN directions: 1 ms backing off to 20 ms */
+	struct timer move;   /* migration to splice: waits for the psocks to drain */
+	uint64_t move_deadline;
+	unsigned int move_polls;
 	unsigned int poll_ms;
 	int fd[2];
 	uint64_t cookie[2];
@@ -226,6 +229,7 @@ static void sm_finish(struct sm_relay *r, const char *end)
 	bool kill = !reset && strcmp(end, "closed");
 
 	timer_cancel(&r->poll);
+	timer_cancel(&r->move);
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
 		loop_forget(&r->side[i].h);
@@ -247,7 +251,11 @@ static void sm_kill(struct relay_link *l, const char *why)
 	sm_finish(container_of(l, struct sm_relay, link), why);
 }
 
-static const struct relay_link_ops sm_ops = { .counters = sm_counters, .kill = sm_kill };
+static int sm_migrate(struct relay_link *l, struct relay_gen *to);
+
+static const struct relay_link_ops sm_ops = {
+	.counters = sm_counters, .kill = sm_kill, .migrate = sm_migrate,
+};
 
 /* ---- FIN forwarding ---- */
 
@@ -343,6 +351,143 @@ static void sm_poll_timer(struct timer *t)
 	sm_poll_dirs(r);
 }
 
+/* ---- live migration to splice ---- */
+
+/* The pair stays on sockmap (un-held) and is tried again later. */
+static void sm_move_abort(struct sm_relay *r, const char *why)
+{
+	pr_debug("relay %llu: migration to splice put off: %s", (unsigned long long)r->link.o.id, why);
+	timer_cancel(&r->move);
+	r->link.moving_to = NULL;
+	r->link.o.retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
+	sm_kick(r->fd[0]);
+	sm_kick(r->fd[1]);
+}
+
+/* What the psocks of the pair still hold, from the counters: per direction i
+ * the verdict redirected p[i].bytes from fd[i]; the partner's psock wrote
+ * w[1 - i] of them into fd[1 - i]'s send queue, the rest waits in it. */
+struct sm_snap {
+	struct rs_peer p[2];
+	uint64_t w[2];
+	uint64_t q[2]; /* received on fd[i], not yet through the verdict */
+};
+
+static int sm_snap(struct sm_relay *r, struct sm_snap *s)
+{
+	for (int i = 0; i < 2; i++) {
+		struct tcp_info ti;
+		int err = sm_peer_get(r, i, &s->p[i]);
+
+		if (!err)
+			err = sm_written(r->fd[i], &s->w[i]);
+		if (!err)
+			err = sm_tcp_info(r->fd[i], &ti);
+		if (err)
+			return err;
+		s->w[i] -= r->base[i];
+		s->q[i] = ti.tcpi_bytes_received - r->base_rx[i] - s->p[i].bytes - s->p[i].passed;
+	}
+	return 0;
+}
+
+static bool sm_snap_empty(const struct sm_snap *s)
+{
+	return !s->p[0].passed && !s->p[1].passed && s->w[1] == s->p[0].bytes &&
+	       s->w[0] == s->p[1].bytes;
+}
+
+/* Both sockets are held (huge SO_RCVLOWAT): TCP queues what arrives in the
+ * plain receive queue and runs the verdict only when the receive window is
+ * nearly full, on FIN or under memory pressure.  Once the counters show
+ * both psocks empty (every redirected byte written into the partner's send
+ * queue, nothing passed locally), both sockets leave the sockhash, back to
+ * back; what is not yet forwarded then waits, in order, in their plain
+ * receive queues, where splice() picks it up.  Re-reading the counters
+ * afterwards tells whether a verdict ran in between and left bytes in a
+ * psock that the removal dropped: that breaks the stream (reset, logged). */
+static void sm_move_step(struct sm_relay *r)
+{
+	struct relay_stats st = { .path = RELAY_PATH_SOCKMAP };
+	struct relay_owner o;
+	struct sm_snap s;
+	int first, err;
+
+	err = sm_snap(r, &s);
+	if (err) {
+		sm_move_abort(r, strerror(-err));
+		return;
+	}
+	if (s.p[0].passed || s.p[1].passed) {
+		sm_move_abort(r, "bytes passed locally");
+		return;
+	}
+	if (!sm_snap_empty(&s)) {
+		if (now_ms() >= r->move_deadline)
+			sm_move_abort(r, "psock queues did not drain in time");
+		else
+			timer_arm(&r->move, r->move_polls++ < 10 ? 0 : 1);
+		return;
+	}
+	/* The socket with more bytes waiting before its verdict goes first:
+	 * the one that stays a moment longer is the one whose verdict must
+	 * not run in between (its receive window is the farther from full). */
+	first = s.q[0] >= s.q[1] ? 0 : 1;
+	bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[first]);
+	bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[1 - first]);
+	err = sm_snap(r, &s);
+	if (err || !sm_snap_empty(&s)) {
+		pr_warn("relay %llu: migration to splice: a verdict ran during the removal "
+			"(a->b %llu redirected, %llu written, %llu passed; b->a %llu, %llu, %llu): "
+			"resetting", (unsigned long long)r->link.o.id,
+			(unsigned long long)s.p[0].bytes, (unsigned long long)s.w[1],
+			(unsigned long long)s.p[0].passed, (unsigned long long)s.p[1].bytes,
+			(unsigned long long)s.w[0], (unsigned long long)s.p[1].passed);
+		sm_finish(r, "error");
+		return;
+	}
+	st.bytes_ab = s.p[0].bytes;
+	st.bytes_ba = s.p[1].bytes;
+	st.segs_ab = s.p[0].segs;
+	st.segs_ba = s.p[1].segs;
+	for (int i = 0; i < 2; i++)
+		bpf_map_delete_elem(r->g->m.peers_fd, &r->cookie[i]);
+	timer_cancel(&r->poll);
+	timer_cancel(&r->move);
+	for (int i = 0; i < 2; i++) {
+		loop_del(r->fd[i]);
+		loop_forget(&r->side[i].h);
+		/* normal readiness again, and EPOLLIN for the held bytes */
+		sm_kick(r->fd[i]);
+	}
+	relay_link_release(&r->link, &st, &o);
+	relay_gen_put(r->g);
+	relay_moved(r->fd[0], r->fd[1], &o, NULL);
+	free(r);
+}
+
+static void sm_move_timer(struct timer *t)
+{
+	sm_move_step(container_of(t, struct sm_relay, move));
+}
+
+static int sm_migrate(struct relay_link *l, struct relay_gen *to)
+{
+	struct sm_relay *r = container_of(l, struct sm_relay, link);
+
+	if (to == r->g)
+		return 1;
+	if (r->d[0].fin || r->d[1].fin)
+		return -EBUSY; /* closing: finishes on sockmap */
+	l->moving_to = RELAY_PATH_SPLICE;
+	r->move_deadline = now_ms() + RELAY_MOVE_TIMEOUT_MS;
+	r->move_polls = 0;
+	sm_hold(r->fd[0]);
+	sm_hold(r->fd[1]);
+	sm_move_step(r);
+	return 0;
+}
+
 static int sm_sock_error(int fd)
 {
 	int err = 0;
@@ -369,6 +514,8 @@ static void sm_event(struct ev_handler *h, uint32_t ev)
 	}
 	if (!(ev & (EPOLLRDHUP | EPOLLHUP)) || d->fin)
 		return;
+	if (r->link.moving_to)
+		sm_move_abort(r, "FIN");
 	d->fin = true;
 	d->progress_ms = now_ms();
 	r->poll_ms = SM_POLL_MIN_MS;
@@ -389,6 +536,13 @@ static int sm_check_state(int fd)
 	if (err)
 		return err;
 	return ti.tcpi_state == SM_TCP_ESTABLISHED ? 0 : -EOPNOTSUPP;
+}
+
+int relay_sockmap_check(int fd_a, int fd_b)
+{
+	int err = sm_check_state(fd_a);
+
+	return err ? err : sm_check_state(fd_b);
 }
 
 static int sm_prepare(struct sm_relay *r)
@@ -513,6 +667,7 @@ int relay_sockmap_start(struct relay_gen *g, int fd_a, int fd_b, const struct re
 	r->fd[1] = fd_b;
 	r->g = g;
 	timer_init(&r->poll, sm_poll_timer);
+	timer_init(&r->move, sm_move_timer);
 	for (int i = 0; i < 2; i++)
 		r->side[i] = (struct sm_side){ .h.fn = sm_event, .r = r, .i = i };
 
