@@ -54,9 +54,11 @@ struct sm_dir {
 struct sm_relay {
 	struct sm_side side[2];
 	struct timer poll;   /* drains FIN directions: 1 ms backing off to 20 ms */
-	struct timer move;   /* migration to splice: waits for the psocks to drain */
-	uint64_t move_deadline;
+	struct timer move;   /* migration to splice: polls the counters (sm_move_step) */
+	uint64_t move_start, move_deadline;
+	uint64_t move_rx[2]; /* bytes received by fd[i] at the previous poll */
 	unsigned int move_polls;
+	int move_out;        /* the socket already out of the sockhash, or -1 */
 	unsigned int poll_ms;
 	int fd[2];
 	uint64_t cookie[2];
@@ -353,103 +355,99 @@ static void sm_poll_timer(struct timer *t)
 
 /* ---- live migration to splice ---- */
 
-/* The pair stays on sockmap (un-held) and is tried again later. */
-static void sm_move_abort(struct sm_relay *r, const char *why)
-{
-	pr_debug("relay %llu: migration to splice put off: %s", (unsigned long long)r->link.o.id, why);
-	timer_cancel(&r->move);
-	r->link.moving_to = NULL;
-	r->link.o.retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
-	sm_kick(r->fd[0]);
-	sm_kick(r->fd[1]);
-}
+/* Kernel facts (measured on 6.18, see sm_move_step): removing a socket from
+ * the sockhash drops its psock and with it every byte still queued in it --
+ * bytes its partner's verdict redirected to it and it has not written yet --
+ * and a verdict that runs on the partner while this socket is out passes
+ * the bytes into the partner's own psock, from where they are dropped in
+ * turn.  The verdict never waits for the destination (no backpressure), so
+ * a direction whose sender outruns the forwarding never has an empty queue:
+ * such a pair cannot leave losslessly and stays on sockmap until it can. */
 
-/* What the psocks of the pair still hold, from the counters: per direction i
- * the verdict redirected p[i].bytes from fd[i]; the partner's psock wrote
- * w[1 - i] of them into fd[1 - i]'s send queue, the rest waits in it. */
+/* Counters of the pair: per direction i the verdict redirected p[i].bytes
+ * from fd[i]; the partner's psock wrote w[1 - i] of them into fd[1 - i]'s
+ * send queue, the rest waits in it; rx[i]: bytes fd[i] ever received. */
 struct sm_snap {
 	struct rs_peer p[2];
 	uint64_t w[2];
-	uint64_t q[2]; /* received on fd[i], not yet through the verdict */
+	uint64_t rx[2];
+	uint32_t rcv_wnd[2]; /* window fd[i] last advertised (0: kernel before 6.2) */
 };
+
+/* struct tcp_info of Linux 6.2+: the header we build against ends before
+ * tcpi_rcv_wnd; an older kernel copies less and leaves it 0. */
+struct sm_tcp_info_wnd {
+	struct tcp_info ti;
+	uint32_t rcv_wnd;
+};
+
+/* The verdict of a held socket runs once its receive window is nearly full.
+ * A socket that received nothing since the previous poll, or that still has
+ * this much window open, cannot get there in the microseconds between two
+ * sockhash removals (a full 64 KiB segment takes microseconds to process). */
+#define SM_MOVE_WND_MIN (512 << 10)
 
 static int sm_snap(struct sm_relay *r, struct sm_snap *s)
 {
 	for (int i = 0; i < 2; i++) {
-		struct tcp_info ti;
+		struct sm_tcp_info_wnd t = { 0 };
+		socklen_t len = sizeof(t);
 		int err = sm_peer_get(r, i, &s->p[i]);
 
 		if (!err)
 			err = sm_written(r->fd[i], &s->w[i]);
-		if (!err)
-			err = sm_tcp_info(r->fd[i], &ti);
+		if (!err && getsockopt(r->fd[i], IPPROTO_TCP, TCP_INFO, &t, &len))
+			err = -errno;
 		if (err)
 			return err;
 		s->w[i] -= r->base[i];
-		s->q[i] = ti.tcpi_bytes_received - r->base_rx[i] - s->p[i].bytes - s->p[i].passed;
+		s->rx[i] = t.ti.tcpi_bytes_received;
+		s->rcv_wnd[i] = t.rcv_wnd;
 	}
 	return 0;
 }
 
-static bool sm_snap_empty(const struct sm_snap *s)
+/* fd[i]'s psock holds nothing: every byte redirected to it was written */
+static bool sm_in_empty(const struct sm_snap *s, int i)
 {
-	return !s->p[0].passed && !s->p[1].passed && s->w[1] == s->p[0].bytes &&
-	       s->w[0] == s->p[1].bytes;
+	return s->w[i] == s->p[1 - i].bytes;
 }
 
-/* Both sockets are held (huge SO_RCVLOWAT): TCP queues what arrives in the
- * plain receive queue and runs the verdict only when the receive window is
- * nearly full, on FIN or under memory pressure.  Once the counters show
- * both psocks empty (every redirected byte written into the partner's send
- * queue, nothing passed locally), both sockets leave the sockhash, back to
- * back; what is not yet forwarded then waits, in order, in their plain
- * receive queues, where splice() picks it up.  Re-reading the counters
- * afterwards tells whether a verdict ran in between and left bytes in a
- * psock that the removal dropped: that breaks the stream (reset, logged). */
-static void sm_move_step(struct sm_relay *r)
+/* The pair stays on sockmap (un-held) and is tried again later.  A socket
+ * already out of the sockhash goes back in: what it received meanwhile is
+ * in its plain receive queue, and the kick runs it through the verdict. */
+static void sm_move_abort(struct sm_relay *r, const char *why)
 {
-	struct relay_stats st = { .path = RELAY_PATH_SOCKMAP };
-	struct relay_owner o;
-	struct sm_snap s;
-	int first, err;
+	int x = r->move_out;
 
-	err = sm_snap(r, &s);
-	if (err) {
-		sm_move_abort(r, strerror(-err));
-		return;
+	pr_debug("relay %llu: migration to splice put off: %s", (unsigned long long)r->link.o.id, why);
+	timer_cancel(&r->move);
+	r->link.moving_to = NULL;
+	r->link.o.retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
+	r->move_out = -1;
+	if (x >= 0) {
+		uint64_t fd = (uint64_t)r->fd[x];
+
+		if (bpf_map_update_elem(r->g->m.sockhash_fd, &r->cookie[x], &fd, BPF_NOEXIST)) {
+			pr_warn("relay %llu: migration to splice: cannot put socket %c back: %s: resetting",
+				(unsigned long long)r->link.o.id, 'a' + x, strerror(errno));
+			sm_finish(r, "error");
+			return;
+		}
 	}
-	if (s.p[0].passed || s.p[1].passed) {
-		sm_move_abort(r, "bytes passed locally");
-		return;
-	}
-	if (!sm_snap_empty(&s)) {
-		if (now_ms() >= r->move_deadline)
-			sm_move_abort(r, "psock queues did not drain in time");
-		else
-			timer_arm(&r->move, r->move_polls++ < 10 ? 0 : 1);
-		return;
-	}
-	/* The socket with more bytes waiting before its verdict goes first:
-	 * the one that stays a moment longer is the one whose verdict must
-	 * not run in between (its receive window is the farther from full). */
-	first = s.q[0] >= s.q[1] ? 0 : 1;
-	bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[first]);
-	bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[1 - first]);
-	err = sm_snap(r, &s);
-	if (err || !sm_snap_empty(&s)) {
-		pr_warn("relay %llu: migration to splice: a verdict ran during the removal "
-			"(a->b %llu redirected, %llu written, %llu passed; b->a %llu, %llu, %llu): "
-			"resetting", (unsigned long long)r->link.o.id,
-			(unsigned long long)s.p[0].bytes, (unsigned long long)s.w[1],
-			(unsigned long long)s.p[0].passed, (unsigned long long)s.p[1].bytes,
-			(unsigned long long)s.w[0], (unsigned long long)s.p[1].passed);
-		sm_finish(r, "error");
-		return;
-	}
-	st.bytes_ab = s.p[0].bytes;
-	st.bytes_ba = s.p[1].bytes;
-	st.segs_ab = s.p[0].segs;
-	st.segs_ba = s.p[1].segs;
+	sm_kick(r->fd[0]);
+	sm_kick(r->fd[1]);
+}
+
+/* Both sockets are out of the sockhash with nothing lost: hand them over. */
+static void sm_move_done(struct sm_relay *r, const struct sm_snap *s)
+{
+	struct relay_stats st = {
+		.path = RELAY_PATH_SOCKMAP, .bytes_ab = s->p[0].bytes, .bytes_ba = s->p[1].bytes,
+		.segs_ab = s->p[0].segs, .segs_ba = s->p[1].segs,
+	};
+	struct relay_owner o;
+
 	for (int i = 0; i < 2; i++)
 		bpf_map_delete_elem(r->g->m.peers_fd, &r->cookie[i]);
 	timer_cancel(&r->poll);
@@ -460,10 +458,103 @@ static void sm_move_step(struct sm_relay *r)
 		/* normal readiness again, and EPOLLIN for the held bytes */
 		sm_kick(r->fd[i]);
 	}
+	pr_debug("relay %llu: left the sockhash after %llu ms", (unsigned long long)r->link.o.id,
+		 (unsigned long long)(now_ms() - r->move_start));
 	relay_link_release(&r->link, &st, &o);
 	relay_gen_put(r->g);
 	relay_moved(r->fd[0], r->fd[1], &o, NULL);
 	free(r);
+}
+
+/* Bytes were dropped by a removal after all: the stream is broken. */
+static void sm_move_lost(struct sm_relay *r, const struct sm_snap *s)
+{
+	pr_warn("relay %llu: migration to splice: a verdict ran during the removal "
+		"(a->b %llu redirected, %llu written, %llu passed; b->a %llu, %llu, %llu): "
+		"resetting", (unsigned long long)r->link.o.id, (unsigned long long)s->p[0].bytes,
+		(unsigned long long)s->w[1], (unsigned long long)s->p[0].passed,
+		(unsigned long long)s->p[1].bytes, (unsigned long long)s->w[0],
+		(unsigned long long)s->p[1].passed);
+	sm_finish(r, "error");
+}
+
+/* Both sockets are held (huge SO_RCVLOWAT): TCP queues what arrives in the
+ * plain receive queue and runs the verdict only when the receive window is
+ * nearly full, on FIN or under memory pressure.  Two steps, polled every
+ * millisecond:
+ * 1. Socket x leaves the sockhash when its psock is empty (nothing
+ *    redirected to it is waiting) and its partner y is quiet (received
+ *    nothing since the previous poll, or has a wide receive window open):
+ *    y's verdict, which would now fail to redirect, has no reason to run.  x's verdict stops; what x receives from now on
+ *    waits in x's plain receive queue.
+ * 2. y leaves once its psock wrote every byte x's verdict redirected (no
+ *    more can come), if y is still quiet; if not, x goes back in.
+ * What is not forwarded yet then waits, in order, in the plain receive
+ * queues, where splice() picks it up.  The counters read after each removal
+ * tell whether a verdict ran in between after all (bytes lost: reset). */
+static void sm_move_step(struct sm_relay *r)
+{
+	struct sm_snap s;
+	bool quiet[2];
+	int x = r->move_out, err;
+
+	err = sm_snap(r, &s);
+	if (err) {
+		sm_move_abort(r, strerror(-err));
+		return;
+	}
+	if (s.p[0].passed || s.p[1].passed) {
+		sm_move_abort(r, "bytes passed locally");
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		quiet[i] = (r->move_polls && s.rx[i] == r->move_rx[i]) ||
+			   s.rcv_wnd[i] >= SM_MOVE_WND_MIN;
+		r->move_rx[i] = s.rx[i];
+	}
+	r->move_polls++;
+	if (x < 0) {
+		/* the busier receiver first: its partner must be the quiet one */
+		int order[2] = { 0, 1 };
+
+		if (s.rx[1] - s.p[1].bytes > s.rx[0] - s.p[0].bytes) {
+			order[0] = 1;
+			order[1] = 0;
+		}
+		for (int k = 0; k < 2 && x < 0; k++)
+			if (sm_in_empty(&s, order[k]) && quiet[1 - order[k]])
+				x = order[k];
+		if (x >= 0) {
+			bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[x]);
+			r->move_out = x;
+			err = sm_snap(r, &s);
+			if (err || s.p[0].passed || s.p[1].passed || !sm_in_empty(&s, x)) {
+				sm_move_lost(r, &s);
+				return;
+			}
+		}
+	}
+	if (x >= 0 && !quiet[1 - x]) {
+		/* y's window is closing: its verdict may run soon, x must be back */
+		sm_move_abort(r, "the remaining socket's window is closing");
+		return;
+	}
+	if (x >= 0 && sm_in_empty(&s, 1 - x)) {
+		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[1 - x]);
+		err = sm_snap(r, &s);
+		if (err || s.p[0].passed || s.p[1].passed || !sm_in_empty(&s, 0) || !sm_in_empty(&s, 1)) {
+			sm_move_lost(r, &s);
+			return;
+		}
+		sm_move_done(r, &s);
+		return;
+	}
+	if (now_ms() >= r->move_deadline) {
+		sm_move_abort(r, x < 0 ? "never a moment with an empty psock and an idle partner"
+				       : "the psock did not drain in time");
+		return;
+	}
+	timer_arm(&r->move, 1);
 }
 
 static void sm_move_timer(struct timer *t)
@@ -477,11 +568,15 @@ static int sm_migrate(struct relay_link *l, struct relay_gen *to)
 
 	if (to == r->g)
 		return 1;
+	if (l->moving_to)
+		return 0;
 	if (r->d[0].fin || r->d[1].fin)
 		return -EBUSY; /* closing: finishes on sockmap */
 	l->moving_to = RELAY_PATH_SPLICE;
-	r->move_deadline = now_ms() + RELAY_MOVE_TIMEOUT_MS;
+	r->move_start = now_ms();
+	r->move_deadline = r->move_start + RELAY_MOVE_TIMEOUT_MS;
 	r->move_polls = 0;
+	r->move_out = -1;
 	sm_hold(r->fd[0]);
 	sm_hold(r->fd[1]);
 	sm_move_step(r);
@@ -514,6 +609,8 @@ static void sm_event(struct ev_handler *h, uint32_t ev)
 	}
 	if (!(ev & (EPOLLRDHUP | EPOLLHUP)) || d->fin)
 		return;
+	if (r->link.moving_to && r->move_out >= 0)
+		return; /* the splice path will see the FIN (EPOLLRDHUP on add) */
 	if (r->link.moving_to)
 		sm_move_abort(r, "FIN");
 	d->fin = true;
@@ -668,6 +765,7 @@ int relay_sockmap_start(struct relay_gen *g, int fd_a, int fd_b, const struct re
 	r->g = g;
 	timer_init(&r->poll, sm_poll_timer);
 	timer_init(&r->move, sm_move_timer);
+	r->move_out = -1;
 	for (int i = 0; i < 2; i++)
 		r->side[i] = (struct sm_side){ .h.fn = sm_event, .r = r, .i = i };
 
