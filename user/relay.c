@@ -138,7 +138,7 @@ unsigned int relay_datapath_sync(void)
 		next = l->next;
 		if (l->moving_to || now < l->o.retry_ms)
 			continue;
-		pr_debug("sync: relay %llu -> %s: %d", (unsigned long long)l->o.id, to ? "sockmap" : "splice", l->ops->migrate(l, to));
+		l->ops->migrate(l, to);
 	}
 	for (l = rl.links; l; l = l->next)
 		moving += l->moving_to != NULL;
