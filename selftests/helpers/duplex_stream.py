@@ -5,18 +5,21 @@ that change the data path under live connections (test_migrate.sh).
 
   duplex_stream.py server --port P [--host H]
   duplex_stream.py client --host H --port P --conns N --bytes B [--rate MBPS]
-                          [--timeout S] [--ready-file F]
+                          [--down-rate MBPS] [--up-bytes U] [--timeout S]
+                          [--ready-file F]
 
-Each client connection sends a 24-byte header (seed, B, rate), then B bytes of a pattern that
+Each client connection sends a 32-byte header (seed, B, rate, up), then B bytes of a pattern that
 is a function of the seed and the byte offset; the server answers with B
-bytes of the pattern of seed + 1, paced at the same rate.  Both sides check every received byte at
+bytes of the pattern of seed + 1, paced at the same rate (--down-rate);
+with --up-bytes the client sends U bytes instead of B.  Both sides check every received byte at
 its offset, so a lost, duplicated or reordered byte is reported with the
 offset where the stream first differs.  Each side half-closes after its B
 bytes and expects EOF right after the peer's B bytes.
 The pattern is a random block of a prime length (1048573 bytes): a
 duplicated or skipped segment only matches by chance if its length is a
 multiple of that prime.  --rate paces each direction of each connection
-(MB/s; 0 = as fast as possible), so that a transfer spans several seconds.
+(MB/s; 0 = as fast as possible), so that a transfer spans several seconds;
+--down-rate paces the server's direction differently.
 Client output, one line per connection, then a summary line:
     conn I ok|fail REASON
     total N ok M fail"""
@@ -76,16 +79,16 @@ def serve_one(c):
     try:
         c.settimeout(600)
         hdr = b""
-        while len(hdr) < 24:
-            b = c.recv(24 - len(hdr))
+        while len(hdr) < 32:
+            b = c.recv(32 - len(hdr))
             if not b:
                 return
             hdr += b
-        seed, total, rate = struct.unpack("!QQQ", hdr)
+        seed, total, rate, up = struct.unpack("!QQQQ", hdr)
         tx = threading.Thread(target=send_stream,
                               args=(c, pattern(seed + 1), total, rate / 1000))
         tx.start()
-        err = recv_check(c, pattern(seed), total)
+        err = recv_check(c, pattern(seed), up)
         tx.join()
         if err:
             print(f"server: seed {seed}: {err}", flush=True)
@@ -109,11 +112,13 @@ def client_one(a, i, seed, results, ready):
     try:
         s = socket.create_connection((a.host, a.port), timeout=a.timeout)
         s.settimeout(a.timeout)
-        s.sendall(struct.pack("!QQQ", seed, a.bytes, int(a.rate * 1000)))
+        down = a.rate if a.down_rate is None else a.down_rate
+        up = a.bytes if a.up_bytes is None else a.up_bytes
+        s.sendall(struct.pack("!QQQQ", seed, a.bytes, int(down * 1000), up))
         ready.release()
         errs = []
         tx = threading.Thread(
-            target=lambda: errs.append(send_stream(s, pattern(seed), a.bytes, a.rate)))
+            target=lambda: errs.append(send_stream(s, pattern(seed), up, a.rate)))
         tx.start()
         err = recv_check(s, pattern(seed + 1), a.bytes)
         tx.join()
@@ -157,6 +162,8 @@ def main():
     ap.add_argument("--conns", type=int, default=4)
     ap.add_argument("--bytes", type=int, default=64 << 20)
     ap.add_argument("--rate", type=float, default=0)
+    ap.add_argument("--down-rate", type=float, help="the server's rate (default --rate)")
+    ap.add_argument("--up-bytes", type=int, help="what the client sends (default --bytes)")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--ready-file")
     a = ap.parse_args()
