@@ -81,7 +81,7 @@ switch_to() {
 	local t0 i
 	t0=$(now_ms)
 	if [ "$1" = splice ]; then detach; else attach; fi || return 1
-	for ((i = 0; i < 300; i++)); do
+	for ((i = 0; i < 1000 && $(now_ms) - t0 < 15000; i++)); do
 		paths_are "$1" "$2" >/dev/null && { echo $(( $(now_ms) - t0 )); return 0; }
 		sleep 0.05
 	done

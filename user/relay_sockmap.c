@@ -254,6 +254,7 @@ static void sm_kill(struct relay_link *l, const char *why)
 }
 
 static int sm_migrate(struct relay_link *l, struct relay_gen *to);
+static int sm_check_state(int fd);
 
 static const struct relay_link_ops sm_ops = {
 	.counters = sm_counters, .kill = sm_kill, .migrate = sm_migrate,
@@ -534,8 +535,10 @@ static void sm_move_step(struct sm_relay *r)
 			}
 		}
 	}
-	if (x >= 0 && !quiet[1 - x]) {
-		/* y's window is closing: its verdict may run soon, x must be back */
+	/* y's window is closing: its verdict may run soon, x must be back --
+	 * unless x saw its FIN meanwhile: the sockhash refuses it now, the
+	 * only way on is forward (the counters still tell if it went wrong) */
+	if (x >= 0 && !quiet[1 - x] && !sm_check_state(r->fd[x])) {
 		sm_move_abort(r, "the remaining socket's window is closing");
 		return;
 	}
@@ -549,9 +552,13 @@ static void sm_move_step(struct sm_relay *r)
 		sm_move_done(r, &s);
 		return;
 	}
-	if (now_ms() >= r->move_deadline) {
-		sm_move_abort(r, x < 0 ? "never a moment with an empty psock and an idle partner"
+	if (now_ms() >= r->move_deadline && (x < 0 || !sm_check_state(r->fd[x]))) {
+		sm_move_abort(r, x < 0 ? "never a moment with an empty psock and a quiet partner"
 				       : "the psock did not drain in time");
+		return;
+	}
+	if (now_ms() - r->move_start > SM_STALL_MS) {
+		sm_move_lost(r, &s); /* x cannot go back, y never drained */
 		return;
 	}
 	timer_arm(&r->move, 1);
