@@ -183,7 +183,9 @@ static ssize_t sp_drain(struct sp_dir *d, int dst)
  * (SIOCINQ 0): every skb splice() took from was consumed whole.  From then
  * on it only empties its pipe; new segments wait whole in the receive
  * queue.  The kernel path must not start on a socket with an skb partly
- * read: the verdict program would forward it again from its start. */
+ * read: a verdict program older than the one that trims already consumed
+ * bytes (rs_old_bytes() in bpf/splice.bpf.c; an attachment made by an older
+ * rsplice keeps its program) would forward it again from its start. */
 static void sp_quiet_check(struct sp_relay *r, int i)
 {
 	struct sp_dir *d = &r->d[i];
