@@ -206,19 +206,12 @@ run_mode() {
 	assert "[$MODE] no pair reset by a migration" '[ -z "$resets" ]' "$resets"
 	diag "[$MODE] migrations logged: to splice $(cat "$WORK/$MODE-"*.log | grep -c 'migrated to splice'), to sockmap $(cat "$WORK/$MODE-"*.log | grep -c 'migrated to sockmap'), put off $(cat "$WORK/$MODE-"*.log | grep -c 'put off')"
 	stop_daemons
-	detach
-	rm -rf "$PIN_DIR"
-	ATTACHED=0
+	ATTACHED=1
+	sockmap_detach # detached or not: it also removes PIN_DIR
 }
 
 main() {
-	local b
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	for b in python3 nsenter ss; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
+	need_tools python3 nsenter ss || return
 	head -c 32 /dev/urandom | base64 >"$WORK/token"
 	chmod 600 "$WORK/token"
 	mkdir -m 700 "$RUN"
