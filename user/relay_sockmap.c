@@ -57,8 +57,10 @@ struct sm_relay {
 	struct timer move;   /* migration to splice: polls the counters (sm_move_step) */
 	uint64_t move_start, move_deadline;
 	uint64_t move_rx[2]; /* bytes received by fd[i] at the previous poll */
+	int move_lowat[2];   /* SO_RCVLOWAT of the hold, as the kernel capped it */
 	unsigned int move_polls;
 	int move_out;        /* the socket already out of the sockhash, or -1 */
+	uint64_t move_out_ms; /* when it left */
 	unsigned int poll_ms;
 	int fd[2];
 	uint64_t cookie[2];
@@ -372,6 +374,7 @@ struct sm_snap {
 	struct rs_peer p[2];
 	uint64_t w[2];
 	uint64_t rx[2];
+	uint64_t q[2];       /* received by fd[i], not through the verdict yet */
 	uint32_t rcv_wnd[2]; /* window fd[i] last advertised (0: kernel before 6.2) */
 };
 
@@ -382,11 +385,21 @@ struct sm_tcp_info_wnd {
 	uint32_t rcv_wnd;
 };
 
-/* The verdict of a held socket runs once its receive window is nearly full.
- * A socket that received nothing since the previous poll, or that still has
- * this much window open, cannot get there in the microseconds between two
- * sockhash removals (a full 64 KiB segment takes microseconds to process). */
+/* The verdict of a held socket runs once its receive window is nearly full
+ * or SO_RCVLOWAT bytes are queued (the hold's value, capped by the kernel at
+ * tcp_rmem[2] / 2).  A socket that received nothing since the previous
+ * poll, or that is this far from both, cannot get there in the microseconds
+ * between two sockhash removals (a 64 KiB segment takes microseconds).
+ * Measured with the window alone: a held socket whose queue reached the
+ * 16 MiB SO_RCVLOWAT (tcp_rmem[2] 32 MiB) ran its verdict while its partner
+ * was out, and 16 MiB stayed behind in its psock. */
 #define SM_MOVE_WND_MIN (512 << 10)
+#define SM_MOVE_FIRST_DELTA (512 << 10) /* rate unknown before the second poll */
+/* Longest the second socket stays in alone: while it does, its verdict must
+ * not run; past this, the first goes back in and the move is put off. */
+#define SM_MOVE_HALF_MS 50
+/* A receiver this slow (bytes per poll) may wait alone in the sockhash */
+#define SM_MOVE_SLOW (64 << 10)
 
 static int sm_snap(struct sm_relay *r, struct sm_snap *s)
 {
@@ -403,6 +416,7 @@ static int sm_snap(struct sm_relay *r, struct sm_snap *s)
 			return err;
 		s->w[i] -= r->base[i];
 		s->rx[i] = t.ti.tcpi_bytes_received;
+		s->q[i] = s->rx[i] - r->base_rx[i] - s->p[i].bytes - s->p[i].passed;
 		s->rcv_wnd[i] = t.rcv_wnd;
 	}
 	return 0;
@@ -484,18 +498,37 @@ static void sm_move_lost(struct sm_relay *r, const struct sm_snap *s)
  * nearly full, on FIN or under memory pressure.  Two steps, polled every
  * millisecond:
  * 1. Socket x leaves the sockhash when its psock is empty (nothing
- *    redirected to it is waiting) and its partner y is quiet (received
- *    nothing since the previous poll, or has a wide receive window open):
+ *    redirected to it is waiting) and its partner y is quiet (sm_quiet):
  *    y's verdict, which would now fail to redirect, has no reason to run.  x's verdict stops; what x receives from now on
  *    waits in x's plain receive queue.
  * 2. y leaves once its psock wrote every byte x's verdict redirected (no
- *    more can come), if y is still quiet; if not, x goes back in.
+ *    more can come), if y is still quiet; if not, or after SM_MOVE_HALF_MS,
+ *    x goes back in.
  * What is not forwarded yet then waits, in order, in the plain receive
  * queues, where splice() picks it up.  The counters read after each removal
  * tell whether a verdict ran in between after all (bytes lost: reset). */
+/* Socket i is quiet: received nothing since the previous poll, or is far
+ * enough from running its verdict -- both from a full window and from
+ * SO_RCVLOWAT -- that eight times what it received since the previous poll
+ * (a timer of a busy loop can be late), plus SM_MOVE_WND_MIN, still fits.
+ * *delta: bytes received since the previous poll (a lot on the first one). */
+static bool sm_quiet(const struct sm_relay *r, const struct sm_snap *s, int i, uint64_t *delta)
+{
+	uint64_t lowat = (uint64_t)r->move_lowat[i], room;
+
+	*delta = r->move_polls ? s->rx[i] - r->move_rx[i] : SM_MOVE_FIRST_DELTA;
+	if (r->move_polls && !*delta)
+		return true;
+	room = s->q[i] < lowat ? lowat - s->q[i] : 0;
+	if (s->rcv_wnd[i] < room)
+		room = s->rcv_wnd[i];
+	return room >= SM_MOVE_WND_MIN + 8 * *delta;
+}
+
 static void sm_move_step(struct sm_relay *r)
 {
 	struct sm_snap s;
+	uint64_t delta[2];
 	bool quiet[2];
 	int x = r->move_out, err;
 
@@ -504,30 +537,41 @@ static void sm_move_step(struct sm_relay *r)
 		sm_move_abort(r, strerror(-err));
 		return;
 	}
+	if ((s.p[0].passed || s.p[1].passed) && x >= 0) {
+		sm_move_lost(r, &s); /* y's verdict ran while x was out */
+		return;
+	}
 	if (s.p[0].passed || s.p[1].passed) {
 		sm_move_abort(r, "bytes passed locally");
 		return;
 	}
 	for (int i = 0; i < 2; i++) {
-		quiet[i] = (r->move_polls && s.rx[i] == r->move_rx[i]) ||
-			   s.rcv_wnd[i] >= SM_MOVE_WND_MIN;
+		quiet[i] = sm_quiet(r, &s, i, &delta[i]);
 		r->move_rx[i] = s.rx[i];
 	}
 	r->move_polls++;
 	if (x < 0) {
-		/* the busier receiver first: its partner must be the quiet one */
+		/* the faster receiver first: its partner must stay quiet */
 		int order[2] = { 0, 1 };
 
-		if (s.rx[1] - s.p[1].bytes > s.rx[0] - s.p[0].bytes) {
+		if (delta[1] > delta[0]) {
 			order[0] = 1;
 			order[1] = 0;
 		}
-		for (int k = 0; k < 2 && x < 0; k++)
-			if (sm_in_empty(&s, order[k]) && quiet[1 - order[k]])
+		/* and y must be able to wait alone: its own psock empty already,
+		 * or it receives slowly (going back, sm_move_abort, is the
+		 * path to avoid: measured once, a pair stalled after it) */
+		for (int k = 0; k < 2 && x < 0; k++) {
+			int y = 1 - order[k];
+
+			if (sm_in_empty(&s, order[k]) && quiet[y] &&
+			    (sm_in_empty(&s, y) || delta[y] <= SM_MOVE_SLOW))
 				x = order[k];
+		}
 		if (x >= 0) {
 			bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[x]);
 			r->move_out = x;
+			r->move_out_ms = now_ms();
 			err = sm_snap(r, &s);
 			if (err || s.p[0].passed || s.p[1].passed || !sm_in_empty(&s, x)) {
 				sm_move_lost(r, &s);
@@ -538,8 +582,10 @@ static void sm_move_step(struct sm_relay *r)
 	/* y's window is closing: its verdict may run soon, x must be back --
 	 * unless x saw its FIN meanwhile: the sockhash refuses it now, the
 	 * only way on is forward (the counters still tell if it went wrong) */
-	if (x >= 0 && !quiet[1 - x] && !sm_check_state(r->fd[x])) {
-		sm_move_abort(r, "the remaining socket's window is closing");
+	if (x >= 0 && !sm_check_state(r->fd[x]) &&
+	    (!quiet[1 - x] || now_ms() - r->move_out_ms > SM_MOVE_HALF_MS)) {
+		sm_move_abort(r, quiet[1 - x] ? "the remaining psock did not drain in time"
+					      : "the remaining socket's window is closing");
 		return;
 	}
 	if (x >= 0 && sm_in_empty(&s, 1 - x)) {
@@ -584,8 +630,15 @@ static int sm_migrate(struct relay_link *l, struct relay_gen *to)
 	r->move_deadline = r->move_start + RELAY_MOVE_TIMEOUT_MS;
 	r->move_polls = 0;
 	r->move_out = -1;
-	sm_hold(r->fd[0]);
-	sm_hold(r->fd[1]);
+	for (int i = 0; i < 2; i++) {
+		socklen_t len = sizeof(r->move_lowat[i]);
+
+		sm_hold(r->fd[i]);
+		/* what the kernel made of INT_MAX */
+		if (getsockopt(r->fd[i], SOL_SOCKET, SO_RCVLOWAT, &r->move_lowat[i], &len) ||
+		    r->move_lowat[i] < 0)
+			r->move_lowat[i] = 0;
+	}
 	sm_move_step(r);
 	return 0;
 }
