@@ -430,7 +430,10 @@ static bool sm_in_empty(const struct sm_snap *s, int i)
 
 /* The pair stays on sockmap (un-held) and is tried again later.  A socket
  * already out of the sockhash goes back in: what it received meanwhile is
- * in its plain receive queue, and the kick runs it through the verdict. */
+ * in its plain receive queue, and the kick runs it through the verdict.
+ * Going back is the rare path (sm_move_step only lets a slow receiver wait
+ * alone): in one run out of ~20 before that rule, a pair that went back
+ * stalled for good (not understood yet; byte-exact up to the stall). */
 static void sm_move_abort(struct sm_relay *r, const char *why)
 {
 	int x = r->move_out;
@@ -495,12 +498,13 @@ static void sm_move_lost(struct sm_relay *r, const struct sm_snap *s)
 
 /* Both sockets are held (huge SO_RCVLOWAT): TCP queues what arrives in the
  * plain receive queue and runs the verdict only when the receive window is
- * nearly full, on FIN or under memory pressure.  Two steps, polled every
- * millisecond:
+ * nearly full or that many bytes are queued, on FIN or under memory
+ * pressure.  Two steps, polled every millisecond:
  * 1. Socket x leaves the sockhash when its psock is empty (nothing
  *    redirected to it is waiting) and its partner y is quiet (sm_quiet):
- *    y's verdict, which would now fail to redirect, has no reason to run.  x's verdict stops; what x receives from now on
- *    waits in x's plain receive queue.
+ *    y's verdict, which would now fail to redirect, has no reason to run.
+ *    x's verdict stops; what x receives from now on waits in x's plain
+ *    receive queue.
  * 2. y leaves once its psock wrote every byte x's verdict redirected (no
  *    more can come), if y is still quiet; if not, or after SM_MOVE_HALF_MS,
  *    x goes back in.
