@@ -252,7 +252,7 @@ static void sp_move_abort(struct sp_relay *r, const char *why)
 
 /* Both sources quiet and both pipes empty: the sockets go to the sockmap
  * path, with what arrived meanwhile still queued, in order. */
-static bool sp_move_done(struct sp_relay *r)
+static void sp_move_done(struct sp_relay *r)
 {
 	struct relay_stats st = { .path = RELAY_PATH_SPLICE };
 	struct relay_gen *to = r->to;
@@ -260,7 +260,7 @@ static bool sp_move_done(struct sp_relay *r)
 
 	for (int i = 0; i < 2; i++)
 		if (!r->d[i].quiet || r->d[i].in_pipe)
-			return false;
+			return;
 	sp_counters(&r->link, &st);
 	timer_cancel(&r->resume);
 	timer_cancel(&r->move);
@@ -273,7 +273,6 @@ static bool sp_move_done(struct sp_relay *r)
 	relay_moved(r->fd[0], r->fd[1], &o, to);
 	relay_gen_put(to);
 	free(r);
-	return true;
 }
 
 static void sp_move_timeout(struct timer *t)
