@@ -17,7 +17,7 @@
 #      selftests/test_upgrade.sh (HTTP Upgrade transport through a real nginx),
 #      selftests/test_mux.sh (one port, many protocols),
 #      selftests/test_replicas.sh (several agents for one service),
-#      selftests/test_visitor.sh (visitors: both parties behind NAT) and
+#      selftests/test_visitor.sh (visitors: both parties behind NAT),
 #      selftests/test_dialin.sh (the edge dials the agent's control and data
 #      connections) and
 #      selftests/test_migrate.sh (live detach/attach under streaming load)
