@@ -14,7 +14,11 @@
 # $LOGS" for run.sh then).  A script that made more (users, files outside
 # WORK) defines cleanup_extra, which runs first.  Helpers at the end:
 # ping_port, count_lines, fd_count, setup_sockmap, sockmap_detach,
-# session_start/_end.
+# session_start/_end; the steps of a main(): need_tools, make_token,
+# topology_up, dp_attach/dp_detach, assert_edge_alive, nginx_start; after a
+# failed byte-exact check: conn_trace; metrics: metric, edge_metric,
+# assert_moved; an edge with an echo and a web route (test_dialin.sh,
+# test_revport.sh): lan_services_start, routes_edge_start, curl_ok, echo_ok.
 set -u
 
 _ND_NAME=$1
@@ -128,6 +132,8 @@ fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 # setup_sockmap: rsplice attach into PIN_DIR (ATTACHED=1; the trap detaches)
 setup_sockmap() {
 	local out
+	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || true
+	rm -rf "$PIN_DIR"
 	if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
 		diag "rsplice attach: $out"
 		return 1
@@ -183,6 +189,110 @@ dp_attach() {
 # dp_detach: undo dp_attach (the EXIT trap does it too)
 dp_detach() { sockmap_detach; }
 
+# make_token: a fresh random token in $WORK/token (mode 600) for every daemon
+make_token() {
+	head -c 32 /dev/urandom | base64 >"$WORK/token"
+	chmod 600 "$WORK/token"
+}
+
+# topology_up: netns_setup as one test; 1 when it failed
+topology_up() {
+	if ! netns_setup; then
+		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
+		return 1
+	fi
+	pass "topology: 5 namespaces ($NS_TAG)"
+}
+
+# assert_edge_alive: the test "[$DP] edge still running" (spawned as "edge")
+assert_edge_alive() {
+	local up=0
+	alive edge && up=1
+	assert_eq "[$DP] edge still running" 1 "$up"
+}
+
+# nginx_start NS DIR LISTEN_PORT... <<CONF: a private nginx in NS: one
+# process, no daemon (it stays our child, killed by the trap), every path it
+# writes under DIR (pid, logs/, tmp/), none of Debian's defaults.  Stdin is
+# what goes inside http { } after the temp paths (log formats, servers).
+# 0 once it listens on every LISTEN_PORT.
+nginx_start() {
+	local ns=$1 dir=$2 p
+	shift 2
+	mkdir -p "$dir/tmp" "$dir/logs"
+	{
+		cat <<-EOF
+		daemon off;
+		master_process off;
+		pid $dir/nginx.pid;
+		error_log $dir/logs/error.log info;
+		events { worker_connections 1024; }
+		http {
+			client_body_temp_path $dir/tmp/body;
+			proxy_temp_path $dir/tmp/proxy;
+			fastcgi_temp_path $dir/tmp/fastcgi;
+			uwsgi_temp_path $dir/tmp/uwsgi;
+			scgi_temp_path $dir/tmp/scgi;
+		EOF
+		cat
+		echo "}"
+	} >"$dir/nginx.conf"
+	spawn nginx "$ns" "$dir/logs/stderr.log" nginx -e "$dir/logs/error.log" \
+		-p "$dir" -c "$dir/nginx.conf"
+	for p in "$@"; do
+		wait_until 50 0.1 listening "$ns" "$p" || return 1
+	done
+}
+
+# conn_trace EDGE_LOG AGENT_LOG...: after a failed byte-exact check, every
+# line about the relays whose edge "done via" line has unequal byte counts
+# (an echo moves as many bytes each way) or ended in a reset, from the edge's
+# and the agents' logs: both sides' counters ("conn ID" in hex, "relay ID" in
+# decimal) tell which side sent bytes twice or lost them
+conn_trace() {
+	local elog=$1 id
+	shift
+	for id in $(sed -n 's/.*conn \([0-9a-f]\{16\}\): done via [a-z]*: \([0-9]*\) bytes client->agent, \([0-9]*\) agent->client (\(.*\))$/\1 \2 \3 \4/p' \
+		"$elog" | awk '$2 != $3 || /reset/ { print $1 }'); do
+		diag "--- connection $id ($(printf '%u' "0x$id")): edge and agent log lines ---"
+		grep -H -e "conn $id" -e "relay $(printf '%u' "0x$id"):" "$elog" "$@" 2>/dev/null |
+			sed "s|^$WORK/||" | diag_file
+	done
+}
+
+# ----------------------------------------------------------- metrics ----
+
+# metric NS ADDR METRIC [LABEL=VALUE...]: one series of the Prometheus
+# endpoint at ADDR (--metrics), scraped with curl in NS; "absent" when there
+# is no such series, "no-scrape" (and 1) when the endpoint did not answer
+metric() {
+	local ns=$1 addr=$2 f rc=0
+	shift 2
+	f=$(mktemp "$WORK/scrape.XXXXXX")
+	if run_in "$ns" 10 curl -sS --max-time 5 -o "$f" "http://$addr/metrics" 2>/dev/null; then
+		python3 "$HELPERS/promparse.py" get "$f" "$@" 2>&1
+	else
+		echo no-scrape
+		rc=1
+	fi
+	rm -f "$f"
+	return $rc
+}
+
+# the edge's --metrics address in the tests that count its errors
+EDGE_METRICS=127.0.0.1:9100
+edge_metric() { metric "$NS_EDGE" "$EDGE_METRICS" "$@"; }
+
+# assert_moved NAME WANT BEFORE AFTER: a counter grew by exactly WANT
+assert_moved() {
+	if [[ "$3" =~ ^[0-9]+$ && "$4" =~ ^[0-9]+$ ]] && [ $(($4 - $3)) = "$2" ]; then
+		pass "$1"
+		return 0
+	fi
+	fail "$1" "expected +$2, got $3 -> $4"
+	return 1
+}
+
 # ---- shared by test_dialin.sh and test_revport.sh: an edge with an echo
 # and a web route, and their LAN services.  The caller sets CTRL_PORT,
 # P_ECHO, P_WEB (the edge's ports) and S_ECHO, S_WEB (the services').
@@ -192,8 +302,7 @@ dp_detach() { sockmap_detach; }
 # not start (after one failed check)
 lan_services_start() {
 	local p
-	head -c 32 /dev/urandom | base64 >"$WORK/token"
-	chmod 600 "$WORK/token"
+	make_token
 	mkdir -m 700 "$WORK/run-edge" "$WORK/run-agent"
 	mkdir -p "$WORK/www"
 	head -c $((2 * 1024 * 1024)) /dev/urandom >"$WORK/www/big.bin"

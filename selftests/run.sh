@@ -19,8 +19,9 @@
 #      selftests/test_replicas.sh (several agents for one service),
 #      selftests/test_visitor.sh (visitors: both parties behind NAT),
 #      selftests/test_dialin.sh (the edge dials the agent's control and data
-#      connections) and selftests/test_revport.sh (edge --data-ports: a
-#      reverse data port per client)
+#      connections), selftests/test_revport.sh (edge --data-ports: a
+#      reverse data port per client) and
+#      selftests/test_migrate.sh (live detach/attach under streaming load)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
 # any "not ok" line (crash, timeout) as one more failure, and ends with
@@ -33,11 +34,13 @@
 #      SAN_BUILD (default build/asan), then the unit tests, test_relay.sh
 #      (splice), test_e2e.sh, test_auth.sh, test_hostile.sh, test_ops.sh,
 #      test_reload.sh, test_runtime.sh, test_metrics.sh, test_upgrade.sh,
-#      test_mux.sh, test_replicas.sh, test_visitor.sh, test_dialin.sh and test_revport.sh (splice path), test_proxy.sh and test_privdrop.sh
+#      test_mux.sh, test_replicas.sh, test_visitor.sh, test_dialin.sh and test_revport.sh (splice path),
+#      test_migrate.sh (both paths: moving between them is what it tests),
+#      test_proxy.sh and test_privdrop.sh
 #      again with those binaries; a sanitizer report in any output or daemon
 #      log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload runtime metrics upgrade mux replicas visitor dialin revport fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload runtime metrics upgrade mux replicas visitor dialin revport migrate fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -59,7 +62,7 @@ if [ -z "${RSPLICE_RUN_DIR:-}" ]; then
 	export RSPLICE_RUN_DIR
 	trap 'rm -rf "$RSPLICE_RUN_DIR"' EXIT
 fi
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload runtime metrics upgrade mux replicas visitor dialin revport fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload runtime metrics upgrade mux replicas visitor dialin revport migrate fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -170,7 +173,7 @@ if wants upgrade; then
 	run_counted "test_upgrade.sh" "$SCRIPT_TIMEOUT" bash selftests/test_upgrade.sh
 fi
 
-for s in mux replicas visitor dialin revport; do
+for s in mux replicas visitor dialin revport migrate; do
 	wants "$s" && run_counted "test_$s.sh" "$E2E_TIMEOUT" bash "selftests/test_$s.sh"
 done
 
@@ -214,7 +217,7 @@ san_run() {
 		UBSAN_OPTIONS="${SAN_UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
 		KEEP=1 E2E_KEEP=1 AUTH_KEEP=1 HOSTILE_KEEP=1 RELOAD_KEEP=1 METRICS_KEEP=1 \
 		OPS_KEEP=1 PROXY_KEEP=1 PRIVDROP_KEEP=1 UPGRADE_KEEP=1 MUX_KEEP=1 REPLICAS_KEEP=1 \
-		RUNTIME_KEEP=1 VISITOR_KEEP=1 \
+		RUNTIME_KEEP=1 VISITOR_KEEP=1 MIGRATE_KEEP=1 \
 		"$@"
 	# the work directories (daemon logs) the scripts kept for us (*_KEEP=1,
 	# KEEP=1): each names its own in a "# logs kept in DIR" line, so that a
@@ -222,7 +225,7 @@ san_run() {
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|ops|proxy|privdrop|reload|runtime|metrics|upgrade|mux|replicas|visitor|dialin|revport|test-relay)\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|ops|proxy|privdrop|reload|runtime|metrics|upgrade|mux|replicas|visitor|dialin|revport|migrate|test-relay)\.' "$saved")
 	local files=("$saved")
 	for d in "${dirs[@]}"; do
 		while IFS= read -r f; do files+=("$f"); done < <(find "$d" -type f -size -64M)
@@ -282,6 +285,9 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 			san_run "asan test_$t.sh splice" "$E2E_TIMEOUT" \
 				env E2E_DATAPATHS=splice bash "selftests/test_$t.sh"
 		done
+		if wants migrate; then
+			san_run "asan test_migrate.sh" "$E2E_TIMEOUT" bash selftests/test_migrate.sh
+		fi
 		if wants hostile; then
 			# ASan's shadow memory and quarantine: no VmRSS bound here
 			san_run "asan test_hostile.sh splice" "$SCRIPT_TIMEOUT" \

@@ -363,17 +363,6 @@ if [ -n "${AUTH_TESTS:-}" ]; then
 	done
 fi
 
-setup_sockmap() {
-	local out
-	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || true
-	rm -rf "$PIN_DIR"
-	if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-		fail "[sockmap] rsplice --pin-dir $PIN_DIR attach" "$(head -n 1 <<<"$out")"
-		return 1
-	fi
-	ATTACHED=1
-}
-
 teardown_sockmap() {
 	[ "$ATTACHED" = 1 ] || return 0
 	check "[sockmap] rsplice detach" timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach
@@ -386,7 +375,7 @@ run_datapath() {
 	local t
 	banner "data path: $DP"
 	T_FAIL_LOGS=("$LOGS/$DP-edge.log" "$LOGS/$DP-agent.log")
-	if [ "$DP" = sockmap ] && ! setup_sockmap; then
+	if ! dp_attach; then
 		for t in "${TESTS[@]}"; do fail "[$DP] ${DESC[$t]}" "not run: rsplice attach failed"; done
 		return
 	fi
@@ -422,10 +411,7 @@ run_datapath() {
 }
 
 main() {
-	local b
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
+	need_tools || return
 	if ! python3 -c 'import ctypes; ctypes.CDLL("libsodium.so.23")' 2>/dev/null; then
 		fail "libsodium.so.23 loads from python (ctypes)" "install libsodium23"
 		return

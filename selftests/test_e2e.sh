@@ -680,17 +680,9 @@ run_datapath() {
 }
 
 main() {
-	local b t_start
+	local t_start
 	t_start=$(now_ms)
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		if [ ! -x "$b" ]; then
-			fail "binary $b exists" "not built: run make"
-			return
-		fi
-	done
-	for b in python3 curl iperf3 nft ss nsenter bpftool sha256sum; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
+	need_tools python3 curl iperf3 nft ss nsenter bpftool sha256sum || return
 	head -c 32 /dev/urandom | base64 >"$TOKEN"
 	head -c 32 /dev/urandom | base64 >"$BAD_TOKEN"
 	chmod 600 "$TOKEN" "$BAD_TOKEN"

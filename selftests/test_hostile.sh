@@ -395,42 +395,21 @@ if [ -n "${HOSTILE_STAGES:-}" ]; then
 	done
 fi
 
-setup_sockmap() {
-	local out
-	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || true
-	rm -rf "$PIN_DIR"
-	if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-		printf '%s\n' "$out" | diag_file
-		return 1
-	fi
-	ATTACHED=1
-}
-
-teardown_sockmap() {
-	[ "$ATTACHED" = 1 ] || return 0
-	timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-	ATTACHED=0
-	rm -rf "$PIN_DIR"
-}
-
 run_datapath() {
 	DP=$1
 	local s
 	banner "data path: $DP"
 	T_FAIL_LOGS=("$LOGS/$DP-edge.log" "$LOGS/$DP-agent.log")
-	if [ "$DP" = sockmap ] && ! setup_sockmap; then
-		fail "[$DP] rsplice attach" "see above"
-		return
-	fi
+	dp_attach || return
 	if ! start_edge; then
 		fail "[$DP] edge starts and listens" "no listener"
-		stop edge; teardown_sockmap
+		stop edge; dp_detach
 		return
 	fi
 	start_agent
 	if ! wait_until 50 0.2 tunnel_ping; then
 		fail "[$DP] tunnel up" "never worked"
-		stop agent; stop edge; teardown_sockmap
+		stop agent; stop edge; dp_detach
 		return
 	fi
 	# settle: the pool is full, one legitimate transfer done
@@ -455,24 +434,15 @@ run_datapath() {
 	assert "[$DP] edge and agent still running" 'alive edge && alive agent' "a daemon died"
 	stop agent
 	stop edge
-	teardown_sockmap
+	dp_detach
 }
 
 main() {
 	local b t0 dp
 	t0=$(now_ms)
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	for b in python3 nft ss nsenter; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
+	need_tools python3 nft ss nsenter || return
 	(umask 077; head -c 32 /dev/urandom | base64 >"$TOKEN")
-	if ! netns_setup; then
-		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
-		return
-	fi
-	pass "topology: 5 namespaces ($NS_TAG)"
+	topology_up || return
 	if ! start_services; then
 		fail "LAN services start" "see $LOGS/services.log"
 		return

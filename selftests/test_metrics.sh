@@ -373,14 +373,7 @@ run_datapath() {
 	DP=$1
 	banner "data path: $DP"
 	T_FAIL_LOGS=("$LOGS/$DP-edge.log" "$LOGS/$DP-agent.log")
-	if [ "$DP" = sockmap ]; then
-		mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || true
-		if ! timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach >"$WORK/attach.out" 2>&1; then
-			fail "[$DP] rsplice attach" "$(head -n 1 "$WORK/attach.out")"
-			return
-		fi
-		ATTACHED=1
-	fi
+	dp_attach || return
 	if ! start_edge || ! start_agent; then
 		fail "[$DP] edge + agent up with --metrics, tunnel works" "see logs"
 		stop agent; stop edge
@@ -398,19 +391,12 @@ run_datapath() {
 	t_agent_kill
 	stop agent
 	stop edge
-	if [ "$DP" = sockmap ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-	fi
+	dp_detach
 }
 
 main() {
-	local b
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	command -v curl >/dev/null || { fail "curl is installed" "missing"; return; }
-	(umask 077; head -c 32 /dev/urandom | base64 >"$WORK/token")
+	need_tools curl || return
+	make_token
 	if ! netns_setup; then
 		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
 		return

@@ -64,6 +64,12 @@ static void test_text(void)
 	metrics_refused(ML_ALLOW_LIST);
 	metrics_error(ME_BAD_HELLO);
 	metrics_error(ME__N); /* counts nothing */
+	metrics_http_refused(431);
+	metrics_http_refused(599); /* a status without a reason of its own */
+	metrics_peek_timeout();
+	metrics_replica_retry(MR_DIAL_FAILED);
+	metrics_replica_retry(MR_DIAL_FAILED);
+	metrics_replica_retry(MR__N); /* counts nothing */
 	t = render();
 	if (!ASSERT_NEQ(t, NULL, "render"))
 		return;
@@ -73,6 +79,13 @@ static void test_text(void)
 	ASSERT_STRSTR(t, "rsplice_refused_total{limit=\"allow-list\"} 2\n", "refusal counter");
 	ASSERT_STRSTR(t, "rsplice_refused_total{limit=\"max-conns\"} 0\n", "other limits exported at 0");
 	ASSERT_STRSTR(t, "rsplice_errors_total{reason=\"bad-hello\"} 1\n", "error counter");
+	ASSERT_STRSTR(t, "rsplice_errors_total{reason=\"http-431\"} 1\n", "HTTP refusal by status");
+	ASSERT_STRSTR(t, "rsplice_errors_total{reason=\"http-400\"} 0\n", "other statuses at 0");
+	ASSERT_STRSTR(t, "rsplice_errors_total{reason=\"http-other\"} 1\n", "unlisted status");
+	ASSERT_STRSTR(t, "rsplice_errors_total{reason=\"mux-no-match\"} 0\n", "mux no-match at 0");
+	ASSERT_STRSTR(t, "rsplice_peek_timeouts_total 1\n", "peek timeout counter");
+	ASSERT_STRSTR(t, "rsplice_replica_retries_total{reason=\"dial-failed\"} 2\n", "retries by reason");
+	ASSERT_STRSTR(t, "rsplice_replica_retries_total{reason=\"agent-gone\"} 0\n", "... others at 0");
 	ASSERT_STRSTR(t, "rsplice_build_info{daemon=\"edge\",version=\"" RSPLICE_VERSION "\"} 1\n",
 		      "build info");
 	ASSERT_TRUE(families_ok(t), "every sample after its TYPE");

@@ -69,22 +69,11 @@ make_cert() { # make_cert NAME SAN
 }
 
 start_services() {
-	mkdir -p "$NGX/www" "$NGX/tmp" "$NGX/logs"
+	mkdir -p "$NGX/www"
 	head -c $((FILE_MIB << 20)) /dev/urandom >"$NGX/www/file.bin"
 	FILE_SHA=$(sha256sum "$NGX/www/file.bin" | cut -d' ' -f1)
 	make_cert www www.example.com && make_cert git '*.git.example.com' || return 1
-	cat >"$NGX/nginx.conf" <<-EOF
-	daemon off;
-	master_process off;
-	pid $NGX/nginx.pid;
-	error_log $NGX/logs/error.log info;
-	events { worker_connections 256; }
-	http {
-		client_body_temp_path $NGX/tmp/body;
-		proxy_temp_path $NGX/tmp/proxy;
-		fastcgi_temp_path $NGX/tmp/fastcgi;
-		uwsgi_temp_path $NGX/tmp/uwsgi;
-		scgi_temp_path $NGX/tmp/scgi;
+	nginx_start "$NS_LANSVC" "$NGX" "$S_WEB" "$S_GIT" "$S_HA" "$S_HB" <<-EOF || return 1
 		access_log $NGX/logs/access.log;
 		default_type application/octet-stream;
 		server {
@@ -109,10 +98,7 @@ start_services() {
 			listen $IP_SVC:$S_HB;
 			location = /who { return 200 "beta \$host\n"; }
 		}
-	}
 	EOF
-	spawn nginx "$NS_LANSVC" "$NGX/logs/stderr.log" nginx -e "$NGX/logs/error.log" \
-		-p "$NGX" -c "$NGX/nginx.conf"
 	# sshd: throwaway host and user keys, private config, no PAM, key only
 	ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh_host_ed25519_key" &&
 		ssh-keygen -q -t ed25519 -N '' -f "$WORK/id_ed25519" || return 1
@@ -139,7 +125,7 @@ start_services() {
 	spawn banner "$NS_LANSVC" "$WORK/banner.log" $(py banner.py) server --bind "$IP_SVC" \
 		--port "$S_BANNER" --size 300000
 	local p
-	for p in "$S_WEB" "$S_GIT" "$S_HA" "$S_HB" "$S_SSH" "$S_ECHO" "$S_BANNER"; do
+	for p in "$S_SSH" "$S_ECHO" "$S_BANNER"; do
 		wait_until 50 0.1 listening "$NS_LANSVC" "$p" || { diag "port $p not listening"; return 1; }
 	done
 }
@@ -154,7 +140,7 @@ start_edge() {
 		--route "$IP_EDGE_PUB:$P_STRICT=sni:www.example.com>web,tls>git" \
 		--route "$IP_EDGE_PUB:$P_SILENT=ssh>ssh,banner" \
 		--route "$IP_EDGE_PUB:$P_PLAIN=ha" \
-		--peek-timeout "$PEEK_MS" --agent-wait 3000 $(dp_args) -v
+		--peek-timeout "$PEEK_MS" --agent-wait 3000 --metrics "$EDGE_METRICS" $(dp_args) -v
 	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" &&
 		wait_until 50 0.1 listening "$NS_EDGE" "$P_SILENT"
 }
@@ -238,12 +224,14 @@ t_slow_hello() {
 }
 
 t_strict() {
-	local out t0 dt
+	local out t0 dt nm0 pt0
 	out=$(curl_tls other.example "$P_STRICT" /who "$WORK/git.pem" ; echo "rc=$?")
 	# the git server's certificate does not name other.example: the
 	# handshake itself proves which server answered
 	assert "[$DP] strict port: TLS with another name takes the tls rule (git server's certificate)" \
 		'[[ "$out" == *"no alternative certificate subject name matches"* ]] || [[ "$out" == *"SSL: no alternative"* ]]' "$out"
+	nm0=$(edge_metric rsplice_errors_total reason=mux-no-match)
+	pt0=$(edge_metric rsplice_peek_timeouts_total)
 	t0=$(now_ms)
 	out=$(in_client 10 curl -sS --max-time 8 "http://$IP_EDGE_PUB:$P_STRICT/" 2>&1; echo "rc=$?")
 	dt=$(( $(now_ms) - t0 ))
@@ -252,6 +240,10 @@ t_strict() {
 	assert "[$DP] strict port: the close is logged" \
 		'grep -q "matches no rule, and the route has no default service" "$WORK/$DP-edge.log"' \
 		"no log line"
+	assert_moved "[$DP] strict port: the close counts in rsplice_errors_total{reason=\"mux-no-match\"} (+1)" \
+		1 "$nm0" "$(edge_metric rsplice_errors_total reason=mux-no-match)"
+	assert_moved "[$DP] strict port: plain HTTP decided at once: rsplice_peek_timeouts_total +0" \
+		0 "$pt0" "$(edge_metric rsplice_peek_timeouts_total)"
 	out=$(in_client 60 $(py garbage_clients.py) --host "$IP_EDGE_PUB" --port "$P_STRICT" \
 		--bound $(( PEEK_MS / 1000 + 3 )) --rounds 3 2>&1)
 	diag "[$DP] garbage: $out"
@@ -260,7 +252,9 @@ t_strict() {
 }
 
 t_silent() {
-	local out t0 dt
+	local out t0 dt pt0 nm0
+	pt0=$(edge_metric rsplice_peek_timeouts_total)
+	nm0=$(edge_metric rsplice_errors_total reason=mux-no-match)
 	t0=$(now_ms)
 	out=$(in_client 20 $(py banner.py) client --host "$IP_EDGE_PUB" --port "$P_SILENT" \
 		--size 300000 --timeout 15 2>&1)
@@ -268,6 +262,10 @@ t_silent() {
 	assert "[$DP] a silent client gets the server-speaks-first default after the peek timeout (${dt} ms)" \
 		'[[ "$out" == OK* ]] && [ "$dt" -ge '"$PEEK_MS"' ] && [ "$dt" -lt $((PEEK_MS + 3000)) ]' \
 		"$out after $dt ms"
+	assert_moved "[$DP] the silent client counts once in rsplice_peek_timeouts_total" \
+		1 "$pt0" "$(edge_metric rsplice_peek_timeouts_total)"
+	assert_moved "[$DP] it got the default: rsplice_errors_total{reason=\"mux-no-match\"} +0" \
+		0 "$nm0" "$(edge_metric rsplice_errors_total reason=mux-no-match)"
 	out=$(in_client 30 ssh -F /dev/null -p "$P_SILENT" -i "$WORK/id_ed25519" \
 		-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
 		-o LogLevel=ERROR -o ConnectTimeout=20 "root@$IP_EDGE_PUB" echo silent-port-ssh 2>&1)
@@ -291,16 +289,10 @@ t_latency() {
 
 run_datapath() {
 	DP=$1
-	local out alive=0 t
+	local t
 	banner "data path: $DP"
 	T_FAIL_LOGS=("$WORK/$DP-edge.log" "$WORK/$DP-agent.log")
-	if [ "$DP" = sockmap ]; then
-		if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-			fail "[sockmap] rsplice attach" "$(head -n 1 <<<"$out")"
-			return
-		fi
-		ATTACHED=1
-	fi
+	dp_attach || return
 	if ! start_edge; then
 		fail "[$DP] edge starts" "no listener"
 	else
@@ -319,31 +311,15 @@ run_datapath() {
 		fi
 		stop agent
 	fi
-	kill -0 "${PIDS[edge]:-0}" 2>/dev/null && alive=1
-	assert_eq "[$DP] edge still running" 1 "$alive"
+	assert_edge_alive
 	stop edge
-	if [ "$ATTACHED" = 1 ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-		rm -rf "$PIN_DIR"
-	fi
+	dp_detach
 }
 
 main() {
-	local b
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	for b in nginx curl openssl ssh ssh-keygen /usr/sbin/sshd python3 nsenter ss sha256sum; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
-	head -c 32 /dev/urandom | base64 >"$WORK/token"
-	chmod 600 "$WORK/token"
-	if ! netns_setup; then
-		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
-		return
-	fi
-	pass "topology: 5 namespaces ($NS_TAG)"
+	need_tools nginx curl openssl ssh ssh-keygen /usr/sbin/sshd python3 nsenter ss sha256sum || return
+	make_token
+	topology_up || return
 	if ! start_services; then
 		fail "LAN services (nginx TLS + HTTP, sshd, echo, banner) start" "see $WORK"
 		diag_file "$NGX/logs/error.log" "$NGX/logs/stderr.log" "$WORK/sshd.log"

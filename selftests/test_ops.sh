@@ -408,14 +408,7 @@ run_datapath() {
 	DP=$1
 	banner "data path: $DP"
 	T_FAIL_LOGS=("$LOGS/$DP-edge.log" "$LOGS/$DP-agent.log")
-	if [ "$DP" = sockmap ]; then
-		mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || true
-		if ! timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach >"$WORK/attach.out" 2>&1; then
-			fail "[$DP] rsplice attach" "$(head -n 1 "$WORK/attach.out")"
-			return
-		fi
-		ATTACHED=1
-	fi
+	dp_attach || return
 	if ! start_daemons; then
 		fail "[$DP] edge + agent up, tunnel works" "see logs"
 		stop agent; stop edge
@@ -432,18 +425,12 @@ run_datapath() {
 	stop edge
 	assert "[$DP] the daemons remove their admin sockets when they exit" \
 		'[ ! -e "$RUN/edge.sock" ] && [ ! -e "$RUN/agent.sock" ]' "$(ls "$RUN" 2>&1)"
-	if [ "$DP" = sockmap ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-	fi
+	dp_detach
 }
 
 main() {
-	local b
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	(umask 077; head -c 32 /dev/urandom | base64 >"$WORK/token")
+	need_tools || return
+	make_token
 	if ! netns_setup; then
 		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
 		return

@@ -33,23 +33,10 @@ cleanup_extra() { rm -f "$NGX/www/file.bin"; }
 
 # ------------------------------------------------------------------ nginx ---
 start_nginx() {
-	mkdir -p "$NGX/www" "$NGX/tmp" "$NGX/logs"
+	mkdir -p "$NGX/www"
 	head -c $((FILE_MIB << 20)) /dev/urandom >"$NGX/www/file.bin"
 	FILE_SHA=$(sha256sum "$NGX/www/file.bin" | cut -d' ' -f1)
-	# one process, no daemon: it stays our child (killed by the trap), and
-	# every path it writes is in $NGX, none of Debian's defaults
-	cat >"$NGX/nginx.conf" <<-EOF
-	daemon off;
-	master_process off;
-	pid $NGX/nginx.pid;
-	error_log $NGX/logs/error.log info;
-	events { worker_connections 256; }
-	http {
-		client_body_temp_path $NGX/tmp/body;
-		proxy_temp_path $NGX/tmp/proxy;
-		fastcgi_temp_path $NGX/tmp/fastcgi;
-		uwsgi_temp_path $NGX/tmp/uwsgi;
-		scgi_temp_path $NGX/tmp/scgi;
+	nginx_start "$NS_LANSVC" "$NGX" "$S_PP" "$S_PLAIN" <<-EOF
 		log_format pp '\$proxy_protocol_addr:\$proxy_protocol_port \$remote_addr "\$request" \$status';
 		access_log $NGX/logs/access.log pp;
 		default_type application/octet-stream;
@@ -65,12 +52,7 @@ start_nginx() {
 			root $NGX/www;
 			location = /who { return 200 "\$remote_addr:\$remote_port\n"; }
 		}
-	}
 	EOF
-	spawn nginx "$NS_LANSVC" "$NGX/logs/stderr.log" nginx -e "$NGX/logs/error.log" \
-		-p "$NGX" -c "$NGX/nginx.conf"
-	wait_until 50 0.1 listening "$NS_LANSVC" "$S_PP" &&
-		wait_until 50 0.1 listening "$NS_LANSVC" "$S_PLAIN"
 }
 
 # --------------------------------------------------------------- daemons ----
@@ -160,16 +142,9 @@ run_pool() {
 
 run_datapath() {
 	DP=$1
-	local out
 	banner "data path: $DP"
 	T_FAIL_LOGS=("$WORK/$DP-edge.log" "$WORK/$DP-agent.log" "$NGX/logs/error.log")
-	if [ "$DP" = sockmap ]; then
-		if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-			fail "[sockmap] rsplice attach" "$(head -n 1 <<<"$out")"
-			return
-		fi
-		ATTACHED=1
-	fi
+	dp_attach || return
 	if ! start_edge; then
 		fail "[$DP] edge starts" "no listener"
 	else
@@ -177,28 +152,13 @@ run_datapath() {
 		run_pool 0 CONNECT
 	fi
 	stop edge
-	if [ "$ATTACHED" = 1 ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-		rm -rf "$PIN_DIR"
-	fi
+	dp_detach
 }
 
 main() {
-	local b
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	for b in nginx curl nsenter ss sha256sum; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
-	head -c 32 /dev/urandom | base64 >"$WORK/token"
-	chmod 600 "$WORK/token"
-	if ! netns_setup; then
-		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
-		return
-	fi
-	pass "topology: 5 namespaces ($NS_TAG)"
+	need_tools nginx curl nsenter ss sha256sum || return
+	make_token
+	topology_up || return
 	if ! start_nginx; then
 		fail "nginx (proxy_protocol and plain listeners) starts in lansvc" "see its log"
 		diag_file "$NGX/logs/error.log" "$NGX/logs/stderr.log"

@@ -402,17 +402,11 @@ s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); time.
 RESULTS=()
 main() {
 	local b
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
+	need_tools || return
 	head -c 32 /dev/urandom | base64 >"$TOKEN"
 	head -c 32 /dev/urandom | base64 >"$STOKEN"
 	chmod 600 "$TOKEN" "$STOKEN"
-	if ! netns_setup; then
-		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
-		return
-	fi
-	pass "topology: 5 namespaces ($NS_TAG)"
+	topology_up || return
 	if ! start_services; then
 		fail "LAN services start" "see $LOGS/services.log"
 		return

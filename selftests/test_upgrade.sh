@@ -60,21 +60,7 @@ start_services() {
 
 # ---------------------------------------------------- nginx, the HTTP proxy --
 start_nginx() {
-	mkdir -p "$NGX/tmp" "$NGX/logs"
-	# one process, no daemon: it stays our child (killed by the trap), and
-	# every path it writes is in $NGX, none of Debian's defaults
-	cat >"$NGX/nginx.conf" <<-EOF
-	daemon off;
-	master_process off;
-	pid $NGX/nginx.pid;
-	error_log $NGX/logs/error.log info;
-	events { worker_connections 1024; }
-	http {
-		client_body_temp_path $NGX/tmp/body;
-		proxy_temp_path $NGX/tmp/proxy;
-		fastcgi_temp_path $NGX/tmp/fastcgi;
-		uwsgi_temp_path $NGX/tmp/uwsgi;
-		scgi_temp_path $NGX/tmp/scgi;
+	nginx_start "$NS_EDGE" "$NGX" "$P_NGX" "$P_NGX_SHORT" <<-EOF
 		log_format up '\$remote_addr "\$request" \$status \$server_port';
 		access_log $NGX/logs/access.log up;
 		server {
@@ -102,12 +88,7 @@ start_nginx() {
 				proxy_read_timeout 2s;
 			}
 		}
-	}
 	EOF
-	spawn nginx "$NS_EDGE" "$NGX/logs/stderr.log" nginx -e "$NGX/logs/error.log" \
-		-p "$NGX" -c "$NGX/nginx.conf"
-	wait_until 50 0.1 listening "$NS_EDGE" "$P_NGX" &&
-		wait_until 50 0.1 listening "$NS_EDGE" "$P_NGX_SHORT"
 }
 
 # ---------------------------------------------------------------- daemons ---
@@ -117,7 +98,8 @@ start_edge() {
 	spawn edge "$NS_EDGE" "$LOGS/$DP-edge.log" "$EDGE_BIN" \
 		--control "$IP_EDGE:$CTRL_PORT" --token-file "$WORK/token" --http-path "$HPATH" \
 		--route "$IP_EDGE_PUB:$P_HTTP=http" --route "$IP_EDGE_PUB:$P_ECHO=echo" \
-		--route "$IP_EDGE_PUB:$P_BANNER=banner" --agent-wait 3000 $(dp_args) -v
+		--route "$IP_EDGE_PUB:$P_BANNER=banner" --agent-wait 3000 --metrics "$EDGE_METRICS" \
+		$(dp_args) -v
 	wait_until 50 0.1 listening "$NS_EDGE" "$CTRL_PORT" &&
 		wait_until 50 0.1 listening "$NS_EDGE" "$P_BANNER"
 }
@@ -250,13 +232,15 @@ raw_http() {
 # (or just closes, when WANT_STATUS is "any"), logs LOG_PATTERN once, and the
 # tunnel still works
 refused() {
-	local name=$1 want=$2 pat=$3 elog=$LOGS/$DP-edge.log n0 n1 out
+	local name=$1 want=$2 pat=$3 elog=$LOGS/$DP-edge.log n0 n1 out m0 m1
 	shift 3
 	sleep 1.1 # refusals are logged at most once a second
 	n0=$(count "$pat" "$elog")
+	m0=$(edge_metric rsplice_errors_total reason="http-$want")
 	out=$(raw_http "$@")
 	sleep 0.2
 	n1=$(count "$pat" "$elog")
+	m1=$(edge_metric rsplice_errors_total reason="http-$want")
 	diag "$name: $out; edge log: $(grep -- "$pat" "$elog" | tail -n 1)"
 	if [ "$want" = any ]; then
 		assert "[$DP] $name: refused, one clear log line" '[ $((n1 - n0)) = 1 ]' \
@@ -265,6 +249,7 @@ refused() {
 		assert "[$DP] $name: $want and one clear log line" \
 			'[ "$out" = "STATUS $want" ] && [ $((n1 - n0)) = 1 ]' \
 			"answer '$out', log lines matching '$pat': $n0 -> $n1"
+		assert_moved "[$DP] $name: rsplice_errors_total{reason=\"http-$want\"} +1" 1 "$m0" "$m1"
 	fi
 	assert "[$DP] $name: the edge keeps serving (echo through the tunnel)" \
 		'wait_until 10 0.2 tunnel_ping' "no echo through the tunnel"
@@ -306,7 +291,8 @@ run_direct() {
 	# the handshake deadline (--hello-timeout, 5 s, from accept) covers the
 	# HTTP request and then the hello; trickled bytes do not extend it
 	sleep 1.1
-	local slow held bg
+	local slow held bg m0 m1
+	m0=$(edge_metric rsplice_errors_total reason=http-408)
 	run_in "$NS_ROUTER" 15 $(py http_raw.py) --host "$IP_EDGE" --port "$CTRL_PORT" \
 		--timeout 12 --trickle 0.3 --request "GET $HPATH HTTP/1.1\\r\\nHost: edge\\r\\nUpgrade: rsplice\\r\\nConnection: Upgrade\\r\\nX-Slow: $(printf 'a%.0s' {1..40})\\r\\n\\r\\n" \
 		>"$WORK/slow.out" 2>&1 &
@@ -314,6 +300,7 @@ run_direct() {
 	held=$(run_in "$NS_ROUTER" 15 $(py http_raw.py) --host "$IP_EDGE" --port "$CTRL_PORT" \
 		--timeout 12 --hold 10 --request "GET $HPATH HTTP/1.1\\r\\nHost: edge\\r\\nUpgrade: rsplice\\r\\nConnection: Upgrade\\r\\n\\r\\n" 2>&1)
 	wait "$bg"
+	m1=$(edge_metric rsplice_errors_total reason=http-408)
 	slow=$(cat "$WORK/slow.out")
 	diag "trickled request: $(echo $slow); upgraded without a hello: $(echo $held)"
 	assert "[$DP] a trickled HTTP request gets 408 at the handshake deadline (5 s from accept)" \
@@ -324,6 +311,7 @@ run_direct() {
 		 grep -q "closed: no hello (timed out)" "$LOGS/$DP-edge.log" &&
 		 grep -q "refused with 408: incomplete HTTP request (timed out)" "$LOGS/$DP-edge.log"' \
 		"got '$held'"
+	assert_moved "[$DP] the trickled request: rsplice_errors_total{reason=\"http-408\"} +1" 1 "$m0" "$m1"
 	# nginx without proxy_http_version 1.1 / the Upgrade headers
 	sleep 1.1
 	out=$(run_in "$NS_ROUTER" 10 curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
@@ -372,16 +360,9 @@ run_heartbeat() {
 
 run_datapath() {
 	DP=$1
-	local out
 	banner "data path: $DP"
 	T_FAIL_LOGS=("$LOGS/$DP-edge.log" "$LOGS/$DP-agent.log" "$NGX/logs/error.log")
-	if [ "$DP" = sockmap ]; then
-		if ! out=$(timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" attach 2>&1); then
-			fail "[sockmap] rsplice attach" "$(head -n 1 <<<"$out")"
-			return
-		fi
-		ATTACHED=1
-	fi
+	dp_attach || return
 	if ! start_edge; then
 		fail "[$DP] edge starts" "no listener"
 	else
@@ -392,30 +373,16 @@ run_datapath() {
 		[ "$DP" = splice ] && run_heartbeat
 	fi
 	stop edge
-	if [ "$ATTACHED" = 1 ]; then
-		timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
-		ATTACHED=0
-		rm -rf "$PIN_DIR"
-	fi
+	dp_detach
 }
 
 main() {
-	local b o
-	for b in "$EDGE_BIN" "$AGENT_BIN" "$CLI_BIN"; do
-		[ -x "$b" ] || { fail "binary $b exists" "not built: run make"; return; }
-	done
-	for b in nginx curl nsenter ss sha256sum python3; do
-		command -v "$b" >/dev/null || { fail "tool $b installed" "missing: run make deps"; return; }
-	done
-	head -c 32 /dev/urandom | base64 >"$WORK/token"
-	chmod 600 "$WORK/token"
+	local o
+	need_tools nginx curl nsenter ss sha256sum python3 || return
+	make_token
 	head -c $((HTTP_SIZE_MIB << 20)) /dev/urandom >"$WORK/www/big.bin"
 	HTTP_SHA=$(sha256sum "$WORK/www/big.bin" | cut -d' ' -f1)
-	if ! netns_setup; then
-		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
-		return
-	fi
-	pass "topology: 5 namespaces ($NS_TAG)"
+	topology_up || return
 	if ! start_services; then
 		fail "LAN services (http, echo, banner) start in lansvc" "see $LOGS/services.log"
 		return

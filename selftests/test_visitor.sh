@@ -331,11 +331,7 @@ main() {
 	mkdir -m 700 "$WORK/run-edge" "$WORK/run-srv"
 	mkdir -p "$WORK/www"
 	head -c 1048576 /dev/urandom >"$WORK/www/blob"
-	if ! netns_setup; then
-		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
-		return
-	fi
-	pass "topology: 5 namespaces ($NS_TAG)"
+	topology_up || return
 	spawn echo "$NS_LANSVC" "$WORK/echo.log" $(py echo_server.py) --bind "$IP_SVC" --port "$S_ECHO"
 	spawn hidden "$NS_LANSVC" "$WORK/hidden.log" $(py echo_server.py) --bind "$IP_SVC" \
 		--port "$S_HIDDEN"

@@ -50,4 +50,9 @@ void cli_daemons_plain(void);
 int do_route(int argc, char **argv);
 int do_service(int argc, char **argv);
 
+/* After attach/detach: tell every daemon reachable in the run dir to move
+ * its live connections to the path new ones take now (admin request
+ * "datapath"; the daemons also check every second).  Number told. */
+int cli_notify_datapath(void);
+
 #endif

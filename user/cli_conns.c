@@ -405,8 +405,9 @@ int do_kill(int argc, char **argv)
 
 /* ---- status ---- */
 
-/* Quietly: status works (and says so) without any daemon running. */
-static int ask_status(struct adm_reply *r, int *n)
+/* Ask every admin socket of the run dir, quietly: status works (and says
+ * so) without any daemon running.  r[0..*n) are the answers. */
+static int ask_quietly(const char *req, struct adm_reply *r, int *n)
 {
 	const char *dir = rs_run_dir(run_dir_opt);
 	struct dirent *de;
@@ -423,13 +424,28 @@ static int ask_status(struct adm_reply *r, int *n)
 			continue;
 		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(r->path))
 			continue;
-		if (!cli_adm_query(path, "status", &r[*n]))
+		if (!cli_adm_query(path, req, &r[*n]))
 			(*n)++;
 		else
 			json_object_put(r[*n].o);
 	}
 	closedir(d);
 	return 0;
+}
+
+static int ask_status(struct adm_reply *r, int *n)
+{
+	return ask_quietly("status", r, n);
+}
+
+int cli_notify_datapath(void)
+{
+	struct adm_reply r[MAX_SOCKS];
+	int n;
+
+	ask_quietly("datapath", r, &n);
+	put_replies(r, n);
+	return n;
 }
 
 char *cli_daemons_json(void)

@@ -1568,6 +1568,58 @@ static int ini_load(struct ctx *x, const char *path)
 
 /* ---------------------------------------------------------------- help text */
 
+/* Option text both daemons share, in both --help outputs verbatim */
+/* -c */
+#define HELP_CONFIG \
+"  -c, --config FILE          read settings from an INI file (see below);\n" \
+"                             flags given here override it\n"
+
+/* --datapath, --pin-dir */
+#define HELP_DATAPATH \
+"      --datapath MODE        auto, sockmap or splice (default auto)\n" \
+"      --pin-dir DIR          BPF pin directory (default $RSPLICE_PIN_DIR or\n" \
+"                             " RS_PIN_DIR_DEFAULT ")\n"
+
+/* --idle-timeout, --run-dir, --metrics */
+#define HELP_ADMIN \
+"      --idle-timeout [SERVICE=]MS\n" \
+"                             close a connection after MS without a byte either\n" \
+"                             way (default 0: never); SERVICE=MS for one\n" \
+"                             service, repeatable\n" \
+"      --run-dir DIR          admin socket directory for 'rsplice conns'\n" \
+"                             (default $RSPLICE_RUN_DIR or /run/rsplice)\n" \
+"      --metrics [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n" \
+"                             (default off; ADDR defaults to 127.0.0.1 and must\n" \
+"                             be a loopback or private address unless\n" \
+"                             --metrics-allow-public is given: no authentication)\n" \
+"      --metrics-allow-public let --metrics bind any address\n"
+
+/* --heartbeat .. --version, then the MS note */
+#define HELP_PROCESS \
+"      --heartbeat MS         control connection ping interval (default 5000)\n" \
+"      --drain-timeout MS     on SIGTERM, how long open connections may finish\n" \
+"                             before the daemon exits (default 10000)\n" \
+"      --user USER            once set up, switch to USER, keeping only the\n" \
+"                             capabilities the data path needs\n" \
+"      --group GROUP          with --user: this group instead of USER's own\n" \
+"      --allow-root           keep every privilege (by default a daemon started\n" \
+"                             as root keeps only the capabilities it needs)\n" \
+"  -v, --verbose              debug logging\n" \
+"  -h, --help                 show this help and exit\n" \
+"  -V, --version              show the version and exit\n" \
+"\n" \
+"MS values are milliseconds, at most 3600000; --heartbeat at least 100.\n"
+
+/* tokens, key files, and the config file's first line */
+#define HELP_TOKEN \
+"Token: at least 16 bytes after trailing whitespace is stripped, at most 4096;\n" \
+"tokens longer than 64 bytes are hashed to 32 bytes (BLAKE2b).  Generate one with\n" \
+"  " GEN_TOKEN_HINT "\n" \
+"Token and key files must not be accessible by group or others (chmod 600).\n" \
+"The control channel is encrypted; tunnelled bytes are not (use WireGuard).\n" \
+"\n" \
+"Config file (INI; ';' or '#' comments; keys are the long option names):\n"
+
 static void edge_usage(FILE *f)
 {
 	fprintf(f,
@@ -1578,8 +1630,7 @@ static void edge_usage(FILE *f)
 "route's port to the agent's service of that name.\n"
 "\n"
 "Options:\n"
-"  -c, --config FILE          read settings from an INI file (see below);\n"
-"                             flags given here override it\n"
+HELP_CONFIG
 "      --control ADDR:PORT    where agents connect (default 0.0.0.0:7000)\n"
 "      --control-dial HOST:PORT\n"
 "                             dial this agent's control port (its\n"
@@ -1631,9 +1682,7 @@ static void edge_usage(FILE *f)
 "      --balance least-conns|rr\n"
 "                             agents serving the same service: the one with\n"
 "                             the fewest connections (default), or in turn\n"
-"      --datapath MODE        auto, sockmap or splice (default auto)\n"
-"      --pin-dir DIR          BPF pin directory (default $RSPLICE_PIN_DIR or\n"
-"                             " RS_PIN_DIR_DEFAULT ")\n"
+HELP_DATAPATH
 "      --agent-wait MS        how long a client waits for an agent (default 10000)\n"
 "      --connect-timeout MS   request to the agent until its data connection\n"
 "                             arrives (default 10000)\n"
@@ -1652,37 +1701,9 @@ static void edge_usage(FILE *f)
 "      --http-path PATH       the control port also takes HTTP/1.1 Upgrade\n"
 "                             requests (agents with transport http, behind an\n"
 "                             HTTP reverse proxy); they must name PATH (default /)\n"
-"      --idle-timeout [SERVICE=]MS\n"
-"                             close a connection after MS without a byte either\n"
-"                             way (default 0: never); SERVICE=MS for one\n"
-"                             service, repeatable\n"
-"      --run-dir DIR          admin socket directory for 'rsplice conns'\n"
-"                             (default $RSPLICE_RUN_DIR or /run/rsplice)\n"
-"      --metrics [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
-"                             (default off; ADDR defaults to 127.0.0.1 and must\n"
-"                             be a loopback or private address unless\n"
-"                             --metrics-allow-public is given: no authentication)\n"
-"      --metrics-allow-public let --metrics bind any address\n"
-"      --heartbeat MS         control connection ping interval (default 5000)\n"
-"      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
-"                             before the daemon exits (default 10000)\n"
-"      --user USER            once set up, switch to USER, keeping only the\n"
-"                             capabilities the data path needs\n"
-"      --group GROUP          with --user: this group instead of USER's own\n"
-"      --allow-root           keep every privilege (by default a daemon started\n"
-"                             as root keeps only the capabilities it needs)\n"
-"  -v, --verbose              debug logging\n"
-"  -h, --help                 show this help and exit\n"
-"  -V, --version              show the version and exit\n"
-"\n"
-"MS values are milliseconds, at most 3600000; --heartbeat at least 100.\n"
-"Token: at least 16 bytes after trailing whitespace is stripped, at most 4096;\n"
-"tokens longer than 64 bytes are hashed to 32 bytes (BLAKE2b).  Generate one with\n"
-"  " GEN_TOKEN_HINT "\n"
-"Token and key files must not be accessible by group or others (chmod 600).\n"
-"The control channel is encrypted; tunnelled bytes are not (use WireGuard).\n"
-"\n"
-"Config file (INI; ';' or '#' comments; keys are the long option names):\n"
+HELP_ADMIN
+HELP_PROCESS
+HELP_TOKEN
 "  [edge]\n"
 "  control = 0.0.0.0:7000\n"
 "  token-file = /etc/rsplice/token\n"
@@ -1715,8 +1736,7 @@ static void agent_usage(FILE *f)
 "service in the LAN and a data connection to the edge, and relays between them.\n"
 "\n"
 "Options:\n"
-"  -c, --config FILE          read settings from an INI file (see below);\n"
-"                             flags given here override it\n"
+HELP_CONFIG
 "      --edge HOST:PORT       the edge's control address, required (unless\n"
 "                             --control-listen); a host name is resolved again\n"
 "                             on every reconnect\n"
@@ -1764,47 +1784,17 @@ static void agent_usage(FILE *f)
 "                             the --edge HOST:PORT, :80 left out)\n"
 "      --name NAME            agent name shown in the edge's logs\n"
 "                             (default: the host name)\n"
-"      --datapath MODE        auto, sockmap or splice (default auto)\n"
-"      --pin-dir DIR          BPF pin directory (default $RSPLICE_PIN_DIR or\n"
-"                             " RS_PIN_DIR_DEFAULT ")\n"
+HELP_DATAPATH
 "      --connect-timeout MS   dialing a service or the edge (default 5000)\n"
 "      --backoff-min MS       first reconnect delay (default 500)\n"
 "      --backoff-max MS       largest reconnect delay (default 30000)\n"
-"      --idle-timeout [SERVICE=]MS\n"
-"                             close a connection after MS without a byte either\n"
-"                             way (default 0: never); SERVICE=MS for one\n"
-"                             service, repeatable\n"
-"      --run-dir DIR          admin socket directory for 'rsplice conns'\n"
-"                             (default $RSPLICE_RUN_DIR or /run/rsplice)\n"
-"      --metrics [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
-"                             (default off; ADDR defaults to 127.0.0.1 and must\n"
-"                             be a loopback or private address unless\n"
-"                             --metrics-allow-public is given: no authentication)\n"
-"      --metrics-allow-public let --metrics bind any address\n"
+HELP_ADMIN
 "      --pool N               data connections kept open to the edge ahead of\n"
 "                             clients, so that a new client does not wait for\n"
 "                             a dial (default 8, 0 disables, at most 256)\n"
-"      --heartbeat MS         control connection ping interval (default 5000)\n"
-"      --drain-timeout MS     on SIGTERM, how long open connections may finish\n"
-"                             before the daemon exits (default 10000)\n"
-"      --user USER            once set up, switch to USER, keeping only the\n"
-"                             capabilities the data path needs\n"
-"      --group GROUP          with --user: this group instead of USER's own\n"
-"      --allow-root           keep every privilege (by default a daemon started\n"
-"                             as root keeps only the capabilities it needs)\n"
-"  -v, --verbose              debug logging\n"
-"  -h, --help                 show this help and exit\n"
-"  -V, --version              show the version and exit\n"
-"\n"
-"MS values are milliseconds, at most 3600000; --heartbeat at least 100.\n"
+HELP_PROCESS
 "Names: 1..63 characters of A-Z a-z 0-9 _ . -\n"
-"Token: at least 16 bytes after trailing whitespace is stripped, at most 4096;\n"
-"tokens longer than 64 bytes are hashed to 32 bytes (BLAKE2b).  Generate one with\n"
-"  " GEN_TOKEN_HINT "\n"
-"Token and key files must not be accessible by group or others (chmod 600).\n"
-"The control channel is encrypted; tunnelled bytes are not (use WireGuard).\n"
-"\n"
-"Config file (INI; ';' or '#' comments; keys are the long option names):\n"
+HELP_TOKEN
 "  [agent]\n"
 "  edge = edge.example.net:7000\n"
 "  token-file = /etc/rsplice/token\n"

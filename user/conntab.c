@@ -366,6 +366,9 @@ static json_object *ct_conn_json(struct ct_entry *e, uint64_t now, uint64_t *up,
 	jadd_str(o, "client", live && ct.a_is_client ? peer : NULL);
 	jadd_str(o, "lan", live && !ct.a_is_client ? peer : NULL);
 	jadd_str(o, "datapath", live ? ri.path : "starting");
+	/* live migration (rsplice attach/detach) under way: the path it goes to */
+	if (live && ri.moving_to)
+		jadd_str(o, "migrating_to", ri.moving_to);
 	*up = *down = 0;
 	if (live) {
 		ct_refresh(e, &ri, now);
@@ -452,6 +455,7 @@ static json_object *ct_report(bool with_conns)
 	jadd_u64(o, "pid", (uint64_t)getpid());
 	jadd_u64(o, "relays_sockmap", relay_count("sockmap"));
 	jadd_u64(o, "relays_splice", relay_count("splice"));
+	jadd_u64(o, "relays_migrating", relay_count("moving"));
 	metrics_status_json(o);
 	all = ct_total_json(&ct.all, lv.all_up, lv.all_down);
 	jadd_u64(all, "killed", ct.killed);
@@ -510,6 +514,21 @@ static json_object *ct_kill(const char *arg)
 	return o;
 }
 
+/* `rsplice attach` / `detach` tell the daemons at once (the relay checks
+ * every second anyway): every pair starts moving to the path new pairs take
+ * now; the answer counts where they are. */
+static json_object *ct_datapath(void)
+{
+	json_object *o = json_object_new_object();
+	unsigned int moving = relay_datapath_sync();
+
+	jadd_str(o, "daemon", ct.daemon);
+	jadd_u64(o, "relays_sockmap", relay_count("sockmap"));
+	jadd_u64(o, "relays_splice", relay_count("splice"));
+	jadd_u64(o, "relays_migrating", moving);
+	return o;
+}
+
 static json_object *ct_answer(const char *req)
 {
 	json_object *o = ct.requests ? ct.requests(req) : NULL;
@@ -522,7 +541,9 @@ static json_object *ct_answer(const char *req)
 		return ct_report(false);
 	if (!strncmp(req, "kill ", 5))
 		return ct_kill(req + 5);
-	return ct_error("unknown request '%.64s' (conns, status or kill ID)", req);
+	if (!strcmp(req, "datapath"))
+		return ct_datapath();
+	return ct_error("unknown request '%.64s' (conns, status, datapath or kill ID)", req);
 }
 
 char *conntab_request(const char *req, size_t *len)

@@ -793,6 +793,7 @@ static void mux_classified(int fd, void *ctx, const struct pr_class *cls, const 
 				    route->bind.text, peer, pr_proto_name(cls->proto),
 				    cls->name[0] ? " (name " : "", cls->name,
 				    cls->name[0] ? ")" : "");
+		metrics_error(ME_MUX_NO_MATCH);
 		conn_release(rt);
 		refuse(fd);
 		return;
@@ -1007,6 +1008,7 @@ static void replicas_take_over(uint64_t serial)
 			continue;
 		pr_info("conn %016llx: agent %s is gone; client %s goes to agent %s instead",
 			(unsigned long long)c->conn_id, c->agent, c->peer, b->name);
+		metrics_replica_retry(MR_AGENT_GONE);
 		orphan_remove(c);
 		pending_remove(c);
 		client_request(c, b);
@@ -1188,6 +1190,7 @@ static bool replica_retry(struct client *c, struct agent *a, const char *reason)
 	c->retries++;
 	pr_info("conn %016llx: %s; client %s goes to agent %s instead",
 		(unsigned long long)c->conn_id, reason, c->peer, b->name);
+	metrics_replica_retry(MR_DIAL_FAILED);
 	pending_remove(c);
 	agent_load_put(c->serial);
 	client_request(c, b);
@@ -1622,6 +1625,7 @@ static void http_refuse(struct inbound *in, int status, const char *why)
 {
 	pr_warn_ratelimited(&rl_bad_http, "control port: HTTP request from %s refused with %d: %s",
 			    in->peer, status, why);
+	metrics_http_refused(status);
 	http_answer(in, status);
 }
 

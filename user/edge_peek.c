@@ -8,6 +8,7 @@
 #include "edge_peek.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 
 struct peeker {
 	int fd;
@@ -114,6 +115,7 @@ static void peek_timeout(struct timer *t)
 {
 	struct peeker *p = container_of(t, struct peeker, timer);
 
+	metrics_peek_timeout();
 	peek_try(p, true);
 }
 

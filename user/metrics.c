@@ -44,12 +44,24 @@ static const char *const error_names[ME__N] = {
 	[ME_AUTH_FAILED] = "auth-failed",       [ME_DIAL_FAILED] = "dial-failed",
 	[ME_AGENT_WAIT_TIMEOUT] = "agent-wait-timeout",
 	[ME_CONNECT_TIMEOUT] = "connect-timeout",
+	[ME_HTTP_400] = "http-400",             [ME_HTTP_403] = "http-403",
+	[ME_HTTP_404] = "http-404",             [ME_HTTP_408] = "http-408",
+	[ME_HTTP_409] = "http-409",             [ME_HTTP_413] = "http-413",
+	[ME_HTTP_426] = "http-426",             [ME_HTTP_431] = "http-431",
+	[ME_HTTP_OTHER] = "http-other",         [ME_MUX_NO_MATCH] = "mux-no-match",
+};
+
+static const char *const retry_names[MR__N] = {
+	[MR_AGENT_GONE] = "agent-gone", [MR_DIAL_FAILED] = "dial-failed",
 };
 
 /* the reasons each daemon can count (all exported, 0 until they happen) */
 static const bool edge_errors[ME__N] = {
 	[ME_BAD_HELLO] = true, [ME_HELLO_TIMEOUT] = true, [ME_AUTH_FAILED] = true,
 	[ME_DIAL_FAILED] = true, [ME_AGENT_WAIT_TIMEOUT] = true, [ME_CONNECT_TIMEOUT] = true,
+	[ME_HTTP_400] = true, [ME_HTTP_403] = true, [ME_HTTP_404] = true, [ME_HTTP_408] = true,
+	[ME_HTTP_409] = true, [ME_HTTP_413] = true, [ME_HTTP_426] = true, [ME_HTTP_431] = true,
+	[ME_HTTP_OTHER] = true, [ME_MUX_NO_MATCH] = true,
 };
 static const bool agent_errors[ME__N] = { [ME_AUTH_FAILED] = true, [ME_DIAL_FAILED] = true };
 
@@ -82,6 +94,7 @@ static struct {
 	char addr_text[sizeof(((struct rs_addr *)0)->text)];
 	double start_time;
 	uint64_t refused[ML__N], errors[ME__N], reconnects, requests[HC__N];
+	uint64_t peek_timeouts, retries[MR__N];
 	/* filled by the collector */
 	struct met_agent agents[MET_MAX_AGENT_NAMES];
 	unsigned int n_agents, sessions;
@@ -107,6 +120,29 @@ void metrics_error(enum met_error e)
 }
 
 void metrics_reconnect(void) { met.reconnects++; }
+
+void metrics_http_refused(int status)
+{
+	switch (status) {
+	case 400: metrics_error(ME_HTTP_400); break;
+	case 403: metrics_error(ME_HTTP_403); break;
+	case 404: metrics_error(ME_HTTP_404); break;
+	case 408: metrics_error(ME_HTTP_408); break;
+	case 409: metrics_error(ME_HTTP_409); break;
+	case 413: metrics_error(ME_HTTP_413); break;
+	case 426: metrics_error(ME_HTTP_426); break;
+	case 431: metrics_error(ME_HTTP_431); break;
+	default: metrics_error(ME_HTTP_OTHER); break;
+	}
+}
+
+void metrics_peek_timeout(void) { met.peek_timeouts++; }
+
+void metrics_replica_retry(enum met_retry r)
+{
+	if ((unsigned int)r < MR__N)
+		met.retries[r]++;
+}
 
 void metrics_agent_seen(const char *agent, unsigned int pool_idle)
 {
@@ -322,6 +358,14 @@ static void render_edge(struct mbuf *b)
 	fam(b, "rsplice_refused_total", "counter", "Connections refused at accept, by the limit that refused them.");
 	for (int i = 0; i < ML__N; i++)
 		sample(b, "rsplice_refused_total", "limit", limit_names[i], NULL, NULL, met.refused[i]);
+	fam(b, "rsplice_peek_timeouts_total", "counter",
+	    "Mux route clients whose first bytes did not decide a service within --peek-timeout.");
+	sample(b, "rsplice_peek_timeouts_total", NULL, NULL, NULL, NULL, met.peek_timeouts);
+	fam(b, "rsplice_replica_retries_total", "counter",
+	    "Clients asked again of another agent offering the service, by why the first could not serve.");
+	for (int i = 0; i < MR__N; i++)
+		sample(b, "rsplice_replica_retries_total", "reason", retry_names[i], NULL, NULL,
+		       met.retries[i]);
 	fam(b, "rsplice_agents_connected", "gauge", "Authenticated agent sessions.");
 	sample(b, "rsplice_agents_connected", NULL, NULL, NULL, NULL, met.sessions);
 	fam(b, "rsplice_agent_up", "gauge", "1 while an agent of this name is authenticated, 0 after it left.");
@@ -391,6 +435,12 @@ void metrics_status_json(void *json)
 	else
 		json_object_put(ref);
 	if (met.is_edge) {
+		json_object *rr = json_object_new_object();
+
+		for (int i = 0; i < MR__N; i++)
+			json_object_object_add(rr, retry_names[i], json_object_new_uint64(met.retries[i]));
+		json_object_object_add(o, "replica_retries", rr);
+		json_object_object_add(o, "peek_timeouts", json_object_new_uint64(met.peek_timeouts));
 		json_object_object_add(o, "agents_connected", json_object_new_uint64(met.sessions));
 	} else {
 		json_object_object_add(o, "control_connected",

@@ -48,11 +48,35 @@ enum met_error {
 				* edge: the agent reported that (CONNECT_FAIL) */
 	ME_AGENT_WAIT_TIMEOUT, /* edge: no agent offered the service within --agent-wait */
 	ME_CONNECT_TIMEOUT,    /* edge: the data connection did not come within --connect-timeout */
+	ME_HTTP_400,           /* edge: an HTTP request on the control port refused, by status */
+	ME_HTTP_403,
+	ME_HTTP_404,
+	ME_HTTP_408,
+	ME_HTTP_409,
+	ME_HTTP_413,
+	ME_HTTP_426,
+	ME_HTTP_431,
+	ME_HTTP_OTHER,         /* a status not listed above (none today) */
+	ME_MUX_NO_MATCH,       /* edge: a mux route client matched no rule, no default: closed */
 	ME__N,
+};
+
+/* Why a client was asked again of another replica, rsplice_replica_retries_total{reason} */
+enum met_retry {
+	MR_AGENT_GONE,  /* the agent it was asked of lost its control connection */
+	MR_DIAL_FAILED, /* that agent answered CONNECT_FAIL */
+	MR__N,
 };
 
 void metrics_refused(enum met_limit l);
 void metrics_error(enum met_error e);
+/* edge: the control port refused an HTTP request with this status */
+void metrics_http_refused(int status);
+/* edge: a mux route client's first bytes did not decide its service within
+ * --peek-timeout (rsplice_peek_timeouts_total) */
+void metrics_peek_timeout(void);
+/* edge: a client was asked again of another replica */
+void metrics_replica_retry(enum met_retry r);
 /* agent: a reconnect to the edge was scheduled (rsplice_control_reconnects_total) */
 void metrics_reconnect(void);
 

@@ -34,6 +34,7 @@ static struct {
 	unsigned int live[2];   /* indexed by enum rl_path */
 	struct relay_link *links;              /* every live pair */
 	struct relay_link *by_id[RL_BUCKETS];  /* the same, hashed by id */
+	struct timer sync;                     /* the slow periodic datapath check */
 } rl = { .mode = DP_SPLICE, .last_path = RL_PATH_NONE };
 
 static const char *const rl_mode_names[] = {
@@ -118,6 +119,38 @@ static struct relay_gen *rl_current_gen(void)
 	return rl.cur;
 }
 
+/* ---- live migration: every pair on the path new pairs take ---- */
+
+#define RL_SYNC_MS 1000 /* backup of the CLI's notification (relay_datapath_sync) */
+
+unsigned int relay_datapath_sync(void)
+{
+	struct relay_gen *to;
+	struct relay_link *l, *next;
+	unsigned int moving = 0;
+	uint64_t now = now_ms();
+
+	if (rl.mode == DP_SPLICE)
+		return 0;
+	to = rl_current_gen();
+	/* a pair that completes at once is relinked at the head: not seen again */
+	for (l = rl.links; l; l = next) {
+		next = l->next;
+		if (l->moving_to || now < l->o.retry_ms)
+			continue;
+		l->ops->migrate(l, to);
+	}
+	for (l = rl.links; l; l = l->next)
+		moving += l->moving_to != NULL;
+	return moving;
+}
+
+static void rl_sync_timer(struct timer *t)
+{
+	relay_datapath_sync();
+	timer_arm(t, RL_SYNC_MS);
+}
+
 int relay_init(enum dp_mode mode, const char *pin_dir)
 {
 	/* splice() into a socket whose peer is gone raises SIGPIPE: the kernel
@@ -129,6 +162,8 @@ int relay_init(enum dp_mode mode, const char *pin_dir)
 		pr_info("datapath: splice (--datapath splice)");
 		return 0;
 	}
+	timer_init(&rl.sync, rl_sync_timer);
+	timer_arm(&rl.sync, RL_SYNC_MS);
 	relay_gen_put(rl.cur);
 	rl.cur = rl_gen_open();
 	if (!rl.cur && mode == DP_SOCKMAP) {
@@ -180,7 +215,8 @@ void relay_link_add(struct relay_link *l, const struct relay_owner *o, const cha
 	l->fd[0] = fd_a;
 	l->fd[1] = fd_b;
 	l->ops = ops;
-	l->started_ms = now_ms();
+	l->started_ms = o->started_ms ? o->started_ms : now_ms();
+	l->moving_to = NULL;
 	l->prev = NULL;
 	l->next = rl.links;
 	if (rl.links)
@@ -217,9 +253,14 @@ static struct relay_link *rl_find(uint64_t id)
 }
 
 /* The prefix was written by user space b->a before the path took over:
- * one segment, whichever path carries the rest. */
+ * one segment, whichever path carries the rest.  A migrated pair adds what
+ * its earlier paths carried. */
 static void rl_add_prefix(const struct relay_owner *o, struct relay_stats *st)
 {
+	st->bytes_ab += o->carried.bytes_ab;
+	st->bytes_ba += o->carried.bytes_ba;
+	st->segs_ab += o->carried.segs_ab;
+	st->segs_ba += o->carried.segs_ba;
 	if (!o->prefix_ba)
 		return;
 	st->bytes_ba += o->prefix_ba;
@@ -239,6 +280,7 @@ int relay_info_get(uint64_t id, struct relay_info *out)
 		.id = id, .path = l->path, .fd_a = l->fd[0], .fd_b = l->fd[1],
 		.bytes_ab = st.bytes_ab, .bytes_ba = st.bytes_ba,
 		.segs_ab = st.segs_ab, .segs_ba = st.segs_ba, .started_ms = l->started_ms,
+		.moving_to = l->moving_to,
 	};
 	return 0;
 }
@@ -264,6 +306,64 @@ void relay_finished(struct relay_link *l, struct relay_stats *st)
 		 (unsigned long long)st->bytes_ab, (unsigned long long)st->bytes_ba, st->end);
 	if (o->done)
 		o->done(o->ctx, st);
+}
+
+/* ---- live migration between the paths ---- */
+
+void relay_link_release(struct relay_link *l, const struct relay_stats *st, struct relay_owner *o)
+{
+	*o = l->o;
+	o->started_ms = l->started_ms;
+	o->carried.bytes_ab += st->bytes_ab;
+	o->carried.bytes_ba += st->bytes_ba;
+	o->carried.segs_ab += st->segs_ab;
+	o->carried.segs_ba += st->segs_ba;
+	rl_link_del(l);
+	rl.live[rl_path_of(st->path)]--;
+}
+
+/* Reset and end a pair no path could take (the owner still hears of it). */
+static void rl_moved_fail(int fd_a, int fd_b, struct relay_owner *o, int err)
+{
+	struct relay_stats st = { .path = RELAY_PATH_SPLICE, .end = "error" };
+
+	pr_warn("relay %llu: cannot continue after migration: %s: resetting",
+		(unsigned long long)o->id, strerror(-err));
+	relay_sock_reset(fd_a);
+	relay_sock_reset(fd_b);
+	close(fd_a);
+	close(fd_b);
+	rl_add_prefix(o, &st);
+	if (o->done)
+		o->done(o->ctx, &st);
+}
+
+void relay_moved(int fd_a, int fd_b, struct relay_owner *o, struct relay_gen *to)
+{
+	int err;
+
+	if (to) {
+		err = relay_sockmap_start(to, fd_a, fd_b, o);
+		if (!err) {
+			pr_debug("relay %llu: migrated to sockmap", (unsigned long long)o->id);
+			return;
+		}
+		if (err == -ECONNABORTED) {
+			rl_moved_fail(fd_a, fd_b, o, err);
+			return;
+		}
+		/* nothing consumed: stay on splice, try again later */
+		pr_debug("relay %llu: sockmap insert failed (%s), staying on splice",
+			 (unsigned long long)o->id, strerror(-err));
+		o->retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
+	}
+	err = relay_splice_start(fd_a, fd_b, o);
+	if (err) {
+		rl_moved_fail(fd_a, fd_b, o, err);
+		return;
+	}
+	if (!to)
+		pr_debug("relay %llu: migrated to splice", (unsigned long long)o->id);
 }
 
 /* Try the kernel path; 0 = started, -ECONNABORTED = unusable, else fall back. */
@@ -510,6 +610,13 @@ bool relay_sockmap_active(void)
 
 unsigned int relay_count(const char *path)
 {
+	if (path && !strcmp(path, "moving")) {
+		unsigned int n = 0;
+
+		for (struct relay_link *l = rl.links; l; l = l->next)
+			n += l->moving_to != NULL;
+		return n;
+	}
 	if (!path)
 		return rl.live[RL_PATH_SPLICE] + rl.live[RL_PATH_SOCKMAP];
 	if (!strcmp(path, RELAY_PATH_SOCKMAP))

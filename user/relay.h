@@ -65,8 +65,19 @@ int relay_start_prefixed(int fd_a, int fd_b, const void *prefix, size_t len, uns
  * attached and --datapath allows it); for the metrics */
 bool relay_sockmap_active(void);
 
-/* live relays by path, for status and tests */
+/* live relays by path ("sockmap", "splice"; "moving": migrating now; NULL:
+ * all), for status and tests */
 unsigned int relay_count(const char *path);
+
+/* Live migration (`rsplice detach` / `attach`): move every pair that is not
+ * on the path new pairs take now -- sockmap of the generation attached at
+ * the pin dir, else splice -- to that path, without losing, duplicating or
+ * reordering a byte.  Runs every second by itself; the admin request
+ * "datapath" (sent by the CLI after attach/detach) runs it at once.  Each
+ * pair moves asynchronously; a pair that cannot move now (closing, busy
+ * beyond RELAY_MOVE_TIMEOUT_MS) stays where it is and is tried again later.
+ * Returns the number of pairs migrating right now. */
+unsigned int relay_datapath_sync(void);
 
 /* A live pair, as relay_info() sees it now (counters read from the BPF map
  * or the splice path at the time of the call). */
@@ -76,6 +87,7 @@ struct relay_info {
 	int fd_a, fd_b;    /* for TCP_INFO; owned by the relay */
 	uint64_t bytes_ab, bytes_ba, segs_ab, segs_ba; /* prefix included */
 	uint64_t started_ms; /* now_ms() when the data path took the pair */
+	const char *moving_to; /* "sockmap" or "splice" while migrating, else NULL */
 };
 
 /* 0, or -ENOENT when no pair with this id is being forwarded (yet/any more:

@@ -29,12 +29,21 @@ struct relay_gen {
 void relay_gen_get(struct relay_gen *g);
 void relay_gen_put(struct relay_gen *g);
 
-/* What the caller of relay_start() gave us: passed down to the path. */
+/* Bytes and segments a pair's earlier paths carried (live migration). */
+struct relay_carried {
+	uint64_t bytes_ab, bytes_ba, segs_ab, segs_ba;
+};
+
+/* What the caller of relay_start() gave us: passed down to the path, and
+ * from one path to the other when a live pair migrates. */
 struct relay_owner {
 	uint64_t id;
 	relay_done_fn done;
 	void *ctx;
 	uint64_t prefix_ba; /* bytes user space wrote b->a before the path started */
+	uint64_t started_ms; /* when the first path took the pair; 0: now */
+	uint64_t retry_ms;   /* no migration attempt before this now_ms() */
+	struct relay_carried carried;
 };
 
 struct relay_link;
@@ -45,6 +54,12 @@ struct relay_link_ops {
 	void (*counters)(struct relay_link *l, struct relay_stats *st);
 	/* finish now: shut down and close both sockets, end = why */
 	void (*kill)(struct relay_link *l, const char *why);
+	/* Move the live pair to the path new pairs take now: the sockmap of
+	 * generation to, or splice when to is NULL.  1 = already there,
+	 * 0 = started (it may complete, and l be gone, before this returns;
+	 * a pair that cannot move now stays where it is and sets
+	 * o.retry_ms), -errno = cannot move now (e.g. closing). */
+	int (*migrate)(struct relay_link *l, struct relay_gen *to);
 };
 
 /* Embedded in every live pair of either path: relay.c keeps them in a list
@@ -55,6 +70,7 @@ struct relay_link {
 	const char *path;
 	int fd[2];
 	uint64_t started_ms;
+	const char *moving_to; /* path it is migrating to, or NULL */
 	const struct relay_link_ops *ops;
 };
 
@@ -65,6 +81,22 @@ struct relay_link {
 void relay_link_add(struct relay_link *l, const struct relay_owner *o, const char *path, int fd_a,
 		    int fd_b, const struct relay_link_ops *ops);
 void relay_finished(struct relay_link *l, struct relay_stats *st);
+
+/* Migration: the path that held the pair unlinks it without ending it
+ * (no done call) once both sockets are quiet, its final counts in *st;
+ * *o receives the owner with those counts carried.  relay_moved() then
+ * starts the pair on the other path (to: sockmap generation, NULL: splice);
+ * if it cannot, the pair goes back to splice, or is reset and ended. */
+void relay_link_release(struct relay_link *l, const struct relay_stats *st, struct relay_owner *o);
+void relay_moved(int fd_a, int fd_b, struct relay_owner *o, struct relay_gen *to);
+
+/* How long a pair that failed to migrate waits before the next attempt. */
+#define RELAY_MOVE_RETRY_MS 5000
+/* A migration that has not completed after this long is abandoned. */
+#define RELAY_MOVE_TIMEOUT_MS 3000
+
+/* 0 when both sockets are ESTABLISHED (what the sockhash accepts). */
+int relay_sockmap_check(int fd_a, int fd_b);
 
 /* Make close() send a RST instead of a FIN (reset propagation). */
 void relay_sock_reset(int fd);

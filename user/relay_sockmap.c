@@ -54,6 +54,13 @@ struct sm_dir {
 struct sm_relay {
 	struct sm_side side[2];
 	struct timer poll;   /* drains FIN directions: 1 ms backing off to 20 ms */
+	struct timer move;   /* migration to splice: polls the counters (sm_move_step) */
+	uint64_t move_start, move_deadline;
+	uint64_t move_rx[2]; /* bytes received by fd[i] at the previous poll */
+	int move_lowat[2];   /* SO_RCVLOWAT of the hold, as the kernel capped it */
+	unsigned int move_polls;
+	int move_out;        /* the socket already out of the sockhash, or -1 */
+	bool move_warned;
 	unsigned int poll_ms;
 	int fd[2];
 	uint64_t cookie[2];
@@ -226,6 +233,7 @@ static void sm_finish(struct sm_relay *r, const char *end)
 	bool kill = !reset && strcmp(end, "closed");
 
 	timer_cancel(&r->poll);
+	timer_cancel(&r->move);
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
 		loop_forget(&r->side[i].h);
@@ -247,7 +255,11 @@ static void sm_kill(struct relay_link *l, const char *why)
 	sm_finish(container_of(l, struct sm_relay, link), why);
 }
 
-static const struct relay_link_ops sm_ops = { .counters = sm_counters, .kill = sm_kill };
+static int sm_migrate(struct relay_link *l, struct relay_gen *to);
+
+static const struct relay_link_ops sm_ops = {
+	.counters = sm_counters, .kill = sm_kill, .migrate = sm_migrate,
+};
 
 /* ---- FIN forwarding ---- */
 
@@ -343,6 +355,276 @@ static void sm_poll_timer(struct timer *t)
 	sm_poll_dirs(r);
 }
 
+/* ---- live migration to splice ---- */
+
+/* Kernel facts (measured on 6.18, see sm_move_step): removing a socket from
+ * the sockhash drops its psock and with it every byte still queued in it --
+ * bytes its partner's verdict redirected to it and it has not written yet --
+ * and a verdict that runs on the partner while this socket is out passes
+ * the bytes into the partner's own psock, from where they are dropped in
+ * turn.  The verdict never waits for the destination (no backpressure), so
+ * a direction whose sender outruns the forwarding never has an empty queue:
+ * such a pair cannot leave losslessly and stays on sockmap until it can. */
+
+/* Counters of the pair: per direction i the verdict redirected p[i].bytes
+ * from fd[i]; the partner's psock wrote w[1 - i] of them into fd[1 - i]'s
+ * send queue, the rest waits in it; rx[i]: bytes fd[i] ever received. */
+struct sm_snap {
+	struct rs_peer p[2];
+	uint64_t w[2];
+	uint64_t rx[2];
+	uint64_t q[2];       /* received by fd[i], not through the verdict yet */
+	uint32_t rcv_wnd[2]; /* window fd[i] last advertised (0: kernel before 6.2) */
+};
+
+/* struct tcp_info of Linux 6.2+: the header we build against ends before
+ * tcpi_rcv_wnd; an older kernel copies less and leaves it 0. */
+struct sm_tcp_info_wnd {
+	struct tcp_info ti;
+	uint32_t rcv_wnd;
+};
+
+/* The verdict of a held socket runs once its receive window is nearly full
+ * or SO_RCVLOWAT bytes are queued (the hold's value, capped by the kernel at
+ * tcp_rmem[2] / 2).  A socket that received nothing since the previous
+ * poll, or that is this far from both, cannot get there in the microseconds
+ * between two sockhash removals (a 64 KiB segment takes microseconds).
+ * Measured with the window alone: a held socket whose queue reached the
+ * 16 MiB SO_RCVLOWAT (tcp_rmem[2] 32 MiB) ran its verdict while its partner
+ * was out, and 16 MiB stayed behind in its psock. */
+#define SM_MOVE_WND_MIN (512 << 10)
+#define SM_MOVE_FIRST_DELTA (512 << 10) /* rate unknown before the second poll */
+/* A receiver this slow (bytes per poll) may wait alone in the sockhash
+ * until its psock has drained: its verdict must not run meanwhile */
+#define SM_MOVE_SLOW (64 << 10)
+
+static int sm_snap(struct sm_relay *r, struct sm_snap *s)
+{
+	for (int i = 0; i < 2; i++) {
+		struct sm_tcp_info_wnd t = { 0 };
+		socklen_t len = sizeof(t);
+		int err = sm_peer_get(r, i, &s->p[i]);
+
+		if (!err)
+			err = sm_written(r->fd[i], &s->w[i]);
+		if (!err && getsockopt(r->fd[i], IPPROTO_TCP, TCP_INFO, &t, &len))
+			err = -errno;
+		if (err)
+			return err;
+		s->w[i] -= r->base[i];
+		s->rx[i] = t.ti.tcpi_bytes_received;
+		s->q[i] = s->rx[i] - r->base_rx[i] - s->p[i].bytes - s->p[i].passed;
+		s->rcv_wnd[i] = t.rcv_wnd;
+	}
+	return 0;
+}
+
+/* fd[i]'s psock holds nothing: every byte redirected to it was written */
+static bool sm_in_empty(const struct sm_snap *s, int i)
+{
+	return s->w[i] == s->p[1 - i].bytes;
+}
+
+/* Before the first removal only: the pair stays on sockmap (un-held) and
+ * is tried again later.  Once a socket is out there is no way back: putting
+ * it back into the sockhash (a new psock; what it received meanwhile kicked
+ * through the verdict) was tried and measured twice to stall the pair for
+ * good afterwards (byte-exact up to the stall, cause not understood). */
+static void sm_move_abort(struct sm_relay *r, const char *why)
+{
+	pr_debug("relay %llu: migration to splice put off: %s", (unsigned long long)r->link.o.id, why);
+	timer_cancel(&r->move);
+	r->link.moving_to = NULL;
+	r->link.o.retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
+	sm_kick(r->fd[0]);
+	sm_kick(r->fd[1]);
+}
+
+/* Both sockets are out of the sockhash with nothing lost: hand them over. */
+static void sm_move_done(struct sm_relay *r, const struct sm_snap *s)
+{
+	struct relay_stats st = {
+		.path = RELAY_PATH_SOCKMAP, .bytes_ab = s->p[0].bytes, .bytes_ba = s->p[1].bytes,
+		.segs_ab = s->p[0].segs, .segs_ba = s->p[1].segs,
+	};
+	struct relay_owner o;
+
+	for (int i = 0; i < 2; i++)
+		bpf_map_delete_elem(r->g->m.peers_fd, &r->cookie[i]);
+	timer_cancel(&r->poll);
+	timer_cancel(&r->move);
+	for (int i = 0; i < 2; i++) {
+		loop_del(r->fd[i]);
+		loop_forget(&r->side[i].h);
+		/* normal readiness again, and EPOLLIN for the held bytes */
+		sm_kick(r->fd[i]);
+	}
+	pr_debug("relay %llu: left the sockhash after %llu ms", (unsigned long long)r->link.o.id,
+		 (unsigned long long)(now_ms() - r->move_start));
+	relay_link_release(&r->link, &st, &o);
+	relay_gen_put(r->g);
+	relay_moved(r->fd[0], r->fd[1], &o, NULL);
+	free(r);
+}
+
+/* Bytes were dropped by a removal after all: the stream is broken. */
+static void sm_move_lost(struct sm_relay *r, const struct sm_snap *s)
+{
+	pr_warn("relay %llu: migration to splice: a verdict ran during the removal "
+		"(a->b %llu redirected, %llu written, %llu passed; b->a %llu, %llu, %llu): "
+		"resetting", (unsigned long long)r->link.o.id, (unsigned long long)s->p[0].bytes,
+		(unsigned long long)s->w[1], (unsigned long long)s->p[0].passed,
+		(unsigned long long)s->p[1].bytes, (unsigned long long)s->w[0],
+		(unsigned long long)s->p[1].passed);
+	sm_finish(r, "error");
+}
+
+/* Both sockets are held (huge SO_RCVLOWAT): TCP queues what arrives in the
+ * plain receive queue and runs the verdict only when the receive window is
+ * nearly full or that many bytes are queued, on FIN or under memory
+ * pressure.  Two steps, polled every millisecond:
+ * 1. Socket x leaves the sockhash when its psock is empty (nothing
+ *    redirected to it is waiting) and its partner y is quiet (sm_quiet):
+ *    y's verdict, which would now fail to redirect, has no reason to run.
+ *    x's verdict stops; what x receives from now on waits in x's plain
+ *    receive queue.
+ * 2. y leaves once its psock wrote every byte x's verdict redirected (no
+ *    more can come).  x may only leave first if y's psock is empty already
+ *    or y receives slowly, so that y stays quiet meanwhile.
+ * What is not forwarded yet then waits, in order, in the plain receive
+ * queues, where splice() picks it up.  The counters read after each removal
+ * tell whether a verdict ran in between after all (bytes lost: reset). */
+/* Socket i is quiet: received nothing since the previous poll, or is far
+ * enough from running its verdict -- both from a full window and from
+ * SO_RCVLOWAT -- that eight times what it received since the previous poll
+ * (a timer of a busy loop can be late), plus SM_MOVE_WND_MIN, still fits.
+ * *delta: bytes received since the previous poll (a lot on the first one). */
+static bool sm_quiet(const struct sm_relay *r, const struct sm_snap *s, int i, uint64_t *delta)
+{
+	uint64_t lowat = (uint64_t)r->move_lowat[i], room;
+
+	*delta = r->move_polls ? s->rx[i] - r->move_rx[i] : SM_MOVE_FIRST_DELTA;
+	if (r->move_polls && !*delta)
+		return true;
+	room = s->q[i] < lowat ? lowat - s->q[i] : 0;
+	if (s->rcv_wnd[i] < room)
+		room = s->rcv_wnd[i];
+	return room >= SM_MOVE_WND_MIN + 8 * *delta;
+}
+
+static void sm_move_step(struct sm_relay *r)
+{
+	struct sm_snap s;
+	uint64_t delta[2];
+	bool quiet[2];
+	int x = r->move_out, err;
+
+	err = sm_snap(r, &s);
+	if (err) {
+		sm_move_abort(r, strerror(-err));
+		return;
+	}
+	if ((s.p[0].passed || s.p[1].passed) && x >= 0) {
+		sm_move_lost(r, &s); /* y's verdict ran while x was out */
+		return;
+	}
+	if (s.p[0].passed || s.p[1].passed) {
+		sm_move_abort(r, "bytes passed locally");
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		quiet[i] = sm_quiet(r, &s, i, &delta[i]);
+		r->move_rx[i] = s.rx[i];
+	}
+	r->move_polls++;
+	if (x < 0) {
+		/* the faster receiver first: its partner must stay quiet */
+		int order[2] = { 0, 1 };
+
+		if (delta[1] > delta[0]) {
+			order[0] = 1;
+			order[1] = 0;
+		}
+		/* and y must be able to wait alone: its own psock empty already,
+		 * or it receives slowly (there is no way back, sm_move_abort) */
+		for (int k = 0; k < 2 && x < 0; k++) {
+			int y = 1 - order[k];
+
+			if (sm_in_empty(&s, order[k]) && quiet[y] &&
+			    (sm_in_empty(&s, y) || delta[y] <= SM_MOVE_SLOW))
+				x = order[k];
+		}
+		if (x >= 0) {
+			bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[x]);
+			r->move_out = x;
+			err = sm_snap(r, &s);
+			if (err || s.p[0].passed || s.p[1].passed || !sm_in_empty(&s, x)) {
+				sm_move_lost(r, &s);
+				return;
+			}
+		}
+	}
+	if (x >= 0 && !quiet[1 - x] && !r->move_warned) {
+		/* nothing to do but go on; the counters tell if it went wrong */
+		pr_debug("relay %llu: migration to splice: socket %c receives fast while alone",
+			 (unsigned long long)r->link.o.id, 'a' + (1 - x));
+		r->move_warned = true;
+	}
+	if (x >= 0 && sm_in_empty(&s, 1 - x)) {
+		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[1 - x]);
+		err = sm_snap(r, &s);
+		if (err || s.p[0].passed || s.p[1].passed || !sm_in_empty(&s, 0) || !sm_in_empty(&s, 1)) {
+			sm_move_lost(r, &s);
+			return;
+		}
+		sm_move_done(r, &s);
+		return;
+	}
+	if (x < 0 && now_ms() >= r->move_deadline) {
+		sm_move_abort(r, "never a moment with an empty psock and a quiet partner");
+		return;
+	}
+	if (now_ms() - r->move_start > SM_STALL_MS) {
+		sm_move_lost(r, &s); /* y's psock never drained */
+		return;
+	}
+	timer_arm(&r->move, 1);
+}
+
+static void sm_move_timer(struct timer *t)
+{
+	sm_move_step(container_of(t, struct sm_relay, move));
+}
+
+static int sm_migrate(struct relay_link *l, struct relay_gen *to)
+{
+	struct sm_relay *r = container_of(l, struct sm_relay, link);
+
+	if (to == r->g)
+		return 1;
+	if (l->moving_to)
+		return 0;
+	if (r->d[0].fin || r->d[1].fin)
+		return -EBUSY; /* closing: finishes on sockmap */
+	l->moving_to = RELAY_PATH_SPLICE;
+	r->move_start = now_ms();
+	r->move_deadline = r->move_start + RELAY_MOVE_TIMEOUT_MS;
+	r->move_polls = 0;
+	r->move_out = -1;
+	r->move_warned = false;
+	for (int i = 0; i < 2; i++) {
+		socklen_t len = sizeof(r->move_lowat[i]);
+
+		sm_hold(r->fd[i]);
+		/* what the kernel made of INT_MAX */
+		if (getsockopt(r->fd[i], SOL_SOCKET, SO_RCVLOWAT, &r->move_lowat[i], &len) ||
+		    r->move_lowat[i] < 0)
+			r->move_lowat[i] = 0;
+	}
+	sm_move_step(r);
+	return 0;
+}
+
 static int sm_sock_error(int fd)
 {
 	int err = 0;
@@ -369,6 +651,10 @@ static void sm_event(struct ev_handler *h, uint32_t ev)
 	}
 	if (!(ev & (EPOLLRDHUP | EPOLLHUP)) || d->fin)
 		return;
+	if (r->link.moving_to && r->move_out >= 0)
+		return; /* the splice path will see the FIN (EPOLLRDHUP on add) */
+	if (r->link.moving_to)
+		sm_move_abort(r, "FIN");
 	d->fin = true;
 	d->progress_ms = now_ms();
 	r->poll_ms = SM_POLL_MIN_MS;
@@ -389,6 +675,13 @@ static int sm_check_state(int fd)
 	if (err)
 		return err;
 	return ti.tcpi_state == SM_TCP_ESTABLISHED ? 0 : -EOPNOTSUPP;
+}
+
+int relay_sockmap_check(int fd_a, int fd_b)
+{
+	int err = sm_check_state(fd_a);
+
+	return err ? err : sm_check_state(fd_b);
 }
 
 static int sm_prepare(struct sm_relay *r)
@@ -513,6 +806,8 @@ int relay_sockmap_start(struct relay_gen *g, int fd_a, int fd_b, const struct re
 	r->fd[1] = fd_b;
 	r->g = g;
 	timer_init(&r->poll, sm_poll_timer);
+	timer_init(&r->move, sm_move_timer);
+	r->move_out = -1;
 	for (int i = 0; i < 2; i++)
 		r->side[i] = (struct sm_side){ .h.fn = sm_event, .r = r, .i = i };
 

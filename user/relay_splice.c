@@ -10,7 +10,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,11 +43,14 @@ struct sp_dir {
 	bool eof;        /* source returned 0 */
 	bool shut;       /* FIN forwarded to the destination */
 	bool more;       /* stopped on budget, not on EAGAIN: resume next round */
+	bool quiet;      /* migrating: the source was read up to an skb boundary, no more reads */
 };
 
 struct sp_relay {
 	struct sp_side side[2];
 	struct timer resume; /* zero-delay timer for directions that used their budget */
+	struct timer move;   /* migration to sockmap: gives up after RELAY_MOVE_TIMEOUT_MS */
+	struct relay_gen *to; /* migrating into this sockmap generation, or NULL */
 	int fd[2];
 	struct sp_dir d[2];
 	struct relay_link link;
@@ -97,6 +102,8 @@ static void sp_finish(struct sp_relay *r, const char *end)
 
 	sp_counters(&r->link, &st);
 	timer_cancel(&r->resume);
+	timer_cancel(&r->move);
+	relay_gen_put(r->to);
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
 		loop_forget(&r->side[i].h);
@@ -116,14 +123,18 @@ static void sp_kill(struct relay_link *l, const char *why)
 	sp_finish(container_of(l, struct sp_relay, link), why);
 }
 
-static const struct relay_link_ops sp_ops = { .counters = sp_counters, .kill = sp_kill };
+static int sp_migrate(struct relay_link *l, struct relay_gen *to);
+
+static const struct relay_link_ops sp_ops = {
+	.counters = sp_counters, .kill = sp_kill, .migrate = sp_migrate,
+};
 
 /* Socket -> pipe.  1 progress, 0 nothing to do now, -errno error. */
 static int sp_fill(struct sp_dir *d, int src)
 {
 	ssize_t n;
 
-	if (d->eof || !d->can_read || d->in_pipe >= d->pipe_cap)
+	if (d->eof || d->quiet || !d->can_read || d->in_pipe >= d->pipe_cap)
 		return 0;
 	n = splice(src, NULL, d->pipe[1], NULL, d->pipe_cap - d->in_pipe,
 		   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -168,6 +179,24 @@ static ssize_t sp_drain(struct sp_dir *d, int dst)
 	return n < 0 && errno != EINTR ? -errno : 0;
 }
 
+/* Migrating, direction i reads its source until nothing is left unread
+ * (SIOCINQ 0): every skb splice() took from was consumed whole.  From then
+ * on it only empties its pipe; new segments wait whole in the receive
+ * queue.  The kernel path must not start on a socket with an skb partly
+ * read: a verdict program older than the one that trims already consumed
+ * bytes (rs_old_bytes() in bpf/splice.bpf.c; an attachment made by an older
+ * rsplice keeps its program) would forward it again from its start. */
+static void sp_quiet_check(struct sp_relay *r, int i)
+{
+	struct sp_dir *d = &r->d[i];
+	int inq = 1;
+
+	if (!r->to || d->quiet || d->eof)
+		return;
+	if (!ioctl(r->fd[i], SIOCINQ, &inq) && !inq)
+		d->quiet = true;
+}
+
 /* Move what can be moved in direction i without blocking, up to the budget.
  * Edge-triggered epoll: we must run until EAGAIN, or remember to resume. */
 static int sp_pump(struct sp_relay *r, int i)
@@ -187,6 +216,7 @@ static int sp_pump(struct sp_relay *r, int i)
 		progress = sp_fill(d, src);
 		if (progress < 0)
 			return progress;
+		sp_quiet_check(r, i);
 		n = sp_drain(d, dst);
 		if (n < 0)
 			return (int)n;
@@ -200,6 +230,54 @@ static int sp_pump(struct sp_relay *r, int i)
 			return -errno;
 	}
 	return 0;
+}
+
+/* ---- live migration to sockmap ---- */
+
+static void sp_move_abort(struct sp_relay *r, const char *why)
+{
+	pr_debug("relay %llu: migration to sockmap put off: %s", (unsigned long long)r->link.o.id, why);
+	timer_cancel(&r->move);
+	relay_gen_put(r->to);
+	r->to = NULL;
+	r->link.moving_to = NULL;
+	r->link.o.retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
+	for (int i = 0; i < 2; i++) {
+		r->d[i].quiet = false;
+		r->d[i].can_read = true;
+	}
+	timer_arm(&r->resume, 0);
+	r->d[0].more = r->d[1].more = true;
+}
+
+/* Both sources quiet and both pipes empty: the sockets go to the sockmap
+ * path, with what arrived meanwhile still queued, in order. */
+static void sp_move_done(struct sp_relay *r)
+{
+	struct relay_stats st = { .path = RELAY_PATH_SPLICE };
+	struct relay_gen *to = r->to;
+	struct relay_owner o;
+
+	for (int i = 0; i < 2; i++)
+		if (!r->d[i].quiet || r->d[i].in_pipe)
+			return;
+	sp_counters(&r->link, &st);
+	timer_cancel(&r->resume);
+	timer_cancel(&r->move);
+	for (int i = 0; i < 2; i++) {
+		loop_del(r->fd[i]);
+		loop_forget(&r->side[i].h);
+		sp_dir_close(&r->d[i]);
+	}
+	relay_link_release(&r->link, &st, &o);
+	relay_moved(r->fd[0], r->fd[1], &o, to);
+	relay_gen_put(to);
+	free(r);
+}
+
+static void sp_move_timeout(struct timer *t)
+{
+	sp_move_abort(container_of(t, struct sp_relay, move), "sources never idle");
 }
 
 /* Pump the given directions (bitmask), then close or reset when finished. */
@@ -217,8 +295,16 @@ static void sp_run(struct sp_relay *r, unsigned int dirs)
 			return;
 		}
 	}
-	if (r->d[0].shut && r->d[1].shut)
+	if (r->d[0].shut && r->d[1].shut) {
 		sp_finish(r, "closed");
+		return;
+	}
+	if (r->to && (r->d[0].eof || r->d[1].eof)) {
+		sp_move_abort(r, "FIN");
+		return;
+	}
+	if (r->to)
+		sp_move_done(r);
 }
 
 static void sp_event(struct ev_handler *h, uint32_t ev)
@@ -258,6 +344,29 @@ static void sp_resume(struct timer *t)
 	sp_run(r, dirs);
 }
 
+static int sp_migrate(struct relay_link *l, struct relay_gen *to)
+{
+	struct sp_relay *r = container_of(l, struct sp_relay, link);
+
+	if (!to)
+		return 1;
+	if (r->to)
+		return 0;
+	for (int i = 0; i < 2; i++)
+		if (r->d[i].eof || r->d[i].shut)
+			return -EBUSY; /* closing: finishes on splice */
+	if (relay_sockmap_check(r->fd[0], r->fd[1]))
+		return -EBUSY; /* a FIN arrived: the sockhash would refuse it */
+	relay_gen_get(to);
+	r->to = to;
+	l->moving_to = RELAY_PATH_SOCKMAP;
+	timer_arm(&r->move, RELAY_MOVE_TIMEOUT_MS);
+	for (int i = 0; i < 2; i++)
+		r->d[i].can_read = true; /* reads until EAGAIN reveal the boundary */
+	sp_run(r, 3);
+	return 0;
+}
+
 static int sp_register(struct sp_relay *r)
 {
 	for (int i = 0; i < 2; i++) {
@@ -282,6 +391,7 @@ int relay_splice_start(int fd_a, int fd_b, const struct relay_owner *o)
 	r->fd[0] = fd_a;
 	r->fd[1] = fd_b;
 	timer_init(&r->resume, sp_resume);
+	timer_init(&r->move, sp_move_timeout);
 	r->d[1].pipe[0] = r->d[1].pipe[1] = -1;
 	for (int i = 0; i < 2; i++) {
 		r->side[i] = (struct sp_side){ .h.fn = sp_event, .r = r, .i = i };

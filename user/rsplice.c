@@ -201,7 +201,9 @@ static void attach_usage(FILE *f)
 		   "  --max-socks N      capacity of the sockhash (2 sockets per spliced\n"
 		   "                     connection), default %d\n"
 		   "  --group GROUP      pin dir and map pins owned by GROUP (0750, 0660), so\n"
-		   "                     daemons switched to a user of that group reopen them\n",
+		   "                     daemons switched to a user of that group reopen them\n"
+		   "The daemons in the run dir are told at once (they also check every second)\n"
+		   "and move their live connections from splice(2) into the sockmap.\n",
 		RS_DEFAULT_MAX_SOCKS);
 }
 
@@ -456,7 +458,7 @@ static int do_attach(int argc, char **argv)
 	struct splice_bpf *skel = NULL;
 	char path[PATH_MAX];
 	bool replace, created;
-	int err;
+	int err, notified;
 
 	err = parse_attach_opts(argc, argv, &o);
 	if (err)
@@ -487,11 +489,13 @@ static int do_attach(int argc, char **argv)
 		err = share_pins(dir, o.gid);
 	if (err)
 		goto out;
+	notified = cli_notify_datapath();
 	if (json_output) {
 		jw_obj_start(NULL);
 		jw_bool("attached", true);
 		jw_bool("replaced", replace);
 		jw_str("pin_dir", dir);
+		jw_uint("daemons_notified", notified);
 		jw_obj_end();
 	}
 	pr_debug("%s BPF data path at %s", replace ? "replaced" : "attached", dir);
@@ -554,8 +558,11 @@ static int detach_all(int map_fd)
 static void detach_usage(FILE *f)
 {
 	fprintf(f, "Usage: rsplice detach\n"
-		   "  Detach and unpin the BPF data path.  Connections already spliced keep\n"
-		   "  flowing until they close; new ones use the splice(2) fallback.\n");
+		   "  Detach and unpin the BPF data path.  New connections use the splice(2)\n"
+		   "  fallback; the daemons in the run dir are told at once (they also check\n"
+		   "  every second) and move their live connections to it without losing a\n"
+		   "  byte.  A connection that cannot move losslessly yet (sustained traffic\n"
+		   "  in both directions) keeps flowing in the kernel and is retried every 5 s.\n");
 }
 
 static int do_detach(int argc, char **argv)
@@ -565,7 +572,7 @@ static int do_detach(int argc, char **argv)
 					    RS_PIN_SOCKHASH };
 	struct rs_maps m;
 	char path[PATH_MAX];
-	int err;
+	int err, notified;
 
 	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		detach_usage(stdout);
@@ -598,10 +605,12 @@ static int do_detach(int argc, char **argv)
 		p_err("cannot remove %s: %s", dir, strerror(errno));
 		return -1;
 	}
+	notified = cli_notify_datapath();
 	if (json_output) {
 		jw_obj_start(NULL);
 		jw_bool("attached", false);
 		jw_str("pin_dir", dir);
+		jw_uint("daemons_notified", notified);
 		jw_obj_end();
 	}
 	return 0;
