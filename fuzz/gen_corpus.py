@@ -95,7 +95,7 @@ def frames_corpus():
         "frame_max": b"\x00" + frame(T_ERROR, b"e" * 4096),
         "frame_too_big": b"\x00" + frame(T_ERROR, b"", length=4097),
         "frame_type0": b"\x00" + frame(0, b""),
-        "frame_type_max": b"\x00" + frame(T_EDGE_AUTH + 1, b""),
+        "frame_type_max": b"\x00" + frame(T_CONNECT_PORT + 1, b""),  # one past the last type
         "auth_key": b"\x00" + frame(T_AUTH, auth("lan1", mode=2)),
         "auth_mode3": b"\x00" + frame(T_AUTH, auth("lan1", mode=3)),
         "edge_auth_sig_only": b"\x00" + frame(T_EDGE_AUTH, edge_auth(True, 0)),
