@@ -149,6 +149,25 @@ sockmap_detach() {
 	rm -rf "$PIN_DIR"
 }
 
+# config_daemons_up: for $DP, the logs ELOG/ALOG, the banner, the attach and
+# the script's own start_daemons (edge and agent from config files); one
+# check says whether the tunnel works (test_reload.sh, test_runtime.sh)
+config_daemons_up() {
+	ELOG=$LOGS/$DP-edge.log ALOG=$LOGS/$DP-agent.log
+	T_FAIL_LOGS=("$ELOG" "$ALOG")
+	banner "data path: $DP"
+	if [ "$DP" = sockmap ] && ! setup_sockmap; then
+		fail "[$DP] rsplice attach" "see above"
+		return 1
+	fi
+	if ! start_daemons; then
+		fail "[$DP] edge and agent up from config files, tunnel works" "never worked"
+		stop agent; stop edge
+		return 1
+	fi
+	pass "[$DP] edge and agent up from config files, tunnel works"
+}
+
 # session_start NAME PORT: a long-lived echo session (1 MiB now, 4 MiB at the
 # end); its pid in PIDS[NAME], its result line in $WORK/NAME.out
 session_start() {

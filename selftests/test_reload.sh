@@ -127,19 +127,7 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
 run_datapath() {
 	DP=$1
-	ELOG=$LOGS/$DP-edge.log ALOG=$LOGS/$DP-agent.log
-	T_FAIL_LOGS=("$ELOG" "$ALOG")
-	banner "data path: $DP"
-	if [ "$DP" = sockmap ] && ! setup_sockmap; then
-		fail "[$DP] rsplice attach" "see above"
-		return
-	fi
-	if ! start_daemons; then
-		fail "[$DP] edge and agent up from config files, tunnel works" "never worked"
-		stop agent; stop edge
-		return
-	fi
-	pass "[$DP] edge and agent up from config files, tunnel works"
+	config_daemons_up || return
 	local line out big auth0 e_fd e_rss a_fd a_rss e_n a_n i
 
 	# --- connections that must live through everything below

@@ -123,19 +123,7 @@ start_services() {
 
 run_datapath() {
 	DP=$1
-	ELOG=$LOGS/$DP-edge.log ALOG=$LOGS/$DP-agent.log
-	T_FAIL_LOGS=("$ELOG" "$ALOG")
-	banner "data path: $DP"
-	if [ "$DP" = sockmap ] && ! setup_sockmap; then
-		fail "[$DP] rsplice attach" "see above"
-		return
-	fi
-	if ! start_daemons; then
-		fail "[$DP] edge and agent up from config files, tunnel works" "never worked"
-		stop agent; stop edge
-		return
-	fi
-	pass "[$DP] edge and agent up from config files, tunnel works"
+	config_daemons_up || return
 	local out j auth0 e_fd a_fd i ok line
 
 	# a connection that must live through everything below
