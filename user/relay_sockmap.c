@@ -183,20 +183,28 @@ static void sm_size_sndbuf(int fd)
 
 /* ---- teardown ---- */
 
-/* The verdict program's counters of both directions (the metering). */
+/* The verdict program's counters (the metering) of direction i: bytes
+ * received on fd[i] and redirected. */
+static void sm_count(const struct rs_peer *p, int i, struct relay_stats *st)
+{
+	if (i) {
+		st->bytes_ba = p->bytes;
+		st->segs_ba = p->segs;
+	} else {
+		st->bytes_ab = p->bytes;
+		st->segs_ab = p->segs;
+	}
+}
+
+/* Both directions, live. */
 static void sm_counters(struct relay_link *l, struct relay_stats *st)
 {
 	struct sm_relay *r = container_of(l, struct sm_relay, link);
 	struct rs_peer p;
 
-	if (!sm_peer_get(r, 0, &p)) {
-		st->bytes_ab = p.bytes;
-		st->segs_ab = p.segs;
-	}
-	if (!sm_peer_get(r, 1, &p)) {
-		st->bytes_ba = p.bytes;
-		st->segs_ba = p.segs;
-	}
+	for (int i = 0; i < 2; i++)
+		if (!sm_peer_get(r, i, &p))
+			sm_count(&p, i, st);
 }
 
 /* The sockets leave the sockhash first: from then on the verdict program no
@@ -208,13 +216,15 @@ static void sm_unmap(struct sm_relay *r, struct relay_stats *st)
 {
 	for (int i = 0; i < 2; i++)
 		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[i]);
-	if (st)
-		sm_counters(&r->link, st);
 	for (int i = 0; i < 2; i++) {
 		struct rs_peer p;
 
+		if (sm_peer_get(r, i, &p))
+			continue;
+		if (st)
+			sm_count(&p, i, st);
 		/* the verdict trimmed resent segments (bpf/splice.bpf.c) */
-		if (!sm_peer_get(r, i, &p) && p.resent)
+		if (p.resent)
 			pr_debug("relay %llu: sockmap: socket %c: %llu bytes of retransmitted "
 				 "segments were forwarded once, not twice",
 				 (unsigned long long)r->link.o.id, 'a' + i,

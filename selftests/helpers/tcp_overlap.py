@@ -24,6 +24,7 @@ Prints "got G expected E dup D" and exits 0 when the backend received
 exactly the N + M bytes of the stream, in order, once.  Needs CAP_NET_ADMIN.
 """
 import argparse
+import fcntl
 import os
 import socket
 import struct
@@ -64,7 +65,6 @@ def wait_for(cond, deadline):
 
 
 def outq(s):
-    import fcntl
     return struct.unpack("i", fcntl.ioctl(s.fileno(), SIOCOUTQ, b"\0" * 4))[0]
 
 
