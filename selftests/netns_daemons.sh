@@ -168,6 +168,16 @@ config_daemons_up() {
 	pass "[$DP] edge and agent up from config files, tunnel works"
 }
 
+# config_daemons_down: the end of a config_daemons_up data path: stop both
+# daemons, then (LeakSanitizer reports at exit) check their logs, detach
+config_daemons_down() {
+	stop agent
+	stop edge
+	assert "[$DP] no sanitizer report in the daemon logs" \
+		'! grep -qE "AddressSanitizer|runtime error:|LeakSanitizer" "$ELOG" "$ALOG"'
+	sockmap_detach
+}
+
 # session_start NAME PORT: a long-lived echo session (1 MiB now, 4 MiB at the
 # end); its pid in PIDS[NAME], its result line in $WORK/NAME.out
 session_start() {
@@ -184,6 +194,15 @@ session_end() {
 	touch "$WORK/$1.go"
 	wait "${PIDS[$1]}" 2>/dev/null
 	unset "PIDS[$1]"
+}
+
+# session_end_ok NAME DESCRIPTION: let it finish; one check that its last
+# line says OK (byte-exact both rounds)
+session_end_ok() {
+	local out
+	session_end "$1"
+	out=$(tail -n 1 "$WORK/$1.out")
+	assert "$2" '[[ "$out" == OK* ]]' "$out"
 }
 
 # need_tools TOOL...: the three binaries are built and every TOOL is

@@ -187,9 +187,7 @@ run_datapath() {
 	assert "[$DP] ... nothing listens on the port any more" '! listening "$NS_EDGE" "$P_ADD"'
 	check_fails "[$DP] ... a new client is refused" ping_port "$P_ADD"
 	check "[$DP] ... the other routes still serve" ping_port "$P_ECHO"
-	session_end s2
-	out=$(tail -n 1 "$WORK/s2.out")
-	assert "[$DP] ... and S2 finishes byte-exact after the del" '[[ "$out" == OK* ]]' "$out"
+	session_end_ok s2 "[$DP] ... and S2 finishes byte-exact after the del"
 
 	# --- service del while a connection runs to it
 	rs service add "echo2=$IP_SVC:$S_ECHO" >/dev/null
@@ -202,9 +200,7 @@ run_datapath() {
 		"$out"
 	check_fails "[$DP] ... the edge sends no new client for it (agent-wait, then closed)" \
 		ping_port "$P_E2"
-	session_end s3
-	out=$(tail -n 1 "$WORK/s3.out")
-	assert "[$DP] ... and S3 finishes byte-exact after the del" '[[ "$out" == OK* ]]' "$out"
+	session_end_ok s3 "[$DP] ... and S3 finishes byte-exact after the del"
 	rs route del echo2 >/dev/null
 
 	# --- bad requests change nothing
@@ -280,18 +276,12 @@ s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); time.
 	check "[$DP] ... and the tunnel serves" ping_port "$P_ECHO"
 
 	# --- the connection opened first, the control session
-	session_end s1
-	out=$(tail -n 1 "$WORK/s1.out")
-	assert "[$DP] S1 (opened before every change) finishes byte-exact" '[[ "$out" == OK* ]]' "$out"
+	session_end_ok s1 "[$DP] S1 (opened before every change) finishes byte-exact"
 	assert "[$DP] the agent kept its control session throughout (no new login)" \
 		'[ "$(count_lines "$ELOG" "agent lan1 authenticated")" = "$auth0" ]'
 	line=$(grep -c "runtime: " "$ELOG")
 	diag "edge runtime log lines: $line"
-	stop agent
-	stop edge
-	assert "[$DP] no sanitizer report in the daemon logs" \
-		'! grep -qE "AddressSanitizer|runtime error:|LeakSanitizer" "$ELOG" "$ALOG"'
-	sockmap_detach
+	config_daemons_down
 }
 
 RESULTS=()
