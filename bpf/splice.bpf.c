@@ -92,6 +92,7 @@ int rs_verdict(struct __sk_buff *skb)
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct rs_peer *peer;
 	__u32 len = skb->len;
+	__s32 old;
 
 	/* A FIN may come in an skb of its own, without payload.  The psock
 	 * backlog treats moving 0 bytes as a hard error: redirected, it reports
@@ -100,8 +101,6 @@ int rs_verdict(struct __sk_buff *skb)
 	 * here (both measured: replies lost their tail).  Dropping it loses no
 	 * byte: the FIN is already recorded in the TCP state (RCV_SHUTDOWN),
 	 * which is what user space watches to forward it. */
-	__s32 old;
-
 	if (!len)
 		return SK_DROP;
 	peer = bpf_map_lookup_elem(&rs_peers, &cookie);
