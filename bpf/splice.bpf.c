@@ -16,6 +16,30 @@ struct {
 	__type(value, __u64);
 } rs_sockhash SEC(".maps");
 
+/* Socket cookie -> socket, like rs_sockhash, for every spliced socket for the
+ * whole life of its pair: the map the verdict redirects to.  rs_sockhash (the
+ * map the verdict program is attached to) holds only the sockets whose
+ * received bytes flow now.  A socket leaves it, but stays here, when user
+ * space holds its direction (live migration to splice): its own verdict
+ * stops, while its psock -- alive as long as it is in some map -- goes on
+ * writing what its partner redirected to it.  Without this second map,
+ * taking a socket's verdict off would also drop its psock and every byte
+ * still queued in it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, RS_DEFAULT_MAX_SOCKS);
+	__type(key, __u64);
+	__type(value, __u64);
+} rs_targets SEC(".maps");
+
+/* Socket cookie -> RS_HOLD_* request, answered in place by rs_hold_iter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RS_HOLD_MAX);
+	__type(key, __u64);
+	__type(value, __u32);
+} rs_hold SEC(".maps");
+
 /* Socket cookie -> partner cookie + counters.  Filled by user space in both
  * directions before the pair enters rs_sockhash. */
 struct {
@@ -107,13 +131,25 @@ int rs_verdict(struct __sk_buff *skb)
 	if (!peer)
 		return SK_PASS; /* not (or no longer) spliced: deliver locally */
 	old = rs_old_bytes(skb);
+	if (old > 0 && (__u32)old >= len) {
+		/* read in full already, yet still queued: tcp_recv_skb() leaves
+		 * such an skb for later after TCP collapsed a GRO packet while
+		 * splice(2) read it (the splice path stops reading anywhere
+		 * when a pair moves to this path).  Dropped, but cut to 0
+		 * bytes first: tcp_eat_skb() adds the length to copied_seq. */
+		if (rs_trim_head(skb, len)) {
+			__sync_fetch_and_add(&peer->passed, skb->len);
+			return SK_PASS;
+		}
+		__sync_fetch_and_add(&peer->resent, len);
+		return SK_DROP;
+	}
 	if (old > 0) {
-		/* a resent segment: forward only what is new in it.  TCP never
-		 * queues one without new bytes, and dropping one would move
-		 * copied_seq past rcv_nxt; if trimming fails, the skb stays
-		 * local and user space, seeing "passed", resets the pair rather
-		 * than deliver a stream with a hole or a repeat. */
-		if ((__u32)old >= len || rs_trim_head(skb, (__u32)old)) {
+		/* a resent segment: forward only what is new in it.  If
+		 * trimming fails, the skb stays local and user space, seeing
+		 * "passed", resets the pair rather than deliver a stream with a
+		 * hole or a repeat. */
+		if (rs_trim_head(skb, (__u32)old)) {
 			__sync_fetch_and_add(&peer->passed, skb->len);
 			return SK_PASS;
 		}
@@ -123,13 +159,60 @@ int rs_verdict(struct __sk_buff *skb)
 	/* A redirect to a missing key drops bytes TCP already acked, hence the
 	 * lookups above; if the partner left the sockhash in between, the
 	 * redirect fails and we still keep the bytes locally. */
-	if (bpf_sk_redirect_hash(skb, &rs_sockhash, &peer->peer_cookie, 0) != SK_PASS) {
+	/* rs_sockhash as well: a daemon older than rs_targets inserts there only */
+	if (bpf_sk_redirect_hash(skb, &rs_targets, &peer->peer_cookie, 0) != SK_PASS &&
+	    bpf_sk_redirect_hash(skb, &rs_sockhash, &peer->peer_cookie, 0) != SK_PASS) {
 		__sync_fetch_and_add(&peer->passed, len);
 		return SK_PASS;
 	}
 	__sync_fetch_and_add(&peer->bytes, len);
 	__sync_fetch_and_add(&peer->segs, 1);
 	return SK_PASS;
+}
+
+/* Take sockets out of rs_sockhash (RS_HOLD_OUT) or put them back
+ * (RS_HOLD_IN) under each socket's lock.
+ *
+ * Why a TCP iterator: a verdict runs in sk_data_ready, under the socket's
+ * lock (bh_lock_sock in softirq, or the owner's release_sock).  Deleting a
+ * socket from the sockhash with bpf(2) takes no socket lock: when the delete
+ * lands between tcp_read_skb() taking an skb off the receive queue and the
+ * verdict looking up the program, the kernel finds no program and drops that
+ * skb -- a hole in the stream, TCP already acked it (sk_psock_verdict_recv,
+ * net/core/skmsg.c).  The TCP iterator calls this program with lock_sock()
+ * held (bpf_iter_tcp_seq_show), so no verdict of the socket is in flight, and
+ * whatever arrives meanwhile waits in the backlog until the lock is released,
+ * by then without a verdict.  Iterators may update and delete sockmap
+ * entries (verifier: may_update_sockmap).  User space reads the iterator
+ * once per batch of requests; each pass visits every TCP socket of the
+ * reader's network namespace, which is why requests are batched. */
+SEC("iter/tcp")
+int rs_hold_iter(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct tcp_sock *tp;
+	__u64 cookie;
+	__u32 *req;
+
+	if (!skc)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0; /* listener, request or timewait socket */
+	cookie = bpf_get_socket_cookie(tp);
+	req = bpf_map_lookup_elem(&rs_hold, &cookie);
+	if (!req)
+		return 0;
+	if (*req == RS_HOLD_OUT) {
+		long err = bpf_map_delete_elem(&rs_sockhash, &cookie);
+
+		/* -ENOENT: out already, just as good */
+		*req = err && err != -2 ? RS_HOLD_FAILED : RS_HOLD_DONE;
+	} else if (*req == RS_HOLD_IN) {
+		*req = bpf_map_update_elem(&rs_sockhash, &cookie, tp, BPF_ANY) ? RS_HOLD_FAILED :
+										  RS_HOLD_DONE;
+	}
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "GPL";

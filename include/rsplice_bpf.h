@@ -32,6 +32,19 @@ struct rs_peer {
 _Static_assert(sizeof(struct rs_peer) == 40, "struct rs_peer is shared ABI");
 
 
+/* Value of the "hold" hash map, keyed by socket cookie: user space writes a
+ * request, reads the iterator (pinned link "hold_iter"), reads the answer
+ * and deletes the entry. */
+enum rs_hold_req {
+	RS_HOLD_OUT = 1,    /* leave rs_sockhash (stop the socket's verdict) */
+	RS_HOLD_IN = 2,     /* enter rs_sockhash again (verdict on) */
+	RS_HOLD_DONE = 3,   /* answer: done (or was so already) */
+	RS_HOLD_FAILED = 4, /* answer: the map refused (e.g. IN after a FIN) */
+};
+
+/* Requests in flight at once, all daemons of the host together */
+#define RS_HOLD_MAX 4096
+
 /* Default capacity of the sockhash: every spliced connection uses 2 entries
  * on each host (public side and LAN side are separate pairs). */
 #define RS_DEFAULT_MAX_SOCKS 65536
@@ -40,6 +53,11 @@ _Static_assert(sizeof(struct rs_peer) == 40, "struct rs_peer is shared ABI");
 #define RS_PIN_DIR_DEFAULT "/sys/fs/bpf/rsplice"
 #define RS_PIN_SOCKHASH "sockhash"
 #define RS_PIN_PEERS "peers"
+/* Redirect targets: every spliced socket (rsplice 0.3+; see splice.bpf.c) */
+#define RS_PIN_TARGETS "targets"
+/* Requests to rs_hold_iter, and the pinned iterator link that serves them */
+#define RS_PIN_HOLD "hold"
+#define RS_PIN_HOLD_ITER "hold_iter"
 #define RS_PIN_VERDICT "verdict"
 /* Pinned by rsplice 0.1 before verdict-only mode: detach still removes it. */
 #define RS_PIN_PARSER "parser"

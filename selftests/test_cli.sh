@@ -107,9 +107,10 @@ check "status -j: attached, pin dir, verdict program only (no stream parser)" \
 	sorted((p['name'], p['attach']) for p in s['programs']) ==
 	[('rs_verdict', 'stream_verdict')] and
 	all(p['id'] > 0 for p in s['programs'])"
-check "status -j: sockhash and peers maps with default max_entries" \
+check "status -j: sockhash, peers, targets and hold maps with default max_entries" \
 	status_is "sorted((m['name'], m['type'], m['max_entries']) for m in s['maps']) ==
-	[('rs_peers', 'hash', 65536), ('rs_sockhash', 'sockhash', 65536)]"
+	[('rs_hold', 'hash', 4096), ('rs_peers', 'hash', 65536), ('rs_sockhash', 'sockhash', 65536),
+	 ('rs_targets', 'sockhash', 65536)]"
 check "status -p is valid JSON too" bash -c "$RSPLICE -p --pin-dir $DIR status | python3 -m json.tool"
 check "status (plain) says attached" bash -c "$RSPLICE --pin-dir $DIR status | grep -qx 'attached: yes'"
 check "bpftool map show pinned sockhash" bpftool map show pinned "$DIR/sockhash"
@@ -117,13 +118,15 @@ check "bpftool map dump pinned peers (with BTF field names)" peers_dump_has_btf
 check "status -j counts peers entries as spliced pairs" status_is 's["spliced_pairs"] == 1'
 check "peers test entries removed" peers_cleared
 check "bpftool prog show pinned verdict" bpftool prog show pinned "$DIR/verdict"
+check "bpftool link show pinned hold_iter: the TCP iterator" \
+	bash -c "bpftool link show pinned $DIR/hold_iter | grep -q 'iter.*tcp'"
 check "detach" rs detach
 check "detach removed the pin dir" not_pinned
 check "detach again exits 0" rs detach
 check "status -j after detach: attached false" status_is 's["attached"] is False and s["maps"] == []'
-check "attach --max-socks 128 sizes both maps" bash -c "$RSPLICE --pin-dir $DIR attach --max-socks 128"
+check "attach --max-socks 128 sizes the three socket maps" bash -c "$RSPLICE --pin-dir $DIR attach --max-socks 128"
 check "status -j shows max_entries 128" \
-	status_is 'all(m["max_entries"] == 128 for m in s["maps"]) and len(s["maps"]) == 2'
+	status_is 'sorted(m["max_entries"] for m in s["maps"]) == [128, 128, 128, 4096]'
 check "detach after resize" rs detach
 check "RSPLICE_PIN_DIR is honoured" bash -c "RSPLICE_PIN_DIR=$DIR $RSPLICE attach &&
 	test -e $DIR/verdict && RSPLICE_PIN_DIR=$DIR $RSPLICE detach && test ! -e $DIR"

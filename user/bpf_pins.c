@@ -62,11 +62,37 @@ err_close:
 	return err;
 }
 
+/* bpf_obj_get() of a pinned iterator link. */
+static int open_pinned_iter(const char *pin_dir, const char *name)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	char path[4096];
+	int fd, err;
+
+	err = rs_pin_path(path, sizeof(path), pin_dir, name);
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -errno;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	if (info.type != BPF_LINK_TYPE_ITER) {
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
+
 int rs_maps_open(const char *pin_dir, struct rs_maps *m)
 {
 	int fd;
 
-	m->sockhash_fd = m->peers_fd = -1;
+	m->sockhash_fd = m->peers_fd = m->targets_fd = m->hold_fd = m->hold_iter_fd = -1;
 	m->sockhash_id = 0;
 	pin_dir = rs_pin_dir(pin_dir);
 
@@ -80,6 +106,22 @@ int rs_maps_open(const char *pin_dir, struct rs_maps *m)
 		return fd;
 	}
 	m->peers_fd = fd;
+	/* pinned since rsplice 0.3; an older attach lacks them (ENOENT: the
+	 * daemons then use splice until `rsplice attach -f` or detach+attach) */
+	fd = open_pinned_map(pin_dir, RS_PIN_TARGETS, BPF_MAP_TYPE_SOCKHASH, NULL);
+	if (fd >= 0) {
+		m->targets_fd = fd;
+		fd = open_pinned_map(pin_dir, RS_PIN_HOLD, BPF_MAP_TYPE_HASH, NULL);
+	}
+	if (fd >= 0) {
+		m->hold_fd = fd;
+		fd = open_pinned_iter(pin_dir, RS_PIN_HOLD_ITER);
+	}
+	if (fd < 0) {
+		rs_maps_close(m);
+		return fd;
+	}
+	m->hold_iter_fd = fd;
 	return 0;
 }
 
@@ -89,7 +131,13 @@ void rs_maps_close(struct rs_maps *m)
 		close(m->sockhash_fd);
 	if (m->peers_fd >= 0)
 		close(m->peers_fd);
-	m->sockhash_fd = m->peers_fd = -1;
+	if (m->targets_fd >= 0)
+		close(m->targets_fd);
+	if (m->hold_fd >= 0)
+		close(m->hold_fd);
+	if (m->hold_iter_fd >= 0)
+		close(m->hold_iter_fd);
+	m->sockhash_fd = m->peers_fd = m->targets_fd = m->hold_fd = m->hold_iter_fd = -1;
 	m->sockhash_id = 0;
 }
 
@@ -101,6 +149,67 @@ int rs_maps_attached(const struct rs_maps *m)
 	if (bpf_prog_query(m->sockhash_fd, BPF_SK_SKB_STREAM_VERDICT, 0, &flags, NULL, &cnt))
 		return -errno;
 	return cnt > 0;
+}
+
+/* One pass of the hold iterator: it prints nothing, read() returns 0 once it
+ * has visited every socket. */
+static int hold_iter_run(int link_fd)
+{
+	char buf[64];
+	ssize_t n;
+	int fd = bpf_iter_create(link_fd), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		;
+	if (n < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+int rs_sock_hold(const struct rs_maps *m, const uint64_t *cookies, int n, enum rs_hold_req req,
+		 bool *done)
+{
+	int err = 0, i, queued;
+
+	for (queued = 0; queued < n; queued++) {
+		__u32 v = req;
+
+		if (bpf_map_update_elem(m->hold_fd, &cookies[queued], &v, BPF_ANY)) {
+			err = -errno;
+			break;
+		}
+	}
+	if (!err)
+		err = hold_iter_run(m->hold_iter_fd);
+	for (i = 0; i < queued; i++) {
+		__u32 v = 0;
+		bool ok = !bpf_map_lookup_elem(m->hold_fd, &cookies[i], &v) && v == RS_HOLD_DONE;
+
+		bpf_map_delete_elem(m->hold_fd, &cookies[i]);
+		if (done)
+			done[i] = ok;
+		if (!ok && !err)
+			err = v == RS_HOLD_FAILED ? -EPERM : -ENOENT;
+	}
+	for (; done && i < n; i++)
+		done[i] = false;
+	return err;
+}
+
+int rs_maps_current(const struct rs_maps *m, const char *pin_dir)
+{
+	uint32_t id = 0;
+	int fd = open_pinned_map(rs_pin_dir(pin_dir), RS_PIN_SOCKHASH, BPF_MAP_TYPE_SOCKHASH, &id);
+
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return id == m->sockhash_id ? rs_maps_attached(m) : 0;
 }
 
 int rs_map_count_keys(int map_fd)

@@ -7,12 +7,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "rsplice_bpf.h"
+
 /* Handle on one generation of pinned maps.  The daemons keep a handle open for
  * as long as any pair they inserted lives in its maps, even after
  * `rsplice detach` unpinned them (spliced pairs keep flowing). */
 struct rs_maps {
 	int sockhash_fd; /* BPF_MAP_TYPE_SOCKHASH, key __u64 cookie, value __u64 fd */
 	int peers_fd;    /* BPF_MAP_TYPE_HASH, key __u64 cookie, value struct rs_peer */
+	int targets_fd;  /* SOCKHASH of every spliced socket: the redirect target */
+	int hold_fd;     /* BPF_MAP_TYPE_HASH, key __u64 cookie, value enum rs_hold_req */
+	int hold_iter_fd; /* link of the TCP iterator that serves hold_fd */
 	uint32_t sockhash_id;
 };
 
@@ -25,6 +30,20 @@ void rs_maps_close(struct rs_maps *m);
 /* 1 when a stream verdict program is attached to m->sockhash_fd, 0 when not,
  * -errno on error.  One bpf(BPF_PROG_QUERY) syscall: cheap enough per connection. */
 int rs_maps_attached(const struct rs_maps *m);
+/* 1 when m is still the generation pinned at pin_dir with a verdict attached,
+ * 0 when not (`rsplice detach` unpins without detaching the program, so that
+ * the live pairs keep their verdict until they leave: see rsplice.c), -errno. */
+int rs_maps_current(const struct rs_maps *m, const char *pin_dir);
+
+/* Take each socket of cookies[] out of the sockhash (RS_HOLD_OUT: its
+ * verdict stops, its psock goes on writing what is redirected to it) or put
+ * it back (RS_HOLD_IN), each under the socket's lock (bpf/splice.bpf.c,
+ * rs_hold_iter).  Visits every TCP socket of the caller's network namespace
+ * once: batch.  done[i] (may be NULL) tells which ones the kernel did.
+ * 0 when every socket was done, -ENOENT when one was not found (closed, or in
+ * another network namespace), -EPERM/-EEXIST... when the map refused. */
+int rs_sock_hold(const struct rs_maps *m, const uint64_t *cookies, int n, enum rs_hold_req req,
+		 bool *done);
 
 /* --- appended for the rsplice CLI --- */
 

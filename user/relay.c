@@ -132,6 +132,12 @@ unsigned int relay_datapath_sync(void)
 
 	if (rl.mode == DP_SPLICE)
 		return 0;
+	/* unpinned by a detach, or replaced by a detach + attach: new pairs
+	 * and the live ones go to what is pinned now */
+	if (rl.cur && rs_maps_current(&rl.cur->m, rl.pin_dir) == 0) {
+		relay_gen_put(rl.cur);
+		rl.cur = NULL;
+	}
 	to = rl_current_gen();
 	/* a pair that completes at once is relinked at the head: not seen again */
 	for (l = rl.links; l; l = next) {
@@ -364,6 +370,20 @@ void relay_moved(int fd_a, int fd_b, struct relay_owner *o, struct relay_gen *to
 	}
 	if (!to)
 		pr_debug("relay %llu: migrated to splice", (unsigned long long)o->id);
+}
+
+void relay_moved_gated(int fd_a, int fd_b, struct relay_owner *o, struct relay_gate *gate,
+		       unsigned int open)
+{
+	int err = relay_splice_start_gated(fd_a, fd_b, o, gate, open);
+
+	if (err) {
+		gate->release(gate, false);
+		rl_moved_fail(fd_a, fd_b, o, err);
+		return;
+	}
+	pr_debug("relay %llu: migrated to splice (direction %s first)", (unsigned long long)o->id,
+		 open & 1 ? "a->b" : "b->a");
 }
 
 /* Try the kernel path; 0 = started, -ECONNABORTED = unusable, else fall back. */

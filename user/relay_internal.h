@@ -90,6 +90,26 @@ void relay_finished(struct relay_link *l, struct relay_stats *st);
 void relay_link_release(struct relay_link *l, const struct relay_stats *st, struct relay_owner *o);
 void relay_moved(int fd_a, int fd_b, struct relay_owner *o, struct relay_gen *to);
 
+/* A pair leaving the sockmap hands its sockets to splice as soon as one
+ * direction may move: a direction whose destination the kernel still
+ * writes into (its psock drains what was redirected before the hold) stays
+ * gated -- the splice path does not read its source -- until open() says
+ * so.  Moving each direction on its own avoids a deadlock between two
+ * daemons that migrate at once: each direction only waits for its own
+ * destination's reader, never for its partner direction. */
+struct relay_gate {
+	/* bit i: direction i (fd[i] -> fd[1 - i]) may start; -errno: the
+	 * stream is broken.  Polled while a bit is missing. */
+	int (*open)(struct relay_gate *g);
+	/* called exactly once, before the sockets are closed: every direction
+	 * open (ok), or the pair ended first (!ok) */
+	void (*release)(struct relay_gate *g, bool ok);
+};
+
+/* relay_moved() to splice with the directions outside open gated. */
+void relay_moved_gated(int fd_a, int fd_b, struct relay_owner *o, struct relay_gate *gate,
+		       unsigned int open);
+
 /* How long a pair that failed to migrate waits before the next attempt. */
 #define RELAY_MOVE_RETRY_MS 5000
 /* A migration that has not completed after this long is abandoned. */
@@ -104,6 +124,9 @@ void relay_sock_reset(int fd);
 /* Both paths take nonblocking, connected TCP sockets.
  * relay_splice_start: 0 (fds owned by the relay) or -errno (fds untouched). */
 int relay_splice_start(int fd_a, int fd_b, const struct relay_owner *o);
+/* The same with a gate (see struct relay_gate); on error the gate is untouched. */
+int relay_splice_start_gated(int fd_a, int fd_b, const struct relay_owner *o,
+			     struct relay_gate *gate, unsigned int open);
 
 /* relay_sockmap_start: 0 (fds owned by the relay), or
  * -ECONNABORTED: bytes were swallowed by a half-inserted pair, the stream can

@@ -56,11 +56,12 @@ struct sm_relay {
 	struct timer poll;   /* drains FIN directions: 1 ms backing off to 20 ms */
 	struct timer move;   /* migration to splice: polls the counters (sm_move_step) */
 	uint64_t move_start, move_deadline;
-	uint64_t move_rx[2]; /* bytes received by fd[i] at the previous poll */
-	int move_lowat[2];   /* SO_RCVLOWAT of the hold, as the kernel capped it */
-	unsigned int move_polls;
-	int move_out;        /* the socket already out of the sockhash, or -1 */
-	bool move_warned;
+	uint64_t move_written; /* bytes both psocks had written at the last poll */
+	uint64_t move_redirected[2]; /* verdict counters once held: must not move */
+	bool move_stuck;     /* no progress and cannot go back: waits */
+	unsigned int held;   /* bit i: fd[i] out of the sockhash, verdict off */
+	bool pending;        /* queued for the next hold pass (sm_pending) */
+	struct sm_relay *pending_next;
 	unsigned int poll_ms;
 	int fd[2];
 	uint64_t cookie[2];
@@ -69,6 +70,7 @@ struct sm_relay {
 	struct sm_dir d[2];
 	struct relay_gen *g;
 	struct relay_link link;
+	struct relay_gate gate; /* after the handover to splice (sm_handover) */
 };
 
 /* ---- socket counters ---- */
@@ -183,6 +185,8 @@ static void sm_size_sndbuf(int fd)
 
 /* ---- teardown ---- */
 
+static void sm_pending_del(struct sm_relay *r);
+
 /* The verdict program's counters (the metering) of direction i: bytes
  * received on fd[i] and redirected. */
 static void sm_count(const struct rs_peer *p, int i, struct relay_stats *st)
@@ -216,6 +220,8 @@ static void sm_unmap(struct sm_relay *r, struct relay_stats *st)
 {
 	for (int i = 0; i < 2; i++)
 		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[i]);
+	for (int i = 0; i < 2; i++)
+		bpf_map_delete_elem(r->g->m.targets_fd, &r->cookie[i]);
 	for (int i = 0; i < 2; i++) {
 		struct rs_peer p;
 
@@ -244,6 +250,7 @@ static void sm_finish(struct sm_relay *r, const char *end)
 
 	timer_cancel(&r->poll);
 	timer_cancel(&r->move);
+	sm_pending_del(r);
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
 		loop_forget(&r->side[i].h);
@@ -367,64 +374,42 @@ static void sm_poll_timer(struct timer *t)
 
 /* ---- live migration to splice ---- */
 
-/* Kernel facts (measured on 6.18, see sm_move_step): removing a socket from
- * the sockhash drops its psock and with it every byte still queued in it --
- * bytes its partner's verdict redirected to it and it has not written yet --
- * and a verdict that runs on the partner while this socket is out passes
- * the bytes into the partner's own psock, from where they are dropped in
- * turn.  The verdict never waits for the destination (no backpressure), so
- * a direction whose sender outruns the forwarding never has an empty queue:
- * such a pair cannot leave losslessly and stays on sockmap until it can. */
+/* Kernel facts (measured on 6.18): removing a socket from every sockmap
+ * drops its psock and with it every byte still queued in it -- bytes its
+ * partner's verdict redirected to it and it has not written yet; and a
+ * delete by bpf(2) that lands while the socket's own verdict is running
+ * drops the skb in flight (bpf/splice.bpf.c, rs_hold_iter).  So:
+ * 1. both sockets leave the sockhash under their socket lock (rs_sock_hold:
+ *    one iterator pass for every pair that starts moving in the same loop
+ *    turn).  No verdict runs on them from then on: what they receive waits,
+ *    in order, in their plain receive queues.  They stay in the targets
+ *    sockhash, so their psocks live on and write what was redirected to them.
+ * 2. once both psocks wrote everything (counters: redirected == written),
+ *    the sockets leave the targets map and the splice relay takes them over,
+ *    starting with what waits in the receive queues.
+ * The verdict never waits for its destination (no backpressure): a psock
+ * drains at the pace its socket's peer reads.  One that does not drain
+ * within RELAY_MOVE_TIMEOUT_MS (a stalled reader) goes back into the
+ * sockhash, flowing again, and is retried later. */
 
 /* Counters of the pair: per direction i the verdict redirected p[i].bytes
  * from fd[i]; the partner's psock wrote w[1 - i] of them into fd[1 - i]'s
- * send queue, the rest waits in it; rx[i]: bytes fd[i] ever received. */
+ * send queue, the rest waits in it. */
 struct sm_snap {
 	struct rs_peer p[2];
 	uint64_t w[2];
-	uint64_t rx[2];
-	uint64_t q[2];       /* received by fd[i], not through the verdict yet */
-	uint32_t rcv_wnd[2]; /* window fd[i] last advertised (0: kernel before 6.2) */
 };
-
-/* struct tcp_info of Linux 6.2+: the header we build against ends before
- * tcpi_rcv_wnd; an older kernel copies less and leaves it 0. */
-struct sm_tcp_info_wnd {
-	struct tcp_info ti;
-	uint32_t rcv_wnd;
-};
-
-/* The verdict of a held socket runs once its receive window is nearly full
- * or SO_RCVLOWAT bytes are queued (the hold's value, capped by the kernel at
- * tcp_rmem[2] / 2).  A socket that received nothing since the previous
- * poll, or that is this far from both, cannot get there in the microseconds
- * between two sockhash removals (a 64 KiB segment takes microseconds).
- * Measured with the window alone: a held socket whose queue reached the
- * 16 MiB SO_RCVLOWAT (tcp_rmem[2] 32 MiB) ran its verdict while its partner
- * was out, and 16 MiB stayed behind in its psock. */
-#define SM_MOVE_WND_MIN (512 << 10)
-#define SM_MOVE_FIRST_DELTA (512 << 10) /* rate unknown before the second poll */
-/* A receiver this slow (bytes per poll) may wait alone in the sockhash
- * until its psock has drained: its verdict must not run meanwhile */
-#define SM_MOVE_SLOW (64 << 10)
 
 static int sm_snap(struct sm_relay *r, struct sm_snap *s)
 {
 	for (int i = 0; i < 2; i++) {
-		struct sm_tcp_info_wnd t = { 0 };
-		socklen_t len = sizeof(t);
 		int err = sm_peer_get(r, i, &s->p[i]);
 
 		if (!err)
 			err = sm_written(r->fd[i], &s->w[i]);
-		if (!err && getsockopt(r->fd[i], IPPROTO_TCP, TCP_INFO, &t, &len))
-			err = -errno;
 		if (err)
 			return err;
 		s->w[i] -= r->base[i];
-		s->rx[i] = t.ti.tcpi_bytes_received;
-		s->q[i] = s->rx[i] - r->base_rx[i] - s->p[i].bytes - s->p[i].passed;
-		s->rcv_wnd[i] = t.rcv_wnd;
 	}
 	return 0;
 }
@@ -435,23 +420,81 @@ static bool sm_in_empty(const struct sm_snap *s, int i)
 	return s->w[i] == s->p[1 - i].bytes;
 }
 
-/* Before the first removal only: the pair stays on sockmap (un-held) and
- * is tried again later.  Once a socket is out there is no way back: putting
- * it back into the sockhash (a new psock; what it received meanwhile kicked
- * through the verdict) was tried and measured twice to stall the pair for
- * good afterwards (byte-exact up to the stall, cause not understood). */
-static void sm_move_abort(struct sm_relay *r, const char *why)
+/* Back into the sockhash, flowing; tried again after RELAY_MOVE_RETRY_MS.
+ * 0, or -errno when a socket cannot go back (a FIN arrived: the sockhash
+ * takes ESTABLISHED sockets only) and the move must go on. */
+static int sm_move_abort(struct sm_relay *r, const char *why)
 {
+	for (int i = 0; i < 2; i++) {
+		uint64_t fd = (uint64_t)r->fd[i];
+
+		if (!(r->held & (1u << i)))
+			continue;
+		/* bpf(2) inserts under the socket lock: no verdict in flight */
+		if (bpf_map_update_elem(r->g->m.sockhash_fd, &r->cookie[i], &fd, BPF_NOEXIST))
+			return -errno;
+		r->held &= ~(1u << i);
+	}
 	pr_debug("relay %llu: migration to splice put off: %s", (unsigned long long)r->link.o.id, why);
 	timer_cancel(&r->move);
 	r->link.moving_to = NULL;
 	r->link.o.retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
+	/* what arrived while held goes through the verdict now */
 	sm_kick(r->fd[0]);
 	sm_kick(r->fd[1]);
+	return 0;
 }
 
-/* Both sockets are out of the sockhash with nothing lost: hand them over. */
-static void sm_move_done(struct sm_relay *r, const struct sm_snap *s)
+/* Directions whose destination psock is empty: bit i = direction i
+ * (fd[i] -> fd[1 - i]), whose bytes fd[1 - i]'s psock writes. */
+static unsigned int sm_ready(const struct sm_snap *s)
+{
+	return (sm_in_empty(s, 1) ? 1u : 0) | (sm_in_empty(s, 0) ? 2u : 0);
+}
+
+/* The counters of a held pair: -EPROTO when a verdict kept bytes locally or
+ * still runs (both cannot happen once held). */
+static int sm_snap_held(struct sm_relay *r, struct sm_snap *s)
+{
+	int err = sm_snap(r, s);
+
+	if (err)
+		return err;
+	if (s->p[0].passed || s->p[1].passed || s->p[0].bytes != r->move_redirected[0] ||
+	    s->p[1].bytes != r->move_redirected[1])
+		return -EPROTO;
+	return 0;
+}
+
+static int sm_gate_open(struct relay_gate *gate)
+{
+	struct sm_relay *r = container_of(gate, struct sm_relay, gate);
+	struct sm_snap s;
+	int err = sm_snap_held(r, &s);
+
+	return err ? err : (int)sm_ready(&s);
+}
+
+/* Both psocks are empty, or the pair ended: the sockets leave the targets
+ * map (their psocks go) and the metering entries go. */
+static void sm_gate_release(struct relay_gate *gate, bool ok)
+{
+	struct sm_relay *r = container_of(gate, struct sm_relay, gate);
+
+	for (int i = 0; i < 2; i++) {
+		bpf_map_delete_elem(r->g->m.targets_fd, &r->cookie[i]);
+		bpf_map_delete_elem(r->g->m.peers_fd, &r->cookie[i]);
+	}
+	pr_debug("relay %llu: left the sockmap %s %llu ms after the hold",
+		 (unsigned long long)r->link.o.id, ok ? "for good" : "on its end",
+		 (unsigned long long)(now_ms() - r->move_start));
+	relay_gen_put(r->g);
+	free(r);
+}
+
+/* One direction (ready) may move: splice takes the sockets; the other
+ * direction stays gated until its destination's psock is empty. */
+static void sm_handover(struct sm_relay *r, const struct sm_snap *s, unsigned int ready)
 {
 	struct relay_stats st = {
 		.path = RELAY_PATH_SOCKMAP, .bytes_ab = s->p[0].bytes, .bytes_ba = s->p[1].bytes,
@@ -459,143 +502,66 @@ static void sm_move_done(struct sm_relay *r, const struct sm_snap *s)
 	};
 	struct relay_owner o;
 
-	for (int i = 0; i < 2; i++)
-		bpf_map_delete_elem(r->g->m.peers_fd, &r->cookie[i]);
 	timer_cancel(&r->poll);
 	timer_cancel(&r->move);
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
 		loop_forget(&r->side[i].h);
-		/* normal readiness again, and EPOLLIN for the held bytes */
-		sm_kick(r->fd[i]);
 	}
 	pr_debug("relay %llu: left the sockhash after %llu ms", (unsigned long long)r->link.o.id,
 		 (unsigned long long)(now_ms() - r->move_start));
 	relay_link_release(&r->link, &st, &o);
-	relay_gen_put(r->g);
-	relay_moved(r->fd[0], r->fd[1], &o, NULL);
-	free(r);
+	r->gate = (struct relay_gate){ .open = sm_gate_open, .release = sm_gate_release };
+	relay_moved_gated(r->fd[0], r->fd[1], &o, &r->gate, ready);
 }
 
-/* Bytes were dropped by a removal after all: the stream is broken. */
-static void sm_move_lost(struct sm_relay *r, const struct sm_snap *s)
-{
-	pr_warn("relay %llu: migration to splice: a verdict ran during the removal "
-		"(a->b %llu redirected, %llu written, %llu passed; b->a %llu, %llu, %llu): "
-		"resetting", (unsigned long long)r->link.o.id, (unsigned long long)s->p[0].bytes,
-		(unsigned long long)s->w[1], (unsigned long long)s->p[0].passed,
-		(unsigned long long)s->p[1].bytes, (unsigned long long)s->w[0],
-		(unsigned long long)s->p[1].passed);
-	sm_finish(r, "error");
-}
-
-/* Both sockets are held (huge SO_RCVLOWAT): TCP queues what arrives in the
- * plain receive queue and runs the verdict only when the receive window is
- * nearly full or that many bytes are queued, on FIN or under memory
- * pressure.  Two steps, polled every millisecond:
- * 1. Socket x leaves the sockhash when its psock is empty (nothing
- *    redirected to it is waiting) and its partner y is quiet (sm_quiet):
- *    y's verdict, which would now fail to redirect, has no reason to run.
- *    x's verdict stops; what x receives from now on waits in x's plain
- *    receive queue.
- * 2. y leaves once its psock wrote every byte x's verdict redirected (no
- *    more can come).  x may only leave first if y's psock is empty already
- *    or y receives slowly, so that y stays quiet meanwhile.
- * What is not forwarded yet then waits, in order, in the plain receive
- * queues, where splice() picks it up.  The counters read after each removal
- * tell whether a verdict ran in between after all (bytes lost: reset). */
-/* Socket i is quiet: received nothing since the previous poll, or is far
- * enough from running its verdict -- both from a full window and from
- * SO_RCVLOWAT -- that eight times what it received since the previous poll
- * (a timer of a busy loop can be late), plus SM_MOVE_WND_MIN, still fits.
- * *delta: bytes received since the previous poll (a lot on the first one). */
-static bool sm_quiet(const struct sm_relay *r, const struct sm_snap *s, int i, uint64_t *delta)
-{
-	uint64_t lowat = (uint64_t)r->move_lowat[i], room;
-
-	*delta = r->move_polls ? s->rx[i] - r->move_rx[i] : SM_MOVE_FIRST_DELTA;
-	if (r->move_polls && !*delta)
-		return true;
-	room = s->q[i] < lowat ? lowat - s->q[i] : 0;
-	if (s->rcv_wnd[i] < room)
-		room = s->rcv_wnd[i];
-	return room >= SM_MOVE_WND_MIN + 8 * *delta;
-}
-
+/* Polled every millisecond while both sockets are held. */
 static void sm_move_step(struct sm_relay *r)
 {
 	struct sm_snap s;
-	uint64_t delta[2];
-	bool quiet[2];
-	int x = r->move_out, err;
+	int err = sm_snap(r, &s);
 
-	err = sm_snap(r, &s);
+	if (!err && (s.p[0].passed || s.p[1].passed))
+		err = -EPROTO; /* a verdict kept bytes locally: cannot happen */
 	if (err) {
-		sm_move_abort(r, strerror(-err));
+		pr_warn("relay %llu: migration to splice: %s; resetting", (unsigned long long)r->link.o.id,
+			strerror(-err));
+		sm_finish(r, "error");
 		return;
 	}
-	if ((s.p[0].passed || s.p[1].passed) && x >= 0) {
-		sm_move_lost(r, &s); /* y's verdict ran while x was out */
+	if (s.p[0].bytes != r->move_redirected[0] || s.p[1].bytes != r->move_redirected[1]) {
+		/* a verdict still runs although its socket left the sockhash:
+		 * the map had no program any more (detached by an older
+		 * rsplice).  Leaving the targets map now could drop an skb in
+		 * flight; the pair keeps flowing (through the targets map)
+		 * and is tried again later. */
+		pr_warn("relay %llu: migration to splice: the verdict still runs on a held socket "
+			"(program detached from the map?); staying on sockmap",
+			(unsigned long long)r->link.o.id);
+		timer_cancel(&r->move);
+		r->held = 0;
+		r->link.moving_to = NULL;
+		r->link.o.retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
 		return;
 	}
-	if (s.p[0].passed || s.p[1].passed) {
-		sm_move_abort(r, "bytes passed locally");
+	if (sm_ready(&s)) {
+		sm_handover(r, &s, sm_ready(&s));
 		return;
 	}
-	for (int i = 0; i < 2; i++) {
-		quiet[i] = sm_quiet(r, &s, i, &delta[i]);
-		r->move_rx[i] = s.rx[i];
+	if (s.w[0] + s.w[1] != r->move_written) {
+		/* draining: a fast sender may have queued a lot (no
+		 * backpressure), which goes out at the pace of its reader */
+		r->move_written = s.w[0] + s.w[1];
+		r->move_deadline = now_ms() + RELAY_MOVE_TIMEOUT_MS;
+		r->move_stuck = false;
 	}
-	r->move_polls++;
-	if (x < 0) {
-		/* the faster receiver first: its partner must stay quiet */
-		int order[2] = { 0, 1 };
-
-		if (delta[1] > delta[0]) {
-			order[0] = 1;
-			order[1] = 0;
-		}
-		/* and y must be able to wait alone: its own psock empty already,
-		 * or it receives slowly (there is no way back, sm_move_abort) */
-		for (int k = 0; k < 2 && x < 0; k++) {
-			int y = 1 - order[k];
-
-			if (sm_in_empty(&s, order[k]) && quiet[y] &&
-			    (sm_in_empty(&s, y) || delta[y] <= SM_MOVE_SLOW))
-				x = order[k];
-		}
-		if (x >= 0) {
-			bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[x]);
-			r->move_out = x;
-			err = sm_snap(r, &s);
-			if (err || s.p[0].passed || s.p[1].passed || !sm_in_empty(&s, x)) {
-				sm_move_lost(r, &s);
-				return;
-			}
-		}
-	}
-	if (x >= 0 && !quiet[1 - x] && !r->move_warned) {
-		/* nothing to do but go on; the counters tell if it went wrong */
-		pr_debug("relay %llu: migration to splice: socket %c receives fast while alone",
-			 (unsigned long long)r->link.o.id, 'a' + (1 - x));
-		r->move_warned = true;
-	}
-	if (x >= 0 && sm_in_empty(&s, 1 - x)) {
-		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[1 - x]);
-		err = sm_snap(r, &s);
-		if (err || s.p[0].passed || s.p[1].passed || !sm_in_empty(&s, 0) || !sm_in_empty(&s, 1)) {
-			sm_move_lost(r, &s);
+	if (now_ms() >= r->move_deadline && !r->move_stuck) {
+		if (sm_move_abort(r, "a psock stopped draining (reader stalled?)") == 0)
 			return;
-		}
-		sm_move_done(r, &s);
-		return;
+		r->move_stuck = true; /* cannot go back (FIN): wait for the reader */
 	}
-	if (x < 0 && now_ms() >= r->move_deadline) {
-		sm_move_abort(r, "never a moment with an empty psock and a quiet partner");
-		return;
-	}
-	if (now_ms() - r->move_start > SM_STALL_MS) {
-		sm_move_lost(r, &s); /* y's psock never drained */
+	if (r->move_stuck && now_ms() - r->move_deadline > SM_STALL_MS) {
+		sm_finish(r, "timeout");
 		return;
 	}
 	timer_arm(&r->move, 1);
@@ -604,6 +570,81 @@ static void sm_move_step(struct sm_relay *r)
 static void sm_move_timer(struct timer *t)
 {
 	sm_move_step(container_of(t, struct sm_relay, move));
+}
+
+/* Pairs whose migration starts in this loop turn: one iterator pass holds
+ * them all (a pass visits every TCP socket of the namespace). */
+#define SM_HOLD_BATCH (RS_HOLD_MAX / 4) /* pairs per pass: room for the other daemon */
+
+static struct {
+	struct sm_relay *head;
+	struct timer t;
+	bool init;
+} sm_pending;
+
+static void sm_pending_del(struct sm_relay *r)
+{
+	struct sm_relay **pp;
+
+	if (!r->pending)
+		return;
+	for (pp = &sm_pending.head; *pp; pp = &(*pp)->pending_next)
+		if (*pp == r) {
+			*pp = r->pending_next;
+			break;
+		}
+	r->pending = false;
+}
+
+static void sm_pending_run(struct timer *t)
+{
+	uint64_t cookies[2 * SM_HOLD_BATCH];
+	bool done[2 * SM_HOLD_BATCH];
+	struct sm_relay *batch[SM_HOLD_BATCH], *r;
+	const struct rs_maps *m = NULL;
+	int n = 0;
+
+	/* one generation per pass (each has its own maps and iterator) */
+	for (struct sm_relay **pp = &sm_pending.head; (r = *pp) && n < SM_HOLD_BATCH;) {
+		if (m && &r->g->m != m) {
+			pp = &r->pending_next;
+			continue;
+		}
+		m = &r->g->m;
+		*pp = r->pending_next;
+		r->pending = false;
+		cookies[2 * n] = r->cookie[0];
+		cookies[2 * n + 1] = r->cookie[1];
+		batch[n++] = r;
+	}
+	if (!n)
+		return;
+	if (sm_pending.head)
+		timer_arm(t, 0);
+	rs_sock_hold(m, cookies, 2 * n, RS_HOLD_OUT, done);
+	for (int k = 0; k < n; k++) {
+		int err;
+
+		r = batch[k];
+		r->held = (done[2 * k] ? 1u : 0) | (done[2 * k + 1] ? 2u : 0);
+		if (r->held == 3) {
+			struct rs_peer p;
+
+			/* no verdict runs from now on: these stay as they are */
+			for (int i = 0; i < 2; i++)
+				r->move_redirected[i] = sm_peer_get(r, i, &p) ? 0 : p.bytes;
+			sm_move_step(r);
+			continue;
+		}
+		/* the iterator did not find a socket: not in this network
+		 * namespace (passed in from elsewhere?) */
+		err = sm_move_abort(r, "a socket could not be held");
+		if (err) {
+			pr_warn("relay %llu: migration to splice: cannot put a socket back: %s; "
+				"resetting", (unsigned long long)r->link.o.id, strerror(-err));
+			sm_finish(r, "error");
+		}
+	}
 }
 
 static int sm_migrate(struct relay_link *l, struct relay_gen *to)
@@ -616,22 +657,20 @@ static int sm_migrate(struct relay_link *l, struct relay_gen *to)
 		return 0;
 	if (r->d[0].fin || r->d[1].fin)
 		return -EBUSY; /* closing: finishes on sockmap */
+	if (!sm_pending.init) {
+		timer_init(&sm_pending.t, sm_pending_run);
+		sm_pending.init = true;
+	}
 	l->moving_to = RELAY_PATH_SPLICE;
 	r->move_start = now_ms();
 	r->move_deadline = r->move_start + RELAY_MOVE_TIMEOUT_MS;
-	r->move_polls = 0;
-	r->move_out = -1;
-	r->move_warned = false;
-	for (int i = 0; i < 2; i++) {
-		socklen_t len = sizeof(r->move_lowat[i]);
-
-		sm_hold(r->fd[i]);
-		/* what the kernel made of INT_MAX */
-		if (getsockopt(r->fd[i], SOL_SOCKET, SO_RCVLOWAT, &r->move_lowat[i], &len) ||
-		    r->move_lowat[i] < 0)
-			r->move_lowat[i] = 0;
-	}
-	sm_move_step(r);
+	r->move_stuck = false;
+	r->move_written = 0;
+	r->pending = true;
+	r->pending_next = sm_pending.head;
+	sm_pending.head = r;
+	if (!timer_armed(&sm_pending.t))
+		timer_arm(&sm_pending.t, 0);
 	return 0;
 }
 
@@ -661,10 +700,14 @@ static void sm_event(struct ev_handler *h, uint32_t ev)
 	}
 	if (!(ev & (EPOLLRDHUP | EPOLLHUP)) || d->fin)
 		return;
-	if (r->link.moving_to && r->move_out >= 0)
+	if (r->held)
 		return; /* the splice path will see the FIN (EPOLLRDHUP on add) */
-	if (r->link.moving_to)
-		sm_move_abort(r, "FIN");
+	if (r->pending) {
+		/* not held yet: stays and closes on sockmap */
+		sm_pending_del(r);
+		r->link.moving_to = NULL;
+		r->link.o.retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
+	}
 	d->fin = true;
 	d->progress_ms = now_ms();
 	r->poll_ms = SM_POLL_MIN_MS;
@@ -728,6 +771,8 @@ static int sm_undo(struct sm_relay *r, int n_socks, int n_peers, int err)
 	/* deleting a key that was never inserted is harmless (ENOENT) */
 	for (int i = 0; i < n_socks; i++)
 		bpf_map_delete_elem(r->g->m.sockhash_fd, &r->cookie[i]);
+	for (int i = 0; i < 2; i++)
+		bpf_map_delete_elem(r->g->m.targets_fd, &r->cookie[i]);
 	for (int i = 0; i < n_peers; i++) {
 		if (!sm_peer_get(r, i, &p))
 			passed += p.passed;
@@ -761,6 +806,14 @@ static int sm_insert(struct sm_relay *r)
 		err = bpf_map_update_elem(r->g->m.peers_fd, &r->cookie[i], &p, BPF_NOEXIST);
 		if (err)
 			return sm_undo(r, 0, i, -errno);
+	}
+	/* targets first: a verdict of the first socket then always finds its
+	 * partner to redirect to */
+	for (i = 0; i < 2; i++) {
+		uint64_t fd = (uint64_t)r->fd[i]; /* value size 8: a 4-byte int fails with EINVAL */
+
+		if (bpf_map_update_elem(r->g->m.targets_fd, &r->cookie[i], &fd, BPF_NOEXIST))
+			return sm_undo(r, 0, 2, -errno);
 	}
 	for (i = 0; i < 2; i++) {
 		int k = i ? 1 - first : first;
@@ -817,7 +870,6 @@ int relay_sockmap_start(struct relay_gen *g, int fd_a, int fd_b, const struct re
 	r->g = g;
 	timer_init(&r->poll, sm_poll_timer);
 	timer_init(&r->move, sm_move_timer);
-	r->move_out = -1;
 	for (int i = 0; i < 2; i++)
 		r->side[i] = (struct sm_side){ .h.fn = sm_event, .r = r, .i = i };
 

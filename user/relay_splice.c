@@ -43,7 +43,7 @@ struct sp_dir {
 	bool eof;        /* source returned 0 */
 	bool shut;       /* FIN forwarded to the destination */
 	bool more;       /* stopped on budget, not on EAGAIN: resume next round */
-	bool quiet;      /* migrating: the source was read up to an skb boundary, no more reads */
+	bool quiet;      /* migrating: no more reads, only the pipe empties */
 };
 
 struct sp_relay {
@@ -51,6 +51,10 @@ struct sp_relay {
 	struct timer resume; /* zero-delay timer for directions that used their budget */
 	struct timer move;   /* migration to sockmap: gives up after RELAY_MOVE_TIMEOUT_MS */
 	struct relay_gen *to; /* migrating into this sockmap generation, or NULL */
+	struct relay_gate *gate; /* coming from sockmap: gated directions, or NULL */
+	unsigned int open;   /* with gate: bit i = direction i may read */
+	struct timer gate_t; /* polls gate->open() */
+	uint64_t gate_start;
 	int fd[2];
 	struct sp_dir d[2];
 	struct relay_link link;
@@ -103,6 +107,9 @@ static void sp_finish(struct sp_relay *r, const char *end)
 	sp_counters(&r->link, &st);
 	timer_cancel(&r->resume);
 	timer_cancel(&r->move);
+	timer_cancel(&r->gate_t);
+	if (r->gate)
+		r->gate->release(r->gate, false);
 	relay_gen_put(r->to);
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
@@ -179,24 +186,6 @@ static ssize_t sp_drain(struct sp_dir *d, int dst)
 	return n < 0 && errno != EINTR ? -errno : 0;
 }
 
-/* Migrating, direction i reads its source until nothing is left unread
- * (SIOCINQ 0): every skb splice() took from was consumed whole.  From then
- * on it only empties its pipe; new segments wait whole in the receive
- * queue.  The kernel path must not start on a socket with an skb partly
- * read: a verdict program older than the one that trims already consumed
- * bytes (rs_old_bytes() in bpf/splice.bpf.c; an attachment made by an older
- * rsplice keeps its program) would forward it again from its start. */
-static void sp_quiet_check(struct sp_relay *r, int i)
-{
-	struct sp_dir *d = &r->d[i];
-	int inq = 1;
-
-	if (!r->to || d->quiet || d->eof)
-		return;
-	if (!ioctl(r->fd[i], SIOCINQ, &inq) && !inq)
-		d->quiet = true;
-}
-
 /* Move what can be moved in direction i without blocking, up to the budget.
  * Edge-triggered epoll: we must run until EAGAIN, or remember to resume. */
 static int sp_pump(struct sp_relay *r, int i)
@@ -216,7 +205,6 @@ static int sp_pump(struct sp_relay *r, int i)
 		progress = sp_fill(d, src);
 		if (progress < 0)
 			return progress;
-		sp_quiet_check(r, i);
 		n = sp_drain(d, dst);
 		if (n < 0)
 			return (int)n;
@@ -277,7 +265,7 @@ static void sp_move_done(struct sp_relay *r)
 
 static void sp_move_timeout(struct timer *t)
 {
-	sp_move_abort(container_of(t, struct sp_relay, move), "sources never idle");
+	sp_move_abort(container_of(t, struct sp_relay, move), "a pipe did not drain");
 }
 
 /* Pump the given directions (bitmask), then close or reset when finished. */
@@ -352,6 +340,8 @@ static int sp_migrate(struct relay_link *l, struct relay_gen *to)
 		return 1;
 	if (r->to)
 		return 0;
+	if (r->gate)
+		return -EBUSY; /* still arriving from sockmap */
 	for (int i = 0; i < 2; i++)
 		if (r->d[i].eof || r->d[i].shut)
 			return -EBUSY; /* closing: finishes on splice */
@@ -361,8 +351,14 @@ static int sp_migrate(struct relay_link *l, struct relay_gen *to)
 	r->to = to;
 	l->moving_to = RELAY_PATH_SOCKMAP;
 	timer_arm(&r->move, RELAY_MOVE_TIMEOUT_MS);
+	/* Stop reading at once, even in the middle of an skb: the verdict
+	 * program of a generation with a hold iterator (rs_maps_open requires
+	 * one) skips the bytes of an skb that splice() consumed already
+	 * (rs_old_bytes() in bpf/splice.bpf.c).  An earlier version read each
+	 * source until SIOCINQ was 0, which a sender at full speed never
+	 * allows.  What arrives from now on waits in the receive queues. */
 	for (int i = 0; i < 2; i++)
-		r->d[i].can_read = true; /* reads until EAGAIN reveal the boundary */
+		r->d[i].quiet = true;
 	sp_run(r, 3);
 	return 0;
 }
@@ -381,7 +377,47 @@ static int sp_register(struct sp_relay *r)
 	return 0;
 }
 
+/* Poll the gate: 1 ms for the first 100 ms, then every 20 ms (a reader that
+ * stalls keeps its direction gated for as long as it stalls). */
+static void sp_gate_poll(struct timer *t)
+{
+	struct sp_relay *r = container_of(t, struct sp_relay, gate_t);
+	int m = r->gate->open(r->gate);
+	unsigned int dirs;
+
+	if (m < 0) {
+		pr_warn("relay %llu: after migration to splice: %s: resetting",
+			(unsigned long long)r->link.o.id, strerror(-m));
+		sp_finish(r, "error");
+		return;
+	}
+	dirs = (unsigned int)m & ~r->open;
+	r->open |= (unsigned int)m;
+	for (int i = 0; i < 2; i++)
+		if (dirs & (1u << i)) {
+			r->d[i].quiet = false;
+			r->d[i].can_read = true;
+		}
+	if (r->open == 3) {
+		struct relay_gate *g = r->gate;
+
+		r->gate = NULL;
+		r->link.moving_to = NULL;
+		g->release(g, true);
+	} else {
+		timer_arm(t, now_ms() - r->gate_start < 100 ? 1 : 20);
+	}
+	if (dirs)
+		sp_run(r, dirs);
+}
+
 int relay_splice_start(int fd_a, int fd_b, const struct relay_owner *o)
+{
+	return relay_splice_start_gated(fd_a, fd_b, o, NULL, 3);
+}
+
+int relay_splice_start_gated(int fd_a, int fd_b, const struct relay_owner *o,
+			     struct relay_gate *gate, unsigned int open)
 {
 	struct sp_relay *r = calloc(1, sizeof(*r));
 	int err;
@@ -392,6 +428,7 @@ int relay_splice_start(int fd_a, int fd_b, const struct relay_owner *o)
 	r->fd[1] = fd_b;
 	timer_init(&r->resume, sp_resume);
 	timer_init(&r->move, sp_move_timeout);
+	timer_init(&r->gate_t, sp_gate_poll);
 	r->d[1].pipe[0] = r->d[1].pipe[1] = -1;
 	for (int i = 0; i < 2; i++) {
 		r->side[i] = (struct sp_side){ .h.fn = sp_event, .r = r, .i = i };
@@ -403,6 +440,19 @@ int relay_splice_start(int fd_a, int fd_b, const struct relay_owner *o)
 	if (err)
 		goto err_free;
 	relay_link_add(&r->link, o, RELAY_PATH_SPLICE, fd_a, fd_b, &sp_ops);
+	if (gate && open != 3) {
+		/* still partly on the kernel path: shown as moving until the
+		 * last direction is open */
+		r->link.moving_to = RELAY_PATH_SPLICE;
+		r->gate = gate;
+		r->open = open;
+		r->gate_start = now_ms();
+		for (int i = 0; i < 2; i++)
+			r->d[i].quiet = !(open & (1u << i));
+		timer_arm(&r->gate_t, 1);
+	} else if (gate) {
+		gate->release(gate, true);
+	}
 	/* Bytes may already be queued (early data): epoll ADD reports current
 	 * readiness, so the first round picks them up. */
 	return 0;

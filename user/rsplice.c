@@ -232,7 +232,9 @@ static int ensure_pin_dir(const char *dir)
  * bpf_obj_get() opens maps read-write.  The program pin stays root's. */
 static int share_pins(const char *dir, gid_t gid)
 {
-	static const char *const maps[] = { RS_PIN_SOCKHASH, RS_PIN_PEERS };
+	/* the iterator link too: the daemons reopen it with the maps */
+	static const char *const maps[] = { RS_PIN_SOCKHASH, RS_PIN_PEERS, RS_PIN_TARGETS,
+					    RS_PIN_HOLD, RS_PIN_HOLD_ITER };
 	char path[PATH_MAX];
 
 	if (chown(dir, (uid_t)-1, gid) || chmod(dir, 0750)) {
@@ -296,9 +298,27 @@ static void unpin(const char *dir, const char *name)
 		unlink(path);
 }
 
+/* The verdict program, and the link of the hold iterator (an iterator runs
+ * from a link: the daemons open the pinned link and read a fresh iterator
+ * from it, in their own network namespace). */
 static int pin_progs(struct splice_bpf *skel, const char *dir)
 {
-	return pin_fd_as(bpf_program__fd(skel->progs.rs_verdict), dir, RS_PIN_VERDICT);
+	struct bpf_link *link;
+	int err;
+
+	err = pin_fd_as(bpf_program__fd(skel->progs.rs_verdict), dir, RS_PIN_VERDICT);
+	if (err)
+		return err;
+	link = bpf_program__attach_iter(skel->progs.rs_hold_iter, NULL);
+	if (!link) {
+		err = -errno;
+		p_err("cannot create the hold iterator: %s", strerror(-err));
+		return err;
+	}
+	err = pin_fd_as(bpf_link__fd(link), dir, RS_PIN_HOLD_ITER);
+	/* the pin keeps the link */
+	bpf_link__destroy(link);
+	return err;
 }
 
 static int pin_all(struct splice_bpf *skel, const char *dir)
@@ -311,11 +331,21 @@ static int pin_all(struct splice_bpf *skel, const char *dir)
 	err = pin_fd_as(bpf_map__fd(skel->maps.rs_peers), dir, RS_PIN_PEERS);
 	if (err)
 		goto err_sockhash;
-	err = pin_progs(skel, dir);
+	err = pin_fd_as(bpf_map__fd(skel->maps.rs_targets), dir, RS_PIN_TARGETS);
 	if (err)
 		goto err_peers;
+	err = pin_fd_as(bpf_map__fd(skel->maps.rs_hold), dir, RS_PIN_HOLD);
+	if (err)
+		goto err_targets;
+	err = pin_progs(skel, dir);
+	if (err)
+		goto err_hold;
 	return 0;
 
+err_hold:
+	unpin(dir, RS_PIN_HOLD);
+err_targets:
+	unpin(dir, RS_PIN_TARGETS);
 err_peers:
 	unpin(dir, RS_PIN_PEERS);
 err_sockhash:
@@ -334,6 +364,11 @@ static int reuse_pinned_maps(struct splice_bpf *skel, const char *dir, __u32 max
 	int err;
 
 	err = rs_maps_open(dir, &m);
+	if (err == -ENOENT) {
+		p_err("the maps pinned at %s are incomplete (an older rsplice attached them?): "
+		      "run 'rsplice detach' first", dir);
+		return err;
+	}
 	if (err) {
 		p_err("cannot open the maps pinned at %s: %s", dir, strerror(-err));
 		return err;
@@ -348,6 +383,10 @@ static int reuse_pinned_maps(struct splice_bpf *skel, const char *dir, __u32 max
 		err = bpf_map__reuse_fd(skel->maps.rs_sockhash, m.sockhash_fd);
 	if (!err)
 		err = bpf_map__reuse_fd(skel->maps.rs_peers, m.peers_fd);
+	if (!err)
+		err = bpf_map__reuse_fd(skel->maps.rs_targets, m.targets_fd);
+	if (!err)
+		err = bpf_map__reuse_fd(skel->maps.rs_hold, m.hold_fd);
 	if (err && err != -EINVAL)
 		p_err("cannot reuse the pinned maps: %s", strerror(-err));
 	/* reuse_fd dup()s the fds */
@@ -374,6 +413,8 @@ static int open_skel(struct splice_bpf **skelp, const char *dir, const struct at
 		err = bpf_map__set_max_entries(skel->maps.rs_sockhash, n);
 		if (!err)
 			err = bpf_map__set_max_entries(skel->maps.rs_peers, n);
+		if (!err)
+			err = bpf_map__set_max_entries(skel->maps.rs_targets, n);
 		if (err)
 			p_err("cannot size the maps: %s", strerror(-err));
 	}
@@ -529,50 +570,24 @@ static int query_progs(int map_fd, enum bpf_attach_type type, __u32 *ids, __u32 
 	return bpf_prog_query(map_fd, type, 0, &flags, ids, cnt) ? -errno : 0;
 }
 
-/* Detach whatever is attached (not only what we pinned: a crashed attach -f
- * may have left an unpinned program attached). */
-static int detach_all(int map_fd)
-{
-	__u32 ids[MAX_PROGS_PER_TYPE], cnt;
-	int err = 0;
-
-	for (size_t t = 0; t < sizeof(attach_types) / sizeof(attach_types[0]); t++) {
-		if (query_progs(map_fd, attach_types[t].type, ids, &cnt))
-			continue;
-		for (__u32 i = 0; i < cnt; i++) {
-			int fd = bpf_prog_get_fd_by_id(ids[i]);
-
-			if (fd < 0)
-				continue; /* already gone */
-			if (bpf_prog_detach2(fd, map_fd, attach_types[t].type) && errno != ENOENT) {
-				err = -errno;
-				p_err("cannot detach %s program id %u: %s", attach_types[t].name,
-				      ids[i], strerror(errno));
-			}
-			close(fd);
-		}
-	}
-	return err;
-}
-
 static void detach_usage(FILE *f)
 {
 	fprintf(f, "Usage: rsplice detach\n"
-		   "  Detach and unpin the BPF data path.  New connections use the splice(2)\n"
+		   "  Unpin the BPF data path.  New connections use the splice(2)\n"
 		   "  fallback; the daemons in the run dir are told at once (they also check\n"
 		   "  every second) and move their live connections to it without losing a\n"
-		   "  byte.  A connection that cannot move losslessly yet (sustained traffic\n"
-		   "  in both directions) keeps flowing in the kernel and is retried every 5 s.\n");
+		   "  byte, once the kernel wrote what it had queued for them.  One whose\n"
+		   "  reader has stalled keeps flowing in the kernel and is retried every 5 s.\n");
 }
 
 static int do_detach(int argc, char **argv)
 {
 	const char *dir = rs_pin_dir(pin_dir_opt);
-	static const char *const pins[] = { RS_PIN_VERDICT, RS_PIN_PARSER, RS_PIN_PEERS,
+	static const char *const pins[] = { RS_PIN_VERDICT, RS_PIN_PARSER, RS_PIN_HOLD_ITER,
+					    RS_PIN_HOLD, RS_PIN_TARGETS, RS_PIN_PEERS,
 					    RS_PIN_SOCKHASH };
-	struct rs_maps m;
 	char path[PATH_MAX];
-	int err, notified;
+	int notified;
 
 	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		detach_usage(stdout);
@@ -582,17 +597,15 @@ static int do_detach(int argc, char **argv)
 		p_err("unexpected argument '%s'", argv[1]);
 		return -1;
 	}
-	err = rs_maps_open(dir, &m);
-	if (!err) {
-		err = detach_all(m.sockhash_fd);
-		rs_maps_close(&m);
-		if (err)
-			return -1;
-	} else if (err != -ENOENT) {
-		p_err("cannot open the maps pinned at %s: %s", dir, strerror(-err));
-		return -1;
-	}
-	/* Map contents are left alone: the daemons still hold the maps. */
+	/* Unpin only; the program stays attached to the maps, which live as
+	 * long as a daemon holds them (nothing else does: then they go at
+	 * once).  The daemons see that the pins are gone and move their live
+	 * pairs to splice: each socket leaves the sockhash under its lock
+	 * (rs_hold_iter), which stops its verdict only while the map still
+	 * has the program -- a socket deleted from a map without one keeps
+	 * running its verdict, and the later delete from the targets map then
+	 * races with it and can drop an skb (measured: 64 KiB lost in a
+	 * netns migration test).  An older rsplice detached the program here. */
 	for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++) {
 		if (pin_path(path, sizeof(path), dir, pins[i]))
 			return -1;
@@ -636,7 +649,7 @@ struct status {
 	const char *pin_dir;
 	struct prog_desc progs[2 * MAX_PROGS_PER_TYPE];
 	int nprogs;
-	struct map_desc maps[2];
+	struct map_desc maps[4];
 	int nmaps;
 	int spliced_pairs;
 	char *daemons; /* JSON array: totals of the daemons reachable, see cli_conns.c */
@@ -710,11 +723,15 @@ static int collect_status(struct status *st)
 	err = describe_map(m.sockhash_fd, &st->maps[0]);
 	if (!err)
 		err = describe_map(m.peers_fd, &st->maps[1]);
+	if (!err)
+		err = describe_map(m.targets_fd, &st->maps[2]);
+	if (!err)
+		err = describe_map(m.hold_fd, &st->maps[3]);
 	if (err) {
 		p_err("cannot read map info: %s", strerror(-err));
 		goto out;
 	}
-	st->nmaps = 2;
+	st->nmaps = 4;
 	describe_progs(m.sockhash_fd, st);
 	err = rs_maps_attached(&m);
 	if (err < 0) {
