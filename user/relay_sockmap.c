@@ -430,15 +430,30 @@ static bool sm_in_empty(const struct sm_snap *s, int i)
  * takes ESTABLISHED sockets only) and the move must go on. */
 static int sm_move_abort(struct sm_relay *r, const char *why)
 {
+	unsigned int was = r->held;
+
 	for (int i = 0; i < 2; i++) {
 		uint64_t fd = (uint64_t)r->fd[i];
+		struct rs_peer p;
+		int err;
 
 		if (!(r->held & (1u << i)))
 			continue;
 		/* bpf(2) inserts under the socket lock: no verdict in flight */
-		if (bpf_map_update_elem(r->g->m.sockhash_fd, &r->cookie[i], &fd, BPF_NOEXIST))
-			return -errno;
-		r->held &= ~(1u << i);
+		if (!bpf_map_update_elem(r->g->m.sockhash_fd, &r->cookie[i], &fd, BPF_NOEXIST)) {
+			r->held &= ~(1u << i);
+			continue;
+		}
+		err = -errno;
+		/* the other one went back already: out again, so that the
+		 * move goes on with both held (its verdict may have run in
+		 * between: what it redirected is the new baseline) */
+		if (i && (was & 1) && !(r->held & 1) &&
+		    !rs_sock_hold(&r->g->m, &r->cookie[0], 1, RS_HOLD_OUT, NULL)) {
+			r->held |= 1;
+			r->move_redirected[0] = sm_peer_get(r, 0, &p) ? 0 : p.bytes;
+		}
+		return err;
 	}
 	pr_debug("relay %llu: migration to splice put off: %s", (unsigned long long)r->link.o.id, why);
 	timer_cancel(&r->move);
