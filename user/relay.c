@@ -346,30 +346,23 @@ static void rl_moved_fail(int fd_a, int fd_b, struct relay_owner *o, int err)
 
 void relay_moved(int fd_a, int fd_b, struct relay_owner *o, struct relay_gen *to)
 {
-	int err;
+	int err = relay_sockmap_start(to, fd_a, fd_b, o);
 
-	if (to) {
-		err = relay_sockmap_start(to, fd_a, fd_b, o);
-		if (!err) {
-			pr_debug("relay %llu: migrated to sockmap", (unsigned long long)o->id);
-			return;
-		}
-		if (err == -ECONNABORTED) {
-			rl_moved_fail(fd_a, fd_b, o, err);
-			return;
-		}
-		/* nothing consumed: stay on splice, try again later */
-		pr_debug("relay %llu: sockmap insert failed (%s), staying on splice",
-			 (unsigned long long)o->id, strerror(-err));
-		o->retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
+	if (!err) {
+		pr_debug("relay %llu: migrated to sockmap", (unsigned long long)o->id);
+		return;
 	}
-	err = relay_splice_start(fd_a, fd_b, o);
-	if (err) {
+	if (err == -ECONNABORTED) {
 		rl_moved_fail(fd_a, fd_b, o, err);
 		return;
 	}
-	if (!to)
-		pr_debug("relay %llu: migrated to splice", (unsigned long long)o->id);
+	/* nothing consumed: stay on splice, try again later */
+	pr_debug("relay %llu: sockmap insert failed (%s), staying on splice",
+		 (unsigned long long)o->id, strerror(-err));
+	o->retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
+	err = relay_splice_start(fd_a, fd_b, o);
+	if (err)
+		rl_moved_fail(fd_a, fd_b, o, err);
 }
 
 void relay_moved_gated(int fd_a, int fd_b, struct relay_owner *o, struct relay_gate *gate,

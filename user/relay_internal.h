@@ -84,9 +84,10 @@ void relay_finished(struct relay_link *l, struct relay_stats *st);
 
 /* Migration: the path that held the pair unlinks it without ending it
  * (no done call) once both sockets are quiet, its final counts in *st;
- * *o receives the owner with those counts carried.  relay_moved() then
- * starts the pair on the other path (to: sockmap generation, NULL: splice);
- * if it cannot, the pair goes back to splice, or is reset and ended. */
+ * *o receives the owner with those counts carried.  From splice,
+ * relay_moved() then starts the pair on the sockmap of generation to; if it
+ * cannot, the pair goes back to splice, or is reset and ended.  From
+ * sockmap, relay_moved_gated() (below). */
 void relay_link_release(struct relay_link *l, const struct relay_stats *st, struct relay_owner *o);
 void relay_moved(int fd_a, int fd_b, struct relay_owner *o, struct relay_gen *to);
 

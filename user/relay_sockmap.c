@@ -425,6 +425,15 @@ static bool sm_in_empty(const struct sm_snap *s, int i)
 	return s->w[i] == s->p[1 - i].bytes;
 }
 
+/* Held socket i: what its verdict redirected so far, the count that must
+ * not move any more (sm_snap_held) */
+static void sm_held_base(struct sm_relay *r, int i)
+{
+	struct rs_peer p;
+
+	r->move_redirected[i] = sm_peer_get(r, i, &p) ? 0 : p.bytes;
+}
+
 /* Back into the sockhash, flowing; tried again after RELAY_MOVE_RETRY_MS.
  * 0, or -errno when a socket cannot go back (a FIN arrived: the sockhash
  * takes ESTABLISHED sockets only) and the move must go on. */
@@ -434,7 +443,6 @@ static int sm_move_abort(struct sm_relay *r, const char *why)
 
 	for (int i = 0; i < 2; i++) {
 		uint64_t fd = (uint64_t)r->fd[i];
-		struct rs_peer p;
 		int err;
 
 		if (!(r->held & (1u << i)))
@@ -451,7 +459,7 @@ static int sm_move_abort(struct sm_relay *r, const char *why)
 		if (i && (was & 1) && !(r->held & 1) &&
 		    !rs_sock_hold(&r->g->m, &r->cookie[0], 1, RS_HOLD_OUT, NULL)) {
 			r->held |= 1;
-			r->move_redirected[0] = sm_peer_get(r, 0, &p) ? 0 : p.bytes;
+			sm_held_base(r, 0);
 		}
 		return err;
 	}
@@ -472,17 +480,18 @@ static unsigned int sm_ready(const struct sm_snap *s)
 	return (sm_in_empty(s, 1) ? 1u : 0) | (sm_in_empty(s, 0) ? 2u : 0);
 }
 
-/* The counters of a held pair: -EPROTO when a verdict kept bytes locally or
- * still runs (both cannot happen once held). */
+/* The counters of a held pair: -EPROTO when a verdict kept bytes locally,
+ * -EBUSY when a verdict still runs (neither can happen once held). */
 static int sm_snap_held(struct sm_relay *r, struct sm_snap *s)
 {
 	int err = sm_snap(r, s);
 
 	if (err)
 		return err;
-	if (s->p[0].passed || s->p[1].passed || s->p[0].bytes != r->move_redirected[0] ||
-	    s->p[1].bytes != r->move_redirected[1])
+	if (s->p[0].passed || s->p[1].passed)
 		return -EPROTO;
+	if (s->p[0].bytes != r->move_redirected[0] || s->p[1].bytes != r->move_redirected[1])
+		return -EBUSY;
 	return 0;
 }
 
@@ -539,17 +548,16 @@ static void sm_handover(struct sm_relay *r, const struct sm_snap *s, unsigned in
 static void sm_move_step(struct sm_relay *r)
 {
 	struct sm_snap s;
-	int err = sm_snap(r, &s);
+	unsigned int ready;
+	int err = sm_snap_held(r, &s);
 
-	if (!err && (s.p[0].passed || s.p[1].passed))
-		err = -EPROTO; /* a verdict kept bytes locally: cannot happen */
-	if (err) {
+	if (err && err != -EBUSY) {
 		pr_warn("relay %llu: migration to splice: %s; resetting", (unsigned long long)r->link.o.id,
 			strerror(-err));
 		sm_finish(r, "error");
 		return;
 	}
-	if (s.p[0].bytes != r->move_redirected[0] || s.p[1].bytes != r->move_redirected[1]) {
+	if (err) {
 		/* a verdict still runs although its socket left the sockhash:
 		 * the map had no program any more (detached by an older
 		 * rsplice).  Leaving the targets map now could drop an skb in
@@ -564,8 +572,9 @@ static void sm_move_step(struct sm_relay *r)
 		r->link.o.retry_ms = now_ms() + RELAY_MOVE_RETRY_MS;
 		return;
 	}
-	if (sm_ready(&s)) {
-		sm_handover(r, &s, sm_ready(&s));
+	ready = sm_ready(&s);
+	if (ready) {
+		sm_handover(r, &s, ready);
 		return;
 	}
 	if (s.w[0] + s.w[1] != r->move_written) {
@@ -648,11 +657,9 @@ static void sm_pending_run(struct timer *t)
 		r = batch[k];
 		r->held = (done[2 * k] ? 1u : 0) | (done[2 * k + 1] ? 2u : 0);
 		if (r->held == 3) {
-			struct rs_peer p;
-
 			/* no verdict runs from now on: these stay as they are */
-			for (int i = 0; i < 2; i++)
-				r->move_redirected[i] = sm_peer_get(r, i, &p) ? 0 : p.bytes;
+			sm_held_base(r, 0);
+			sm_held_base(r, 1);
 			sm_move_step(r);
 			continue;
 		}
