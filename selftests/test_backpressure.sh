@@ -249,14 +249,9 @@ run_datapath() {
 
 main() {
 	need_tools python3 nsenter ss || return
-	head -c 32 /dev/urandom | base64 >"$WORK/token"
-	chmod 600 "$WORK/token"
+	make_token
 	mkdir -m 700 "$WORK/run-edge" "$WORK/run-agent"
-	if ! netns_setup; then
-		fail "topology: namespaces, veths, NAT router" "netns_setup failed"
-		return
-	fi
-	pass "topology: 5 namespaces ($NS_TAG)"
+	topology_up || return
 	spawn gen "$NS_LANSVC" "$WORK/gen.log" $(py gen_server.py) --bind "$IP_SVC" --port "$S_GEN"
 	spawn dupsrv "$NS_LANSVC" "$WORK/dup.log" $(py duplex_stream.py) server --host "$IP_SVC" \
 		--port "$S_DUP" --stall 10

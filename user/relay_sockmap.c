@@ -431,6 +431,18 @@ static void sm_bound_timer(struct timer *t)
 		timer_arm(&r->bound, r->bound_ms);
 		return;
 	}
+	if (!max) {
+		/* a reload turned the bound off: let held directions flow */
+		for (int i = 0; i < 2; i++) {
+			int err = r->d[i].bound_held ? sm_release_dir(r, i) : 0;
+
+			if (err && err != -EOPNOTSUPP) {
+				sm_finish(r, "error");
+				return;
+			}
+		}
+		return;
+	}
 	for (int i = 0; i < 2; i++) {
 		int err = sm_bound_dir(r, i, max, &busy);
 
