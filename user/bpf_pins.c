@@ -29,12 +29,10 @@ int rs_pin_path(char *buf, size_t size, const char *pin_dir, const char *name)
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-/* bpf_obj_get() of <pin_dir>/<name>, checked to be a map of the given type
- * (a stale or foreign pin must not be mistaken for ours). */
-static int open_pinned_map(const char *pin_dir, const char *name, __u32 type, __u32 *id)
+/* bpf_obj_get() of <pin_dir>/<name>, with its info (struct bpf_map_info or
+ * bpf_link_info, len bytes): the fd, or -errno. */
+static int open_pinned(const char *pin_dir, const char *name, void *info, __u32 len)
 {
-	struct bpf_map_info info = {};
-	__u32 len = sizeof(info);
 	char path[4096];
 	int fd, err;
 
@@ -44,43 +42,40 @@ static int open_pinned_map(const char *pin_dir, const char *name, __u32 type, __
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return -errno;
-	err = bpf_obj_get_info_by_fd(fd, &info, &len);
-	if (err) {
-		err = -errno;
-		goto err_close;
-	}
-	if (info.type != type) {
-		err = -EINVAL;
-		goto err_close;
-	}
-	if (id)
-		*id = info.id;
-	return fd;
-
-err_close:
-	close(fd);
-	return err;
-}
-
-/* bpf_obj_get() of a pinned iterator link. */
-static int open_pinned_iter(const char *pin_dir, const char *name)
-{
-	struct bpf_link_info info = {};
-	__u32 len = sizeof(info);
-	char path[4096];
-	int fd, err;
-
-	err = rs_pin_path(path, sizeof(path), pin_dir, name);
-	if (err)
-		return err;
-	fd = bpf_obj_get(path);
-	if (fd < 0)
-		return -errno;
-	if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
+	if (bpf_obj_get_info_by_fd(fd, info, &len)) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
+	return fd;
+}
+
+/* A pinned map, checked to be of the given type (a stale or foreign pin
+ * must not be mistaken for ours). */
+static int open_pinned_map(const char *pin_dir, const char *name, __u32 type, __u32 *id)
+{
+	struct bpf_map_info info = {};
+	int fd = open_pinned(pin_dir, name, &info, sizeof(info));
+
+	if (fd < 0)
+		return fd;
+	if (info.type != type) {
+		close(fd);
+		return -EINVAL;
+	}
+	if (id)
+		*id = info.id;
+	return fd;
+}
+
+/* A pinned iterator link. */
+static int open_pinned_iter(const char *pin_dir, const char *name)
+{
+	struct bpf_link_info info = {};
+	int fd = open_pinned(pin_dir, name, &info, sizeof(info));
+
+	if (fd < 0)
+		return fd;
 	if (info.type != BPF_LINK_TYPE_ITER) {
 		close(fd);
 		return -EINVAL;

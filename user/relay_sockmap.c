@@ -612,13 +612,18 @@ static void sm_poll_timer(struct timer *t)
  *    turn).  No verdict runs on them from then on: what they receive waits,
  *    in order, in their plain receive queues.  They stay in the targets
  *    sockhash, so their psocks live on and write what was redirected to them.
- * 2. once both psocks wrote everything (counters: redirected == written),
- *    the sockets leave the targets map and the splice relay takes them over,
- *    starting with what waits in the receive queues.
+ * 2. as soon as one direction's destination psock wrote everything
+ *    (counters: redirected == written), the splice relay takes the pair
+ *    over and starts that direction with what waits in its source's receive
+ *    queue; the other direction stays gated until its own destination
+ *    psock is empty (sm_gate_open), then the sockets leave the targets map
+ *    (sm_gate_release).  Each direction waits only for its own reader:
+ *    waiting for both at once made two daemons migrating together wait for
+ *    each other (each one's held socket is the other's destination).
  * The verdict never waits for its destination (no backpressure): a psock
- * drains at the pace its socket's peer reads.  One that does not drain
- * within RELAY_MOVE_TIMEOUT_MS (a stalled reader) goes back into the
- * sockhash, flowing again, and is retried later. */
+ * drains at the pace its socket's peer reads.  A pair in which neither
+ * direction drains for RELAY_MOVE_TIMEOUT_MS (stalled readers) goes back
+ * into the sockhash, flowing again, and is retried later. */
 
 /* Counters of the pair: per direction i the verdict redirected p[i].bytes
  * from fd[i]; the partner's psock wrote w[1 - i] of them into fd[1 - i]'s
