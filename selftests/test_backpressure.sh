@@ -219,7 +219,7 @@ sustained_run() {
 }
 
 run_datapath() {
-	local log
+	local log holds
 	DP=$1
 	dp_attach || return
 	if ! start_daemons 2M; then
@@ -245,11 +245,21 @@ run_datapath() {
 		'grep -qE "relay [0-9]+: $DP a->b [0-9]+ b->a $BIG bytes, closed" "$log"' \
 		"$(grep -E "relay [0-9]+: $DP a->b" "$log" | tail -n 2)"
 
+	holds=$(cat "$WORK/$DP-edge.log" "$WORK/$DP-agent.log" | grep -c " held,")
 	stalled_run small $SMALL 4
 	assert_eq "[$DP] FIN during the stall: 20 MiB byte-exact, then EOF" 1 "$CLIENT_OK"
-	if [ "$DP" = sockmap ]; then
+	if [ "$DP" = sockmap ] &&
+		[ "$(cat "$WORK/$DP-edge.log" "$WORK/$DP-agent.log" | grep -c " held,")" = "$holds" ]; then
+		# slow daemons (a sanitizer build, a loaded machine): every
+		# byte was redirected before a check saw the queue, then the FIN
+		# came, and a direction after FIN is never held (the copy itself
+		# is then not exercised; the byte-exact check above still holds)
+		skip "[$DP] FIN on a held socket: its last bytes copied (debug log)" \
+			"no hold before the FIN this time (timing)"
+	elif [ "$DP" = sockmap ]; then
 		# the service's 20 MiB fit in what the path takes, so its FIN
-		# reaches a socket that is held (edge or agent)
+		# reaches a socket that is held (edge or agent); the daemon logs
+		# it whether or not bytes were left to copy
 		assert "[$DP] FIN on a held socket: its last bytes copied (debug log)" \
 			'grep -q "held at FIN, copying" "$WORK/$DP-edge.log" "$WORK/$DP-agent.log"' \
 			"no 'held at FIN' line in the daemons' logs"

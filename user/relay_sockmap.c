@@ -56,6 +56,7 @@ struct sm_dir {
 	bool fin;             /* the peer of fd[i] sent FIN */
 	bool done;            /* every redirected byte written, FIN forwarded */
 	bool kicked;          /* verdict behind: sk_data_ready re-run once */
+	bool fin_held;        /* FIN on a bound-held fd[i] seen (logged once) */
 	bool bound_held;      /* fd[i] out of rs_sockhash by the queue bound: its
 			       * bytes wait in its receive queue */
 	uint64_t copied;      /* bytes of fd[i] user space moved into fd[1 - i] (held at FIN) */
@@ -484,9 +485,6 @@ static int sm_copy_held(struct sm_relay *r, int i)
 			return errno == EAGAIN ? 0 : -errno;
 		if (recv(r->fd[i], buf, (size_t)m, MSG_DONTWAIT) != m)
 			return -EIO;
-		if (!r->d[i].copied)
-			pr_debug("relay %llu: sockmap: direction %d held at FIN, copying its last bytes",
-				 (unsigned long long)r->link.o.id, i);
 		r->d[i].copied += (uint64_t)m;
 		if (m < n)
 			return 0;
@@ -531,6 +529,10 @@ static int sm_dir_check(struct sm_relay *r, int i)
 		d->progress_ms = now_ms();
 	}
 	if (d->bound_held) {
+		if (!d->fin_held)
+			pr_debug("relay %llu: sockmap: direction %d held at FIN, copying its last bytes",
+				 (unsigned long long)r->link.o.id, i);
+		d->fin_held = true;
 		/* the partner's psock queue first, then the held bytes */
 		if (w < p.bytes + d->copied)
 			return 0;
