@@ -34,6 +34,7 @@
 #define SM_POLL_MAX_MS 20
 #define SM_STALL_MS 60000 /* no progress for this long while draining: give up */
 #define SM_TCP_ESTABLISHED 1 /* include/net/tcp_states.h, not in uapi */
+#define SM_EVENTS (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLET)
 /* Queue bound checks: every 2 ms while bytes flow, backing off to 1 s on
  * an idle pair (two map lookups per check; a burst after a long idle period
  * can overshoot the bound by what arrives before the next check) and to
@@ -59,6 +60,9 @@ struct sm_dir {
 	bool fin_held;        /* FIN on a bound-held fd[i] seen (logged once) */
 	bool bound_held;      /* fd[i] out of rs_sockhash by the queue bound: its
 			       * bytes wait in its receive queue */
+	bool copying;         /* bound-held fd[i] that cannot re-enter the
+			       * sockhash (we forwarded FIN into it): user space
+			       * copies direction i from then on (sm_copy_dir) */
 	uint64_t copied;      /* bytes of fd[i] user space moved into fd[1 - i] (held at FIN) */
 	uint64_t seen_bytes;  /* redirected count at the last bound check */
 	uint64_t seen_queued; /* queued count at the last bound check */
@@ -373,6 +377,54 @@ static int sm_release_dir(struct sm_relay *r, int i)
 	return 0;
 }
 
+static int sm_copy_held(struct sm_relay *r, int i);
+
+/* Direction i in user space (d->copying): once fd[1 - i]'s psock has
+ * written what the verdict redirected before the hold, copy what fd[i]
+ * receives.  Bounded like the splice path: by the two sockets' buffers.
+ * 0 or -errno; *busy when bytes moved or the psock still writes. */
+static int sm_copy_dir(struct sm_relay *r, int i, bool *busy)
+{
+	uint64_t q, before = r->d[i].copied;
+	struct rs_peer p;
+	int err = sm_peer_get(r, i, &p);
+
+	if (!err)
+		err = sm_queued(r, i, &p, &q);
+	if (err)
+		return err;
+	if (q) {
+		*busy = true;
+		return 0;
+	}
+	err = sm_copy_held(r, i);
+	if (!err && r->d[i].copied != before)
+		*busy = true;
+	return err;
+}
+
+/* A held fd[i] that the sockhash refuses (-EOPNOTSUPP: not ESTABLISHED).
+ * FIN received: sm_event() and sm_dir_check() take it (they copy the
+ * rest).  Otherwise we shut fd[i]'s write side down (the partner's FIN,
+ * forwarded) while it was held: TCP left ESTABLISHED for FIN_WAIT, the
+ * sockhash takes ESTABLISHED sockets only, and fd[i] can never go back:
+ * direction i goes on in user space, woken by fd[i] readable and fd[1 - i]
+ * writable.  (Retrying the insert instead froze the direction for good:
+ * the sustained run of test_backpressure.sh, where the client's upload
+ * ends first.) */
+static int sm_copy_start(struct sm_relay *r, int i)
+{
+	if (sm_check_state(r->fd[i]) != -EOPNOTSUPP || r->d[i].fin)
+		return 0;
+	if (loop_mod(r->fd[i], SM_EVENTS | EPOLLIN, &r->side[i].h) ||
+	    loop_mod(r->fd[1 - i], SM_EVENTS | EPOLLOUT, &r->side[1 - i].h))
+		return -errno;
+	r->d[i].copying = true;
+	pr_debug("relay %llu: sockmap: direction %d held after its socket was half-closed: "
+		 "copied by user space from now on", (unsigned long long)r->link.o.id, i);
+	return 0;
+}
+
 /* One direction: hold above the bound, release at half of it.  *busy when
  * bytes moved since the last check (keep checking often).  0, 1 when fd[i]
  * cannot be held (the pair goes unbounded), or -errno. */
@@ -387,6 +439,10 @@ static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
 	 * and sm_dir_check() owns the direction (and copies a held one) */
 	if (d->done || d->fin)
 		return 0;
+	if (d->copying)
+		return sm_copy_dir(r, i, busy);
+	if (!max)
+		return 0; /* a reload turned the bound off (sm_bound_timer) */
 	err = sm_peer_get(r, i, &p);
 	if (err)
 		return err;
@@ -411,7 +467,7 @@ static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
 	} else if (d->bound_held && q <= max / 2) {
 		err = sm_release_dir(r, i);
 		if (err == -EOPNOTSUPP)
-			err = 0; /* FIN: sm_event()/sm_dir_check() take it */
+			err = sm_copy_start(r, i);
 		else if (!err)
 			pr_debug("relay %llu: sockmap: direction %d released, %llu bytes queued",
 				 (unsigned long long)r->link.o.id, i, (unsigned long long)q);
@@ -433,16 +489,23 @@ static void sm_bound_timer(struct timer *t)
 		return;
 	}
 	if (!max) {
-		/* a reload turned the bound off: let held directions flow */
-		for (int i = 0; i < 2; i++) {
-			int err = r->d[i].bound_held ? sm_release_dir(r, i) : 0;
+		/* a reload turned the bound off: let held directions flow
+		 * (a copied one goes on being copied, below) */
+		bool copying = false;
 
-			if (err && err != -EOPNOTSUPP) {
+		for (int i = 0; i < 2; i++) {
+			int err = r->d[i].bound_held && !r->d[i].copying ? sm_release_dir(r, i) : 0;
+
+			if (err == -EOPNOTSUPP)
+				err = sm_copy_start(r, i);
+			if (err) {
 				sm_finish(r, "error");
 				return;
 			}
+			copying |= r->d[i].copying;
 		}
-		return;
+		if (!copying)
+			return;
 	}
 	for (int i = 0; i < 2; i++) {
 		int err = sm_bound_dir(r, i, max, &busy);
@@ -946,6 +1009,28 @@ static void sm_event(struct ev_handler *h, uint32_t ev)
 		sm_finish(r, "reset");
 		return;
 	}
+	/* a direction copied by user space: its source readable (EPOLLIN on
+	 * fd[i]) or its destination writable (EPOLLOUT on fd[1 - i]) */
+	for (int k = 0; k < 2; k++) {
+		int i = k ? 1 - s->i : s->i;
+		bool busy = false;
+
+		if (!(ev & (k ? EPOLLOUT : EPOLLIN)) || !r->d[i].copying || r->d[i].done)
+			continue;
+		if (r->d[i].fin) {
+			/* after FIN sm_dir_check() copies the rest */
+			timer_cancel(&r->poll);
+			sm_poll_dirs(r);
+			return;
+		}
+		err = sm_copy_dir(r, i, &busy);
+		if (err) {
+			pr_debug("relay %llu: sockmap: direction %d: %s", (unsigned long long)r->link.o.id,
+				 i, strerror(-err));
+			sm_finish(r, "error");
+			return;
+		}
+	}
 	if (!(ev & (EPOLLRDHUP | EPOLLHUP)) || d->fin)
 		return;
 	if (r->held)
@@ -1095,7 +1180,7 @@ static int sm_register(struct sm_relay *r)
 {
 	for (int i = 0; i < 2; i++) {
 		/* never EPOLLIN: user space must not read a spliced socket */
-		int err = loop_add(r->fd[i], EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLET, &r->side[i].h);
+		int err = loop_add(r->fd[i], SM_EVENTS, &r->side[i].h);
 
 		if (err) {
 			if (i)
