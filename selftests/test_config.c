@@ -757,7 +757,7 @@ static void test_flags_edge(void)
 	ASSERT_ERR(EDGE("--token-file", token_file(), "--heartbeat", "4294967297"), "overflow");
 	ASSERT_ONE_ERROR_LINE("one line");
 	ASSERT_OK(EDGE("--token-file", token_file()), "defaults");
-	ASSERT_EQ(ecfg.c.max_queued, 0, "default max-queued 0 (off)");
+	ASSERT_EQ(ecfg.c.max_queued, 4ULL << 20, "default max-queued 4M");
 	ASSERT_OK(EDGE("--token-file", token_file(), "--max-queued", "2M"), "max-queued 2M");
 	ASSERT_EQ(ecfg.c.max_queued, 2ULL << 20, "2M is 2 MiB");
 	ASSERT_OK(EDGE("--token-file", token_file(), "--max-queued", "0"), "max-queued 0");

@@ -534,13 +534,13 @@ t_big() {
 		'[ -n "$bt_dump" ] && [[ "$bt_dump" != FAILED* ]]' "${bt_dump:-never ran (transfer ended too early)}"
 }
 
-deftest t_slow_reader "slow reader: stalled client, then every byte intact (bounded on the splice path)"
+deftest t_slow_reader "slow reader: stalled client, bounded queue, then every byte intact"
 t_slow_reader() {
 	# The client asks for 512 MiB and reads nothing for 3 s.  With
 	# backpressure the service can only push what the socket buffers on the
 	# way hold (a few tens of MiB); without it the relay queues without bound
-	# in the kernel (see shared notes: sockmap has no backpressure by itself).
-	local out pid acked=0 mib limit=128 seed=$((RANDOM + 100)) size=$((512 << 20))
+	# in the kernel (sockmap has no backpressure by itself: --max-queued).
+	local out pid acked=0 mib limit=256 seed=$((RANDOM + 100)) size=$((512 << 20))
 	run_in "$NS_CLIENT" 90 $(py gen_client.py) --host "$IP_EDGE_PUB" --port "$P_GEN" \
 		--size "$size" --seed "$seed" --stall 3 --timeout 80 >"$WORK/slow.out" 2>&1 &
 	pid=$!
@@ -558,16 +558,10 @@ t_slow_reader() {
 	wait "$pid"
 	out=$(cat "$WORK/slow.out")
 	diag "$(tail -n 1 <<<"$out")"
-	if [ "$DP" = sockmap ]; then
-		# The queue bound (--max-queued, test_backpressure.sh) is off by
-		# default until proven under sustained load (README,
-		# "Back-pressure"): measured and reported here.
-		diag "[$DP] KNOWN LIMITATION: no kernel-queue bound on the sockmap path by default" \
-			"(${mib} MiB queued for one stalled reader)"
-	else
-		assert "[$DP] slow reader: service can push < ${limit} MiB while the client stalls" \
-			'[ "$mib" -lt "$limit" ]' "${mib} MiB accepted from the service (unbounded queueing)"
-	fi
+	# the sockmap path is bounded by --max-queued (default 4M; README,
+	# "Back-pressure for slow readers"), the splice path by its buffers
+	assert "[$DP] slow reader: service can push < ${limit} MiB while the client stalls" \
+		'[ "$mib" -lt "$limit" ]' "${mib} MiB accepted from the service (unbounded queueing)"
 	assert "[$DP] slow reader: the 512 MiB arrive intact after the stall" \
 		'[[ "$(tail -n 1 <<<"$out")" == OK* ]]' "$(tail -n 1 <<<"$out")"
 }

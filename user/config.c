@@ -1614,8 +1614,8 @@ static int ini_load(struct ctx *x, const char *path)
 "                             may queue in the kernel for a reader that is\n" \
 "                             slower than its sender, beyond the socket buffers;\n" \
 "                             then the sending socket is not read until half\n" \
-"                             of it is gone (K, M, G suffixes, e.g. 4M;\n" \
-"                             default 0 = unbounded)\n"
+"                             of it is gone (K, M, G suffixes; default 4M;\n" \
+"                             0 = unbounded)\n"
 
 /* --idle-timeout, --run-dir, --metrics */
 #define HELP_ADMIN \

@@ -28,7 +28,7 @@ int relay_init(enum dp_mode mode, const char *pin_dir);
 /* Bound of the bytes one direction of a sockmap pair queues in the kernel
  * beyond the socket buffers (--max-queued); 0 = unbounded.  Applies to pairs
  * started afterwards.  Default RELAY_MAX_QUEUED_DEFAULT. */
-#define RELAY_MAX_QUEUED_DEFAULT 0 /* off until proven: see README, "Back-pressure" */
+#define RELAY_MAX_QUEUED_DEFAULT (4ULL << 20)
 void relay_set_max_queued(uint64_t bytes);
 
 /* Final numbers of a pair.  Bytes and segments are counted where they were
