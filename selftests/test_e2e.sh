@@ -483,7 +483,7 @@ t_halfopen() {
 		"$out"
 }
 
-deftest t_big "1 GiB download: intact; daemon CPU; sockmap: <10% CPU, bpftool, status -j"
+deftest t_big "1 GiB download: intact; daemon CPU; sockmap: <25% CPU, bpftool, status -j"
 t_big() {
 	local e0 a0 e1 a1 out pid secs cpu hz pairs max_pairs=0 st="" bt_show="" bt_dump=""
 	local i tmp=$WORK/big.out
@@ -520,8 +520,16 @@ t_big() {
 	diag "daemon CPU during 1 GiB [$DP]: edge $(((e1 - e0) * 1000 / hz)) ms, agent $(((a1 - a0) * 1000 / hz)) ms, total ${cpu} s over ${secs:-?} s wall"
 	BIG_RESULTS+=("$DP: 1 GiB in ${secs:-?} s ($(kv gbit_s "$out") Gbit/s), daemons used ${cpu} s CPU")
 	[ "$DP" = sockmap ] || return 0
-	assert "[$DP] daemons' CPU time < 10% of the 1 GiB transfer's wall time" \
-		'[[ "$out" == OK* ]] && fcmp "$cpu < 0.10 * $secs"' "cpu ${cpu} s, wall ${secs:-?} s"
+	# No byte crosses user space on this path; what the daemons spend is the
+	# queue bound's (--max-queued, default 4M): each hold is a hold_iter
+	# pass, each release a kick whose system call also processes the TCP
+	# segments that arrive meanwhile (receive work the kernel would otherwise
+	# do in softirq).  Measured 0.3-0.37 s per GiB over veth (README,
+	# "Back-pressure"); a user-space copy costs the splice path's daemons
+	# about twice that, at twice the speed, so 25 % of the wall time still
+	# tells the two apart.
+	assert "[$DP] daemons' CPU time < 25% of the 1 GiB transfer's wall time" \
+		'[[ "$out" == OK* ]] && fcmp "$cpu < 0.25 * $secs"' "cpu ${cpu} s, wall ${secs:-?} s"
 	diag "rsplice status -j (last): $st"
 	assert "[$DP] rsplice status -j reports spliced_pairs >= 1 during the transfer" \
 		'[ "$max_pairs" -ge 1 ]' "max spliced_pairs seen: $max_pairs; last output: $st"
