@@ -13,14 +13,14 @@
 
 _rsplice_edge_opts_static='-c --config --control --control-dial --data-ports --http-path --token-file --service-token
  --authorized-keys --key --route --visitable --datapath
- --pin-dir --agent-wait --connect-timeout --hello-timeout --max-pending
+ --pin-dir --max-queued --agent-wait --connect-timeout --hello-timeout --max-pending
  --max-conns --max-agents --max-handshakes --peek-timeout --balance
  --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
  --user --group --allow-root
  -v --verbose -h --help -V --version'
 _rsplice_agent_opts_static='-c --config --edge --control-listen --edge-data --data-listen --token-file --key --edge-pubkey
  --service --visit --name --transport --http-path --http-host
- --datapath --pin-dir --connect-timeout --backoff-min --backoff-max --pool
+ --datapath --pin-dir --max-queued --connect-timeout --backoff-min --backoff-max --pool
  --heartbeat --drain-timeout --idle-timeout --run-dir --metrics --metrics-allow-public
  --user --group --allow-root
  -v --verbose -h --help -V --version'
@@ -73,6 +73,10 @@ _rsplice_daemon()
 		;;
 	--datapath)
 		_rsplice_words_of 'auto sockmap splice' "$cur"
+		return 0
+		;;
+	--max-queued)
+		_rsplice_words_of '0 1M 2M 4M 8M 16M' "$cur"
 		return 0
 		;;
 	--transport)

@@ -20,8 +20,9 @@
 #      selftests/test_visitor.sh (visitors: both parties behind NAT),
 #      selftests/test_dialin.sh (the edge dials the agent's control and data
 #      connections), selftests/test_revport.sh (edge --data-ports: a
-#      reverse data port per client) and
-#      selftests/test_migrate.sh (live detach/attach under streaming load)
+#      reverse data port per client),
+#      selftests/test_migrate.sh (live detach/attach under streaming load) and
+#      selftests/test_backpressure.sh (a stalled reader: --max-queued)
 # Each prints "ok ..." / "not ok ..." lines; this script counts them (a line
 # "ok ... # SKIP ..." is a skip), counts a program that exits non-zero without
 # any "not ok" line (crash, timeout) as one more failure, and ends with
@@ -36,11 +37,11 @@
 #      test_reload.sh, test_runtime.sh, test_metrics.sh, test_upgrade.sh,
 #      test_mux.sh, test_replicas.sh, test_visitor.sh, test_dialin.sh and test_revport.sh (splice path),
 #      test_migrate.sh (both paths: moving between them is what it tests),
-#      test_proxy.sh and test_privdrop.sh
+#      test_backpressure.sh (both paths), test_proxy.sh and test_privdrop.sh
 #      again with those binaries; a sanitizer report in any output or daemon
 #      log fails the step.
 #
-# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload runtime metrics upgrade mux replicas visitor dialin revport migrate fuzz"
+# Environment: BUILD (default build), RUN_ONLY="unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload runtime metrics upgrade mux replicas visitor dialin revport migrate backpressure fuzz"
 # (subset; also selects the sanitized steps), UNIT_TIMEOUT / SCRIPT_TIMEOUT /
 # E2E_TIMEOUT in seconds, RUN_SANITIZED, SAN_BUILD.
 set -u
@@ -62,7 +63,7 @@ if [ -z "${RSPLICE_RUN_DIR:-}" ]; then
 	export RSPLICE_RUN_DIR
 	trap 'rm -rf "$RSPLICE_RUN_DIR"' EXIT
 fi
-RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload runtime metrics upgrade mux replicas visitor dialin revport migrate fuzz}
+RUN_ONLY=${RUN_ONLY:-unit cli relay limits lifecycle listen proxy privdrop e2e auth hostile ops reload runtime metrics upgrade mux replicas visitor dialin revport migrate backpressure fuzz}
 RUN_SANITIZED=${RUN_SANITIZED:-0}
 SAN_BUILD=${SAN_BUILD:-build/asan}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
@@ -173,7 +174,7 @@ if wants upgrade; then
 	run_counted "test_upgrade.sh" "$SCRIPT_TIMEOUT" bash selftests/test_upgrade.sh
 fi
 
-for s in mux replicas visitor dialin revport migrate; do
+for s in mux replicas visitor dialin revport migrate backpressure; do
 	wants "$s" && run_counted "test_$s.sh" "$E2E_TIMEOUT" bash "selftests/test_$s.sh"
 done
 
@@ -225,7 +226,7 @@ san_run() {
 	while IFS= read -r d; do
 		d=${d#*logs kept in }
 		[ -d "${d%/logs}" ] && dirs+=("${d%/logs}")
-	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|ops|proxy|privdrop|reload|runtime|metrics|upgrade|mux|replicas|visitor|dialin|revport|migrate|test-relay)\.' "$saved")
+	done < <(grep -aE '^# logs kept in /tmp/rsplice-(e2e|auth|hostile|ops|proxy|privdrop|reload|runtime|metrics|upgrade|mux|replicas|visitor|dialin|revport|migrate|backpressure|test-relay)\.' "$saved")
 	local files=("$saved")
 	for d in "${dirs[@]}"; do
 		while IFS= read -r f; do files+=("$f"); done < <(find "$d" -type f -size -64M)
@@ -287,6 +288,9 @@ if [ "$RUN_SANITIZED" = 1 ]; then
 		done
 		if wants migrate; then
 			san_run "asan test_migrate.sh" "$E2E_TIMEOUT" bash selftests/test_migrate.sh
+		fi
+		if wants backpressure; then
+			san_run "asan test_backpressure.sh" "$E2E_TIMEOUT" bash selftests/test_backpressure.sh
 		fi
 		if wants hostile; then
 			# ASan's shadow memory and quarantine: no VmRSS bound here

@@ -756,6 +756,18 @@ static void test_flags_edge(void)
 	ASSERT_STREQ(errbuf, "Error: --heartbeat '10x': '10x' is not a number\n", "message");
 	ASSERT_ERR(EDGE("--token-file", token_file(), "--heartbeat", "4294967297"), "overflow");
 	ASSERT_ONE_ERROR_LINE("one line");
+	ASSERT_OK(EDGE("--token-file", token_file()), "defaults");
+	ASSERT_EQ(ecfg.c.max_queued, 4ULL << 20, "default max-queued 4M");
+	ASSERT_OK(EDGE("--token-file", token_file(), "--max-queued", "2M"), "max-queued 2M");
+	ASSERT_EQ(ecfg.c.max_queued, 2ULL << 20, "2M is 2 MiB");
+	ASSERT_OK(EDGE("--token-file", token_file(), "--max-queued", "0"), "max-queued 0");
+	ASSERT_EQ(ecfg.c.max_queued, 0, "0: unbounded");
+	ASSERT_OK(EDGE("--token-file", token_file(), "--max-queued", "65536"), "max-queued bytes");
+	ASSERT_EQ(ecfg.c.max_queued, 65536, "plain bytes");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--max-queued", "4MB"), "4MB refused");
+	ASSERT_STRSTR(errbuf, "Error: --max-queued '4MB': '4MB' is not a size", "message");
+	ASSERT_ERR(EDGE("--token-file", token_file(), "--max-queued", "2048G"), "2048G out of range");
+	ASSERT_ONE_ERROR_LINE("one line");
 	ASSERT_ERR(EDGE("--token-file", token_file(), "--datapath", "fast"), "bad datapath");
 	ASSERT_STRSTR(errbuf, "Error: --datapath 'fast': unknown data path", "message");
 	ASSERT_ERR(EDGE("--token-file", token_file(), "--bogus"), "unknown option");

@@ -483,7 +483,7 @@ t_halfopen() {
 		"$out"
 }
 
-deftest t_big "1 GiB download: intact; daemon CPU; sockmap: <10% CPU, bpftool, status -j"
+deftest t_big "1 GiB download: intact; daemon CPU; sockmap: <25% CPU, bpftool, status -j"
 t_big() {
 	local e0 a0 e1 a1 out pid secs cpu hz pairs max_pairs=0 st="" bt_show="" bt_dump=""
 	local i tmp=$WORK/big.out
@@ -520,8 +520,16 @@ t_big() {
 	diag "daemon CPU during 1 GiB [$DP]: edge $(((e1 - e0) * 1000 / hz)) ms, agent $(((a1 - a0) * 1000 / hz)) ms, total ${cpu} s over ${secs:-?} s wall"
 	BIG_RESULTS+=("$DP: 1 GiB in ${secs:-?} s ($(kv gbit_s "$out") Gbit/s), daemons used ${cpu} s CPU")
 	[ "$DP" = sockmap ] || return 0
-	assert "[$DP] daemons' CPU time < 10% of the 1 GiB transfer's wall time" \
-		'[[ "$out" == OK* ]] && fcmp "$cpu < 0.10 * $secs"' "cpu ${cpu} s, wall ${secs:-?} s"
+	# No byte crosses user space on this path; what the daemons spend is the
+	# queue bound's (--max-queued, default 4M): each hold is a hold_iter
+	# pass, each release a kick whose system call also processes the TCP
+	# segments that arrive meanwhile (receive work the kernel would otherwise
+	# do in softirq).  Measured 0.3-0.37 s per GiB over veth (README,
+	# "Back-pressure"); a user-space copy costs the splice path's daemons
+	# about twice that, at twice the speed, so 25 % of the wall time still
+	# tells the two apart.
+	assert "[$DP] daemons' CPU time < 25% of the 1 GiB transfer's wall time" \
+		'[[ "$out" == OK* ]] && fcmp "$cpu < 0.25 * $secs"' "cpu ${cpu} s, wall ${secs:-?} s"
 	diag "rsplice status -j (last): $st"
 	assert "[$DP] rsplice status -j reports spliced_pairs >= 1 during the transfer" \
 		'[ "$max_pairs" -ge 1 ]' "max spliced_pairs seen: $max_pairs; last output: $st"
@@ -534,13 +542,13 @@ t_big() {
 		'[ -n "$bt_dump" ] && [[ "$bt_dump" != FAILED* ]]' "${bt_dump:-never ran (transfer ended too early)}"
 }
 
-deftest t_slow_reader "slow reader: stalled client, then every byte intact (bounded on the splice path)"
+deftest t_slow_reader "slow reader: stalled client, bounded queue, then every byte intact"
 t_slow_reader() {
 	# The client asks for 512 MiB and reads nothing for 3 s.  With
 	# backpressure the service can only push what the socket buffers on the
 	# way hold (a few tens of MiB); without it the relay queues without bound
-	# in the kernel (see shared notes: sockmap has no backpressure by itself).
-	local out pid acked=0 mib limit=128 seed=$((RANDOM + 100)) size=$((512 << 20))
+	# in the kernel (sockmap has no backpressure by itself: --max-queued).
+	local out pid acked=0 mib limit=256 seed=$((RANDOM + 100)) size=$((512 << 20))
 	run_in "$NS_CLIENT" 90 $(py gen_client.py) --host "$IP_EDGE_PUB" --port "$P_GEN" \
 		--size "$size" --seed "$seed" --stall 3 --timeout 80 >"$WORK/slow.out" 2>&1 &
 	pid=$!
@@ -558,17 +566,10 @@ t_slow_reader() {
 	wait "$pid"
 	out=$(cat "$WORK/slow.out")
 	diag "$(tail -n 1 <<<"$out")"
-	if [ "$DP" = sockmap ]; then
-		# Known gap (issue 3): on this kernel the sockmap path cannot
-		# bound what it queues without reading spliced sockets, which
-		# corrupts the stream (README, "Kernel facts").  Measured and
-		# reported here; asserted once a safe bound exists.
-		diag "[$DP] KNOWN LIMITATION: no kernel-queue bound on the sockmap path yet" \
-			"(${mib} MiB queued for one stalled reader)"
-	else
-		assert "[$DP] slow reader: service can push < ${limit} MiB while the client stalls" \
-			'[ "$mib" -lt "$limit" ]' "${mib} MiB accepted from the service (unbounded queueing)"
-	fi
+	# the sockmap path is bounded by --max-queued (default 4M; README,
+	# "Back-pressure for slow readers"), the splice path by its buffers
+	assert "[$DP] slow reader: service can push < ${limit} MiB while the client stalls" \
+		'[ "$mib" -lt "$limit" ]' "${mib} MiB accepted from the service (unbounded queueing)"
 	assert "[$DP] slow reader: the 512 MiB arrive intact after the stall" \
 		'[[ "$(tail -n 1 <<<"$out")" == OK* ]]' "$(tail -n 1 <<<"$out")"
 }

@@ -86,6 +86,33 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 	return 0;
 }
 
+/* Bytes: decimal with an optional K, M or G suffix (KiB, MiB, GiB). */
+static int parse_size(const char *s, uint64_t max, uint64_t *out, char *err)
+{
+	unsigned long long v;
+	unsigned int shift = 0;
+	char *end;
+
+	if (!*s || !isdigit((unsigned char)*s))
+		return seterr(err, -EINVAL, "'%s' is not a size", s);
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (shift)
+		end++;
+	if (*end)
+		return seterr(err, -EINVAL, "'%s' is not a size (bytes, or a number with K, M or G)", s);
+	if (errno == ERANGE || v > (max >> shift))
+		return seterr(err, -ERANGE, "'%s' out of range (0..%llu)", s, (unsigned long long)max);
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
 static int parse_bool(const char *s, int *out, char *err)
 {
 	static const char *const yes[] = { "1", "yes", "true", "on" };
@@ -791,6 +818,7 @@ enum opt_id {
 	O_ROUTE,
 	O_DATAPATH,
 	O_PIN_DIR,
+	O_MAX_QUEUED,
 	O_AGENT_WAIT,
 	O_CONNECT_TIMEOUT,
 	O_HELLO_TIMEOUT,
@@ -851,6 +879,7 @@ static const struct optdef optdefs[] = {
 	{ "token-file", required_argument, O_TOKEN_FILE, FOR_BOTH, true, false },
 	{ "datapath", required_argument, O_DATAPATH, FOR_BOTH, true, false },
 	{ "pin-dir", required_argument, O_PIN_DIR, FOR_BOTH, true, false },
+	{ "max-queued", required_argument, O_MAX_QUEUED, FOR_BOTH, true, false },
 	{ "heartbeat", required_argument, O_HEARTBEAT, FOR_BOTH, true, false },
 	{ "drain-timeout", required_argument, O_DRAIN_TIMEOUT, FOR_BOTH, true, false },
 	{ "connect-timeout", required_argument, O_CONNECT_TIMEOUT, FOR_BOTH, true, false },
@@ -1163,6 +1192,8 @@ static int apply(struct ctx *x, int id, const char *val, bool from_flag, char *e
 		return 0;
 	case O_PIN_DIR:
 		return copy_str(c->pin_dir, sizeof(c->pin_dir), val, "pin directory", err);
+	case O_MAX_QUEUED:
+		return parse_size(val, 1ULL << 40, &c->max_queued, err);
 	case O_HEARTBEAT:
 		return parse_uint(val, 100, MS_MAX, &c->heartbeat_ms, err);
 	case O_DRAIN_TIMEOUT:
@@ -1574,11 +1605,17 @@ static int ini_load(struct ctx *x, const char *path)
 "  -c, --config FILE          read settings from an INI file (see below);\n" \
 "                             flags given here override it\n"
 
-/* --datapath, --pin-dir */
+/* --datapath, --pin-dir, --max-queued */
 #define HELP_DATAPATH \
 "      --datapath MODE        auto, sockmap or splice (default auto)\n" \
 "      --pin-dir DIR          BPF pin directory (default $RSPLICE_PIN_DIR or\n" \
-"                             " RS_PIN_DIR_DEFAULT ")\n"
+"                             " RS_PIN_DIR_DEFAULT ")\n" \
+"      --max-queued BYTES     sockmap path: bytes one direction of a connection\n" \
+"                             may queue in the kernel for a reader that is\n" \
+"                             slower than its sender, beyond the socket buffers;\n" \
+"                             then the sending socket is not read until half\n" \
+"                             of it is gone (K, M, G suffixes; default 4M;\n" \
+"                             0 = unbounded)\n"
 
 /* --idle-timeout, --run-dir, --metrics */
 #define HELP_ADMIN \
@@ -1965,6 +2002,7 @@ out:
 static void common_defaults(struct rs_common *c)
 {
 	c->datapath = DP_AUTO;
+	c->max_queued = RELAY_MAX_QUEUED_DEFAULT;
 	c->heartbeat_ms = 5000;
 	c->drain_timeout_ms = 10000;
 }

@@ -85,6 +85,7 @@ struct rs_common {
 	size_t token_len;          /* at least 16 */
 	enum dp_mode datapath;
 	char pin_dir[256];         /* empty = RS_PIN_DIR_DEFAULT */
+	uint64_t max_queued;       /* --max-queued: sockmap queue bound per direction, 0 = none */
 	int verbose;               /* 0 info, 1 debug */
 	unsigned int heartbeat_ms; /* control-connection ping interval, default 5000 */
 	unsigned int drain_timeout_ms; /* SIGTERM: open connections may finish this long, default 10000 */

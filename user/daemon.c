@@ -100,6 +100,7 @@ static int signals_setup(void)
 void daemon_apply(const struct rs_common *c)
 {
 	drain_timeout_ms = c->drain_timeout_ms;
+	relay_set_max_queued(c->max_queued);
 	log_set_level(c->verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
 }
 

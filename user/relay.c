@@ -35,7 +35,18 @@ static struct {
 	struct relay_link *links;              /* every live pair */
 	struct relay_link *by_id[RL_BUCKETS];  /* the same, hashed by id */
 	struct timer sync;                     /* the slow periodic datapath check */
-} rl = { .mode = DP_SPLICE, .last_path = RL_PATH_NONE };
+	uint64_t max_queued;                   /* --max-queued */
+} rl = { .mode = DP_SPLICE, .last_path = RL_PATH_NONE, .max_queued = RELAY_MAX_QUEUED_DEFAULT };
+
+void relay_set_max_queued(uint64_t bytes)
+{
+	rl.max_queued = bytes;
+}
+
+uint64_t relay_max_queued(void)
+{
+	return rl.max_queued;
+}
 
 static const char *const rl_mode_names[] = {
 	[DP_AUTO] = "auto", [DP_SOCKMAP] = "sockmap", [DP_SPLICE] = "splice",

@@ -25,6 +25,12 @@ int dp_mode_parse(const char *s, enum dp_mode *out);
  * DP_AUTO it logs which path new connections take.  0 or -errno. */
 int relay_init(enum dp_mode mode, const char *pin_dir);
 
+/* Bound of the bytes one direction of a sockmap pair queues in the kernel
+ * beyond the socket buffers (--max-queued); 0 = unbounded.  Applies to pairs
+ * started afterwards.  Default RELAY_MAX_QUEUED_DEFAULT. */
+#define RELAY_MAX_QUEUED_DEFAULT (4ULL << 20)
+void relay_set_max_queued(uint64_t bytes);
+
 /* Final numbers of a pair.  Bytes and segments are counted where they were
  * carried: by the verdict program (per socket cookie, BPF map "peers") on the
  * sockmap path, by the relay on the splice path, plus the bytes of a prefix

@@ -119,6 +119,10 @@ void relay_moved_gated(int fd_a, int fd_b, struct relay_owner *o, struct relay_g
 /* 0 when both sockets are ESTABLISHED (what the sockhash accepts). */
 int relay_sockmap_check(int fd_a, int fd_b);
 
+/* --max-queued: bytes one direction of a sockmap pair may queue in the
+ * partner's psock before the sending socket is held (0 = no bound). */
+uint64_t relay_max_queued(void);
+
 /* Make close() send a RST instead of a FIN (reset propagation). */
 void relay_sock_reset(int fd);
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Sockmap data path: both sockets of a pair go into the pinned sockhash and
- * the verdict program redirects every received skb to the partner's egress.
+ * the verdict program redirects every received skb to the partner's egress
+ * (through the "targets" sockhash, which holds every spliced socket).
  * User space never reads these sockets; it only watches for FIN/reset and
  * forwards FIN itself, because the kernel does not.
  *
@@ -33,6 +34,15 @@
 #define SM_POLL_MAX_MS 20
 #define SM_STALL_MS 60000 /* no progress for this long while draining: give up */
 #define SM_TCP_ESTABLISHED 1 /* include/net/tcp_states.h, not in uapi */
+#define SM_EVENTS (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLET)
+/* Queue bound checks: every 2 ms while bytes flow, backing off to 1 s on
+ * an idle pair (two map lookups per check; a burst after a long idle period
+ * can overshoot the bound by what arrives before the next check) and to
+ * 20 ms while a direction is held (how soon a reader that resumed gets bytes
+ * again).  While the pair migrates, the bound waits (SM_BOUND_HELD_MS). */
+#define SM_BOUND_MIN_MS 2
+#define SM_BOUND_IDLE_MS 1000
+#define SM_BOUND_HELD_MS 20
 
 struct sm_relay;
 
@@ -47,6 +57,15 @@ struct sm_dir {
 	bool fin;             /* the peer of fd[i] sent FIN */
 	bool done;            /* every redirected byte written, FIN forwarded */
 	bool kicked;          /* verdict behind: sk_data_ready re-run once */
+	bool fin_held;        /* FIN on a bound-held fd[i] seen (logged once) */
+	bool bound_held;      /* fd[i] out of rs_sockhash by the queue bound: its
+			       * bytes wait in its receive queue */
+	bool copying;         /* bound-held fd[i] that cannot re-enter the
+			       * sockhash (we forwarded FIN into it): user space
+			       * copies direction i from then on (sm_copy_dir) */
+	uint64_t copied;      /* bytes of fd[i] user space moved into fd[1 - i] (held at FIN) */
+	uint64_t seen_bytes;  /* redirected count at the last bound check */
+	uint64_t seen_queued; /* queued count at the last bound check */
 	uint64_t last_written;
 	uint64_t progress_ms; /* when last_written last changed */
 };
@@ -59,10 +78,13 @@ struct sm_relay {
 	uint64_t move_written; /* bytes both psocks had written at the last poll */
 	uint64_t move_redirected[2]; /* verdict counters once held: must not move */
 	bool move_stuck;     /* no progress and cannot go back: waits */
-	unsigned int held;   /* bit i: fd[i] out of the sockhash, verdict off */
+	unsigned int held;   /* bit i: fd[i] held for the migration (out of the
+			      * sockhash, verdict off; a bound-held one too) */
 	bool pending;        /* queued for the next hold pass (sm_pending) */
 	struct sm_relay *pending_next;
 	unsigned int poll_ms;
+	struct timer bound;  /* --max-queued checks, see SM_BOUND_* */
+	unsigned int bound_ms;
 	int fd[2];
 	uint64_t cookie[2];
 	uint64_t base[2];    /* bytes written into fd[i] before insertion */
@@ -189,13 +211,17 @@ static void sm_pending_del(struct sm_relay *r);
 
 /* The verdict program's counters (the metering) of direction i: bytes
  * received on fd[i] and redirected. */
-static void sm_count(const struct rs_peer *p, int i, struct relay_stats *st)
+static void sm_count(const struct sm_relay *r, const struct rs_peer *p, int i,
+		     struct relay_stats *st)
 {
+	/* plus what user space copied from a socket held at its FIN */
+	uint64_t bytes = p->bytes + r->d[i].copied;
+
 	if (i) {
-		st->bytes_ba = p->bytes;
+		st->bytes_ba = bytes;
 		st->segs_ba = p->segs;
 	} else {
-		st->bytes_ab = p->bytes;
+		st->bytes_ab = bytes;
 		st->segs_ab = p->segs;
 	}
 }
@@ -208,7 +234,7 @@ static void sm_counters(struct relay_link *l, struct relay_stats *st)
 
 	for (int i = 0; i < 2; i++)
 		if (!sm_peer_get(r, i, &p))
-			sm_count(&p, i, st);
+			sm_count(r, &p, i, st);
 }
 
 /* The sockets leave the sockhash first: from then on the verdict program no
@@ -228,7 +254,7 @@ static void sm_unmap(struct sm_relay *r, struct relay_stats *st)
 		if (sm_peer_get(r, i, &p))
 			continue;
 		if (st)
-			sm_count(&p, i, st);
+			sm_count(r, &p, i, st);
 		/* the verdict trimmed resent segments (bpf/splice.bpf.c) */
 		if (p.resent)
 			pr_debug("relay %llu: sockmap: socket %c: %llu bytes of retransmitted "
@@ -250,6 +276,7 @@ static void sm_finish(struct sm_relay *r, const char *end)
 
 	timer_cancel(&r->poll);
 	timer_cancel(&r->move);
+	timer_cancel(&r->bound);
 	sm_pending_del(r);
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
@@ -277,6 +304,255 @@ static int sm_migrate(struct relay_link *l, struct relay_gen *to);
 static const struct relay_link_ops sm_ops = {
 	.counters = sm_counters, .kill = sm_kill, .migrate = sm_migrate,
 };
+
+/* ---- queue bound (--max-queued) ---- */
+
+/* The verdict program hands every received skb to the partner's psock at
+ * once and TCP's receive window reopens right away (the skb is orphaned), so
+ * a reader that stalls lets the sender fill the partner's psock without limit
+ * (measured: >= 1 GiB).  Raising SO_RCVLOWAT alone does not hold the bytes:
+ * tcp_data_ready() still runs the verdict whenever the window is nearly full
+ * (measured: 1.5 GiB queued anyway).  What holds them is taking the sending
+ * socket out of rs_sockhash, the map the verdict program is attached to: its
+ * sk_data_ready is TCP's own again, received bytes stay in its receive queue
+ * and TCP's window closes on the sender.  It stays in rs_targets, so the
+ * other direction keeps redirecting to it and its psock keeps writing.
+ *
+ * The hold goes through rs_sock_hold() (the pinned TCP iterator), which
+ * deletes under the socket lock: a delete by bpf(2) landing while the
+ * socket's verdict runs would drop the skb in flight.  Putting it back is a
+ * bpf(2) insert (which takes the socket lock) plus a kick (SO_RCVLOWAT 1),
+ * which runs the verdict over the held bytes, in order.
+ *
+ * A held socket still accepts what its receive window offers: up to its
+ * receive buffer, which TCP autotunes up to tcp_rmem[2] and charges to TCP
+ * memory like any socket's (the psock queue is charged to nothing).  Fixing
+ * the buffer at the bound was measured: a held socket then takes <= the
+ * bound, but single-stream throughput fell to about half, so autotuning
+ * stays.
+ *
+ * Live migration (sm_migrate) holds both sockets anyway: a bound-held one
+ * answers "done".  While a pair migrates the bound does not act; if the
+ * migration is put off, sm_move_abort() leaves a bound-held socket out (the
+ * bound releases it when its partner's queue drained). */
+
+static int sm_check_state(int fd);
+
+/* Bytes of direction i redirected (or copied) but not yet written into
+ * fd[1 - i]: what its psock queues. */
+static int sm_queued(struct sm_relay *r, int i, const struct rs_peer *p, uint64_t *out)
+{
+	uint64_t w, moved = p->bytes + r->d[i].copied;
+	int err = sm_written(r->fd[1 - i], &w);
+
+	if (err)
+		return err;
+	w -= r->base[1 - i];
+	*out = moved > w ? moved - w : 0;
+	return 0;
+}
+
+/* 0, or -errno when the iterator did not take fd[i] out (-ENOENT: not in
+ * this network namespace, or closed) */
+static int sm_hold_dir(struct sm_relay *r, int i)
+{
+	int err = rs_sock_hold(&r->g->m, &r->cookie[i], 1, RS_HOLD_OUT, NULL);
+
+	if (!err)
+		r->d[i].bound_held = true;
+	return err;
+}
+
+/* 0, or -EOPNOTSUPP when fd[i] is no longer ESTABLISHED (FIN received): it
+ * then stays held and sm_dir_check() copies its last bytes. */
+static int sm_release_dir(struct sm_relay *r, int i)
+{
+	uint64_t fd = (uint64_t)r->fd[i]; /* value size 8 */
+
+	/* bpf(2) inserts under the socket lock: no verdict in flight */
+	if (bpf_map_update_elem(r->g->m.sockhash_fd, &r->cookie[i], &fd, BPF_NOEXIST))
+		return -errno;
+	r->d[i].bound_held = false;
+	sm_kick(r->fd[i]);
+	return 0;
+}
+
+static int sm_copy_held(struct sm_relay *r, int i);
+
+/* Direction i in user space (d->copying): once fd[1 - i]'s psock has
+ * written what the verdict redirected before the hold, copy what fd[i]
+ * receives.  Bounded like the splice path: by the two sockets' buffers.
+ * 0 or -errno; *busy when bytes moved or the psock still writes. */
+static int sm_copy_dir(struct sm_relay *r, int i, bool *busy)
+{
+	uint64_t q, before = r->d[i].copied;
+	struct rs_peer p;
+	int err = sm_peer_get(r, i, &p);
+
+	if (!err)
+		err = sm_queued(r, i, &p, &q);
+	if (err)
+		return err;
+	if (q) {
+		*busy = true;
+		return 0;
+	}
+	err = sm_copy_held(r, i);
+	if (!err && r->d[i].copied != before)
+		*busy = true;
+	return err;
+}
+
+/* A held fd[i] that the sockhash refuses (-EOPNOTSUPP: not ESTABLISHED).
+ * FIN received: sm_event() and sm_dir_check() take it (they copy the
+ * rest).  Otherwise we shut fd[i]'s write side down (the partner's FIN,
+ * forwarded) while it was held: TCP left ESTABLISHED for FIN_WAIT, the
+ * sockhash takes ESTABLISHED sockets only, and fd[i] can never go back:
+ * direction i goes on in user space, woken by fd[i] readable and fd[1 - i]
+ * writable.  (Retrying the insert instead froze the direction for good:
+ * the sustained run of test_backpressure.sh, where the client's upload
+ * ends first.) */
+static int sm_copy_start(struct sm_relay *r, int i)
+{
+	if (sm_check_state(r->fd[i]) != -EOPNOTSUPP || r->d[i].fin)
+		return 0;
+	if (loop_mod(r->fd[i], SM_EVENTS | EPOLLIN, &r->side[i].h) ||
+	    loop_mod(r->fd[1 - i], SM_EVENTS | EPOLLOUT, &r->side[1 - i].h))
+		return -errno;
+	r->d[i].copying = true;
+	pr_debug("relay %llu: sockmap: direction %d held after its socket was half-closed: "
+		 "copied by user space from now on", (unsigned long long)r->link.o.id, i);
+	return 0;
+}
+
+/* One direction: hold above the bound, release at half of it.  *busy when
+ * bytes moved since the last check (keep checking often).  0, 1 when fd[i]
+ * cannot be held (the pair goes unbounded), or -errno. */
+static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
+{
+	struct sm_dir *d = &r->d[i];
+	struct rs_peer p;
+	uint64_t q;
+	int err;
+
+	/* after FIN the sender is done: what is left is bounded by the window,
+	 * and sm_dir_check() owns the direction (and copies a held one) */
+	if (d->done || d->fin)
+		return 0;
+	if (d->copying)
+		return sm_copy_dir(r, i, busy);
+	if (!max)
+		return 0; /* a reload turned the bound off (sm_bound_timer) */
+	err = sm_peer_get(r, i, &p);
+	if (err)
+		return err;
+	/* nothing redirected since the last check: the queue can only shrink */
+	if (!d->bound_held && p.bytes == d->seen_bytes)
+		return 0;
+	d->seen_bytes = p.bytes;
+	err = sm_queued(r, i, &p, &q);
+	if (err)
+		return err;
+	*busy |= !d->bound_held || q != d->seen_queued;
+	d->seen_queued = q;
+	if (!d->bound_held && q > max) {
+		err = sm_hold_dir(r, i);
+		if (err) {
+			pr_warn("relay %llu: sockmap: queue bound: cannot hold socket %c: %s; "
+				"unbounded", (unsigned long long)r->link.o.id, 'a' + i, strerror(-err));
+			return 1;
+		}
+		pr_debug("relay %llu: sockmap: direction %d held, %llu bytes queued",
+			 (unsigned long long)r->link.o.id, i, (unsigned long long)q);
+	} else if (d->bound_held && q <= max / 2) {
+		err = sm_release_dir(r, i);
+		if (err == -EOPNOTSUPP)
+			err = sm_copy_start(r, i);
+		else if (!err)
+			pr_debug("relay %llu: sockmap: direction %d released, %llu bytes queued",
+				 (unsigned long long)r->link.o.id, i, (unsigned long long)q);
+	}
+	return err;
+}
+
+static void sm_bound_timer(struct timer *t)
+{
+	struct sm_relay *r = container_of(t, struct sm_relay, bound);
+	uint64_t max = relay_max_queued();
+	bool busy = false;
+	unsigned int cap;
+
+	/* migrating: the migration owns the sockhash entries */
+	if (r->link.moving_to || r->held) {
+		r->bound_ms = SM_BOUND_HELD_MS;
+		timer_arm(&r->bound, r->bound_ms);
+		return;
+	}
+	if (!max) {
+		/* a reload turned the bound off: let held directions flow
+		 * (a copied one goes on being copied, below) */
+		bool copying = false;
+
+		for (int i = 0; i < 2; i++) {
+			int err = r->d[i].bound_held && !r->d[i].copying ? sm_release_dir(r, i) : 0;
+
+			if (err == -EOPNOTSUPP)
+				err = sm_copy_start(r, i);
+			if (err) {
+				sm_finish(r, "error");
+				return;
+			}
+			copying |= r->d[i].copying;
+		}
+		if (!copying)
+			return;
+	}
+	for (int i = 0; i < 2; i++) {
+		int err = sm_bound_dir(r, i, max, &busy);
+
+		if (err > 0 && !r->d[1 - i].bound_held)
+			return; /* unbounded from now on; flows as before */
+		if (err) {
+			pr_debug("relay %llu: sockmap: queue bound, direction %d: %s",
+				 (unsigned long long)r->link.o.id, i, strerror(-err));
+			sm_finish(r, "error");
+			return;
+		}
+	}
+	cap = r->d[0].bound_held || r->d[1].bound_held ? SM_BOUND_HELD_MS : SM_BOUND_IDLE_MS;
+	if (busy)
+		r->bound_ms = SM_BOUND_MIN_MS;
+	else
+		r->bound_ms = r->bound_ms * 2 > cap ? cap : r->bound_ms * 2;
+	if (timer_arm(&r->bound, r->bound_ms))
+		sm_finish(r, "error");
+}
+
+/* After FIN on a bound-held fd[i] (it cannot re-enter the sockhash: not
+ * ESTABLISHED), once its partner's psock queue is empty: copy what it still
+ * holds into fd[1 - i] in user space.  The verdict no longer runs on fd[i],
+ * so reading it is plain TCP.  Peek, write what fits, then consume exactly
+ * that: no buffer survives a call.  0 (call again later) or -errno. */
+static int sm_copy_held(struct sm_relay *r, int i)
+{
+	static char buf[65536];
+
+	for (;;) {
+		ssize_t n = recv(r->fd[i], buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+		ssize_t m;
+
+		if (n <= 0)
+			return n < 0 && errno != EAGAIN ? -errno : 0;
+		m = send(r->fd[1 - i], buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (m < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		if (recv(r->fd[i], buf, (size_t)m, MSG_DONTWAIT) != m)
+			return -EIO;
+		r->d[i].copied += (uint64_t)m;
+		if (m < n)
+			return 0;
+	}
+}
 
 /* ---- FIN forwarding ---- */
 
@@ -315,7 +591,24 @@ static int sm_dir_check(struct sm_relay *r, int i)
 		d->last_written = w + rx;
 		d->progress_ms = now_ms();
 	}
-	if (p.bytes < rx) {
+	if (d->bound_held) {
+		if (!d->fin_held)
+			pr_debug("relay %llu: sockmap: direction %d held at FIN, copying its last bytes",
+				 (unsigned long long)r->link.o.id, i);
+		d->fin_held = true;
+		/* the partner's psock queue first, then the held bytes */
+		if (w < p.bytes + d->copied)
+			return 0;
+		err = sm_copy_held(r, i);
+		if (err)
+			return err;
+		if (p.bytes + d->copied < rx)
+			return 0;
+		err = sm_written(dst, &w);
+		if (err)
+			return err;
+		w -= r->base[1 - i];
+	} else if (p.bytes < rx) {
 		/* bytes still before the verdict: re-run sk_data_ready once,
 		 * in case they were queued while nothing woke the reader */
 		if (!d->kicked)
@@ -323,7 +616,7 @@ static int sm_dir_check(struct sm_relay *r, int i)
 		d->kicked = true;
 		return 0;
 	}
-	if (w < p.bytes)
+	if (w < p.bytes + d->copied)
 		return 0;
 	if (shutdown(dst, SHUT_WR) && errno != ENOTCONN)
 		return -errno;
@@ -441,12 +734,24 @@ static int sm_move_abort(struct sm_relay *r, const char *why)
 {
 	unsigned int was = r->held;
 
+	/* A socket the queue bound holds stays out (the bound releases it),
+	 * unless a FIN arrived meanwhile: sm_event() ignored it (held), so the
+	 * move must go on as if the insert had failed. */
+	for (int i = 0; i < 2; i++)
+		if ((r->held & (1u << i)) && r->d[i].bound_held && sm_check_state(r->fd[i]))
+			return -EOPNOTSUPP;
 	for (int i = 0; i < 2; i++) {
 		uint64_t fd = (uint64_t)r->fd[i];
 		int err;
 
 		if (!(r->held & (1u << i)))
 			continue;
+		if (r->d[i].bound_held) {
+			pr_debug("relay %llu: migration put off: socket %c stays held by the queue bound",
+				 (unsigned long long)r->link.o.id, 'a' + i);
+			r->held &= ~(1u << i);
+			continue;
+		}
 		/* bpf(2) inserts under the socket lock: no verdict in flight */
 		if (!bpf_map_update_elem(r->g->m.sockhash_fd, &r->cookie[i], &fd, BPF_NOEXIST)) {
 			r->held &= ~(1u << i);
@@ -533,6 +838,7 @@ static void sm_handover(struct sm_relay *r, const struct sm_snap *s, unsigned in
 
 	timer_cancel(&r->poll);
 	timer_cancel(&r->move);
+	timer_cancel(&r->bound);
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
 		loop_forget(&r->side[i].h);
@@ -725,6 +1031,28 @@ static void sm_event(struct ev_handler *h, uint32_t ev)
 		sm_finish(r, "reset");
 		return;
 	}
+	/* a direction copied by user space: its source readable (EPOLLIN on
+	 * fd[i]) or its destination writable (EPOLLOUT on fd[1 - i]) */
+	for (int k = 0; k < 2; k++) {
+		int i = k ? 1 - s->i : s->i;
+		bool busy = false;
+
+		if (!(ev & (k ? EPOLLOUT : EPOLLIN)) || !r->d[i].copying || r->d[i].done)
+			continue;
+		if (r->d[i].fin) {
+			/* after FIN sm_dir_check() copies the rest */
+			timer_cancel(&r->poll);
+			sm_poll_dirs(r);
+			return;
+		}
+		err = sm_copy_dir(r, i, &busy);
+		if (err) {
+			pr_debug("relay %llu: sockmap: direction %d: %s", (unsigned long long)r->link.o.id,
+				 i, strerror(-err));
+			sm_finish(r, "error");
+			return;
+		}
+	}
 	if (!(ev & (EPOLLRDHUP | EPOLLHUP)) || d->fin)
 		return;
 	if (r->held)
@@ -874,7 +1202,7 @@ static int sm_register(struct sm_relay *r)
 {
 	for (int i = 0; i < 2; i++) {
 		/* never EPOLLIN: user space must not read a spliced socket */
-		int err = loop_add(r->fd[i], EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLET, &r->side[i].h);
+		int err = loop_add(r->fd[i], SM_EVENTS, &r->side[i].h);
 
 		if (err) {
 			if (i)
@@ -897,6 +1225,7 @@ int relay_sockmap_start(struct relay_gen *g, int fd_a, int fd_b, const struct re
 	r->g = g;
 	timer_init(&r->poll, sm_poll_timer);
 	timer_init(&r->move, sm_move_timer);
+	timer_init(&r->bound, sm_bound_timer);
 	for (int i = 0; i < 2; i++)
 		r->side[i] = (struct sm_side){ .h.fn = sm_event, .r = r, .i = i };
 
@@ -923,6 +1252,12 @@ int relay_sockmap_start(struct relay_gen *g, int fd_a, int fd_b, const struct re
 		goto err_unregister;
 	relay_gen_get(g);
 	relay_link_add(&r->link, o, RELAY_PATH_SOCKMAP, fd_a, fd_b, &sm_ops);
+	if (relay_max_queued()) {
+		r->bound_ms = SM_BOUND_MIN_MS;
+		if (timer_arm(&r->bound, r->bound_ms))
+			pr_warn("relay %llu: sockmap: no timer for the queue bound",
+				(unsigned long long)o->id);
+	}
 	return 0;
 
 err_unregister:

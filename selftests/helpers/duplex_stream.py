@@ -6,7 +6,8 @@ that change the data path under live connections (test_migrate.sh).
   duplex_stream.py server --port P [--host H]
   duplex_stream.py client --host H --port P --conns N --bytes B [--rate MBPS]
                           [--down-rate MBPS] [--up-bytes U] [--timeout S]
-                          [--ready-file F]
+                          [--ready-file F] [--stall S]
+  (server also takes --stall S)
 
 Each client connection sends a 32-byte header (seed, B, rate, up), then B bytes of a pattern that
 is a function of the seed and the byte offset; the server answers with B
@@ -19,7 +20,10 @@ The pattern is a random block of a prime length (1048573 bytes): a
 duplicated or skipped segment only matches by chance if its length is a
 multiple of that prime.  --rate paces each direction of each connection
 (MB/s; 0 = as fast as possible), so that a transfer spans several seconds;
---down-rate paces the server's direction differently.
+--down-rate paces the server's direction differently.  --stall S: each
+side (the server for all its connections, the client for its own) sends at
+once but reads nothing for S seconds: a stalled reader in both directions
+(test_backpressure.sh).
 Client output, one line per connection, then a summary line:
     conn I ok|fail REASON
     total N ok M fail"""
@@ -75,7 +79,7 @@ def recv_check(s, pat, total):
     return None
 
 
-def serve_one(c):
+def serve_one(c, stall):
     try:
         c.settimeout(600)
         hdr = b""
@@ -88,6 +92,7 @@ def serve_one(c):
         tx = threading.Thread(target=send_stream,
                               args=(c, pattern(seed + 1), total, rate / 1000))
         tx.start()
+        time.sleep(stall)
         err = recv_check(c, pattern(seed), up)
         tx.join()
         if err:
@@ -105,7 +110,7 @@ def server(a):
     ls.listen(1024)
     while True:
         c, _ = ls.accept()
-        threading.Thread(target=serve_one, args=(c,), daemon=True).start()
+        threading.Thread(target=serve_one, args=(c, a.stall), daemon=True).start()
 
 
 def client_one(a, i, seed, results, ready):
@@ -120,6 +125,7 @@ def client_one(a, i, seed, results, ready):
         tx = threading.Thread(
             target=lambda: errs.append(send_stream(s, pattern(seed), up, a.rate)))
         tx.start()
+        time.sleep(a.stall)
         err = recv_check(s, pattern(seed + 1), a.bytes)
         tx.join()
         s.close()
@@ -166,6 +172,8 @@ def main():
     ap.add_argument("--up-bytes", type=int, help="what the client sends (default --bytes)")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--ready-file")
+    ap.add_argument("--stall", type=float, default=0,
+                    help="seconds to send without reading, then read")
     a = ap.parse_args()
     return server(a) if a.mode == "server" else client(a)
 

@@ -30,13 +30,18 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 GIB = float(1 << 30)
 
 PATHS = ["direct", "sockmap", "splice", "ssh", "socat"]
+# not in the default run: the sockmap path without its queue bound, to
+# measure what the bound costs (--paths sockmap,sockmap-unbounded)
+EXTRA_PATHS = ["sockmap-unbounded"]
 PATH_LABEL = {"direct": "direct", "sockmap": "rsplice sockmap", "splice": "rsplice splice",
-              "ssh": "ssh -R", "socat": "socat 2-hop"}
+              "ssh": "ssh -R", "socat": "socat 2-hop",
+              "sockmap-unbounded": "rsplice sockmap --max-queued 0"}
 TOPOS = ["lo", "ns"]
 TOPO_LABEL = {"lo": "loopback", "ns": "4 netns + veth"}
 SVC_PORTS = {"iperf": 5201, "echo": 9000, "gen": 9100}
 
 T0 = time.monotonic()
+CFG = {}  # options the path setup needs
 STATE = {"procs": [], "netns": [], "pinned": False, "run_sshd_made": False, "work": None}
 
 
@@ -277,16 +282,25 @@ class Path:
         t, n = self.t, self.name
         if n == "direct":
             return
-        if n in ("sockmap", "splice"):
+        if n in ("sockmap", "splice", "sockmap-unbounded"):
+            dp = "splice" if n == "splice" else "sockmap"
             ctl = self.base + 50
             svcs = sorted(SVC_PORTS)
             edge = [os.path.join(BUILD, "rsplice-edge"), "--control", "%s:%d" % (t.edge_ctl, ctl),
-                    "--token-file", self.work + "/token", "--datapath", n, "--pin-dir", PIN_DIR]
+                    "--token-file", self.work + "/token", "--datapath", dp, "--pin-dir", PIN_DIR]
+            if n == "sockmap-unbounded":
+                edge += ["--max-queued", "0"]
+            elif n == "sockmap" and CFG.get("max_queued"):
+                edge += ["--max-queued", CFG["max_queued"]]
             for s in svcs:
                 edge += ["--route", "%s:%d=%s" % (t.edge_pub, self.ports[s], s)]
             agent = [os.path.join(BUILD, "rsplice-agent"), "--edge", "%s:%d" % (t.edge_ctl, ctl),
-                     "--token-file", self.work + "/token", "--datapath", n, "--pin-dir", PIN_DIR,
+                     "--token-file", self.work + "/token", "--datapath", dp, "--pin-dir", PIN_DIR,
                      "--name", "bench"]
+            if n == "sockmap-unbounded":
+                agent += ["--max-queued", "0"]
+            elif n == "sockmap" and CFG.get("max_queued"):
+                agent += ["--max-queued", CFG["max_queued"]]
             for s in svcs:
                 agent += ["--service", "%s=%s:%d" % (s, t.svc_ip, SVC_PORTS[s])]
             pe = spawn(t.ns["edge"], edge, self.logname("edge"))
@@ -680,11 +694,14 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results"), help="output directory")
     ap.add_argument("--json", help="JSON file (default OUT/bench-DATE.json)")
     ap.add_argument("--topos", default="lo,ns", help="comma list of lo,ns")
-    ap.add_argument("--paths", default=",".join(PATHS), help="comma list of " + ",".join(PATHS))
+    ap.add_argument("--paths", default=",".join(PATHS),
+                    help="comma list of " + ",".join(PATHS + EXTRA_PATHS))
     ap.add_argument("--secs", type=int, help="iperf3 -t (default 5, quick 1)")
     ap.add_argument("--idle", type=int, dest="idle_n", help="idle connections (default 10000, quick 1000)")
+    ap.add_argument("--max-queued", help="--max-queued of the sockmap row's daemons (default theirs)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the work directory with the logs")
     cfg = ap.parse_args()
+    CFG["max_queued"] = cfg.max_queued
     q = cfg.quick
     cfg.secs = cfg.secs or (1 if q else 5)
     cfg.idle_n = cfg.idle_n or (1000 if q else 10000)
@@ -701,7 +718,7 @@ def main():
         if t not in TOPOS:
             ap.error("unknown topology %s" % t)
     for p in cfg.paths:
-        if p not in PATHS:
+        if p not in PATHS + EXTRA_PATHS:
             ap.error("unknown path %s" % p)
     now = datetime.datetime.now()
     cfg.date = now.strftime("%Y-%m-%d %H:%M")
@@ -738,7 +755,7 @@ def main():
         for tool in ("iperf3", "socat"):
             if not shutil.which(tool):
                 raise RuntimeError("%s missing: run `make deps`" % tool)
-        if "sockmap" in cfg.paths:
+        if "sockmap" in cfg.paths or "sockmap-unbounded" in cfg.paths:
             r = subprocess.run([os.path.join(BUILD, "rsplice"), "--pin-dir", PIN_DIR, "attach",
                                 "--max-socks", "131072"], capture_output=True, text=True, timeout=60)
             if r.returncode:
@@ -780,7 +797,7 @@ def main():
                    "complete": ok, "elapsed_s": round(elapsed, 1),
                    "loadavg_start": load0, "loadavg_end": open("/proc/loadavg").read().split()[:3],
                    "config": {k: getattr(cfg, k) for k in ("secs", "idle_n", "socat_idle_n", "rr_n",
-                                                           "conn_n", "conn_secs", "stall_ms", "stall_total",
+                                                           "conn_n", "conn_secs", "stall_ms", "stall_total", "max_queued",
                                                            "topos", "paths")},
                    "results": results, "ratios": rat}
             with open(json_path, "w") as fp:
