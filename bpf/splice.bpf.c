@@ -186,13 +186,33 @@ int rs_verdict(struct __sk_buff *skb)
  * entries (verifier: may_update_sockmap).  User space reads the iterator
  * once per batch of requests; each pass visits every TCP socket of the
  * reader's network namespace, which is why requests are batched. */
+/* One of owner's requests answered: 1 (stop the walk: bpf_seq_read() then
+ * returns -EAGAIN to the reader) when it was the reader's last, else 0.
+ * Only the reader's own requests count: its pid is the owner (a daemon in
+ * another pid namespace sees its walk run to the end, which is correct,
+ * only slower).  The count is the reader's alone, so no atomics. */
+static __always_inline int rs_hold_answered(__u32 owner)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u64 key = RS_HOLD_LEFT_KEY(pid);
+	__u32 *left;
+
+	if (owner != (pid & RS_HOLD_OWNER_MASK))
+		return 0;
+	left = bpf_map_lookup_elem(&rs_hold, &key);
+	if (!left || !*left)
+		return 0;
+	*left -= 1;
+	return *left == 0;
+}
+
 SEC("iter/tcp")
 int rs_hold_iter(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
 	struct tcp_sock *tp;
+	__u32 *req, op, owner;
 	__u64 cookie;
-	__u32 *req;
 
 	if (!skc)
 		return 0;
@@ -203,16 +223,20 @@ int rs_hold_iter(struct bpf_iter__tcp *ctx)
 	req = bpf_map_lookup_elem(&rs_hold, &cookie);
 	if (!req)
 		return 0;
-	if (*req == RS_HOLD_OUT) {
+	op = *req & RS_HOLD_REQ_MASK;
+	owner = *req >> RS_HOLD_OWNER_SHIFT;
+	if (op == RS_HOLD_OUT) {
 		long err = bpf_map_delete_elem(&rs_sockhash, &cookie);
 
 		/* -ENOENT: out already, just as good */
 		*req = err && err != -2 ? RS_HOLD_FAILED : RS_HOLD_DONE;
-	} else if (*req == RS_HOLD_IN) {
+	} else if (op == RS_HOLD_IN) {
 		*req = bpf_map_update_elem(&rs_sockhash, &cookie, tp, BPF_ANY) ? RS_HOLD_FAILED :
 										  RS_HOLD_DONE;
+	} else {
+		return 0; /* answered already (another reader's pass) */
 	}
-	return 0;
+	return rs_hold_answered(owner);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -42,6 +42,16 @@ enum rs_hold_req {
 	RS_HOLD_FAILED = 4, /* answer: the map refused (e.g. IN after a FIN) */
 };
 
+/* A request is written as req | owner << RS_HOLD_OWNER_SHIFT, owner being
+ * the requesting process's pid; the key RS_HOLD_LEFT_KEY(pid) counts that
+ * process's requests not answered yet in its pass, and the iterator stops
+ * walking the TCP sockets once it reaches 0 (a pass otherwise visits every
+ * socket of the namespace).  Socket cookies never have bit 63 set. */
+#define RS_HOLD_REQ_MASK 0xffu
+#define RS_HOLD_OWNER_SHIFT 8
+#define RS_HOLD_OWNER_MASK 0xffffffu
+#define RS_HOLD_LEFT_KEY(pid) ((1ULL << 63) | (__u64)(pid))
+
 /* Requests in flight at once, all daemons of the host together */
 #define RS_HOLD_MAX 4096
 

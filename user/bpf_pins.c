@@ -158,7 +158,8 @@ static int hold_iter_run(int link_fd)
 		return -errno;
 	while ((n = read(fd, buf, sizeof(buf))) > 0)
 		;
-	if (n < 0)
+	/* EAGAIN: the program stopped the walk, every request answered */
+	if (n < 0 && errno != EAGAIN)
 		err = -errno;
 	close(fd);
 	return err;
@@ -167,18 +168,28 @@ static int hold_iter_run(int link_fd)
 int rs_sock_hold(const struct rs_maps *m, const uint64_t *cookies, int n, enum rs_hold_req req,
 		 bool *done)
 {
+	__u32 owner = (__u32)getpid() & RS_HOLD_OWNER_MASK;
+	__u64 left_key = RS_HOLD_LEFT_KEY(owner);
 	int err = 0, i, queued;
 
 	for (queued = 0; queued < n; queued++) {
-		__u32 v = req;
+		__u32 v = (__u32)req | owner << RS_HOLD_OWNER_SHIFT;
 
 		if (bpf_map_update_elem(m->hold_fd, &cookies[queued], &v, BPF_ANY)) {
 			err = -errno;
 			break;
 		}
 	}
+	if (!err) {
+		__u32 left = (__u32)queued;
+
+		/* the walk ends once all of them are answered (rs_hold_iter) */
+		if (bpf_map_update_elem(m->hold_fd, &left_key, &left, BPF_ANY))
+			err = -errno;
+	}
 	if (!err)
 		err = hold_iter_run(m->hold_iter_fd);
+	bpf_map_delete_elem(m->hold_fd, &left_key);
 	for (i = 0; i < queued; i++) {
 		__u32 v = 0;
 		bool ok = !bpf_map_lookup_elem(m->hold_fd, &cookies[i], &v) && v == RS_HOLD_DONE;

@@ -38,8 +38,9 @@ int rs_maps_current(const struct rs_maps *m, const char *pin_dir);
 /* Take each socket of cookies[] out of the sockhash (RS_HOLD_OUT: its
  * verdict stops, its psock goes on writing what is redirected to it) or put
  * it back (RS_HOLD_IN), each under the socket's lock (bpf/splice.bpf.c,
- * rs_hold_iter).  Visits every TCP socket of the caller's network namespace
- * once: batch.  done[i] (may be NULL) tells which ones the kernel did.
+ * rs_hold_iter).  One pass over the TCP sockets of the caller's network
+ * namespace, which ends as soon as every request is answered (up to every
+ * socket of the namespace when one is not found): batch.  done[i] (may be NULL) tells which ones the kernel did.
  * 0 when every socket was done, -ENOENT when one was not found (closed, or in
  * another network namespace), -EPERM/-EEXIST... when the map refused. */
 int rs_sock_hold(const struct rs_maps *m, const uint64_t *cookies, int n, enum rs_hold_req req,
