@@ -18,7 +18,8 @@
 # topology_up, dp_attach/dp_detach, assert_edge_alive, nginx_start; after a
 # failed byte-exact check: conn_trace; metrics: metric, edge_metric,
 # assert_moved; an edge with an echo and a web route (test_dialin.sh,
-# test_revport.sh): lan_services_start, routes_edge_start, curl_ok, echo_ok.
+# test_revport.sh): lan_services_start, routes_edge_start, curl_ok, echo_ok;
+# and a script's frame: for_each_datapath, nd_main (its last line).
 set -u
 
 _ND_NAME=$1
@@ -386,4 +387,20 @@ echo_ok() {
 		--host "$IP_EDGE_PUB" --port "$P_ECHO" --count "$1" --size 262144 >"$out" 2>&1
 	n=$(grep -c " ok" "$out")
 	[ "$n" = "$1" ] || { echo "$n of $1 ok"; grep -v " ok" "$out" | head -5; return 1; }
+}
+
+# for_each_datapath: the script's run_datapath for each of $DATAPATHS
+# (DP set to each in turn, as the script's functions expect)
+for_each_datapath() {
+	for DP in $DATAPATHS; do
+		run_datapath "$DP"
+	done
+}
+
+# nd_main: the last line of a test script: its main, the summary, and the
+# exit status (0 when no check failed)
+nd_main() {
+	main
+	t_summary
+	[ "$T_FAIL" -eq 0 ]
 }

@@ -427,11 +427,7 @@ main() {
 	fi
 	pass "topology: 5 namespaces, veths, NAT router ($NS_TAG)"
 	start_services || { fail "LAN services start" "see $LOGS/services.log"; return; }
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

@@ -310,11 +310,7 @@ main() {
 		fail "gen and duplex servers start in lansvc" "see $WORK/gen.log $WORK/dup.log"
 		return
 	fi
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

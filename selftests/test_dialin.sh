@@ -324,11 +324,7 @@ main() {
 	fi
 	pass "topology: 5 namespaces ($NS_TAG), the edge routes to the agent's ports"
 	lan_services_start || return
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

@@ -712,15 +712,11 @@ main() {
 	assert "NAT is real: the edge cannot connect to the agent host directly" \
 		'[[ "$o" == "connect failed"* ]]' "$o"
 
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 
 	diag "=== measurements ==="
 	for o in "${IPERF_RESULTS[@]}" "${BIG_RESULTS[@]}" "${SLOW_RESULTS[@]}"; do diag "$o"; done
 	diag "e2e wall time: $(( ($(now_ms) - t_start) / 1000 )) s"
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

@@ -407,11 +407,7 @@ main() {
 	fi
 	pass "topology and LAN services ($NS_TAG)"
 	t_policy
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

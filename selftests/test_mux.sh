@@ -326,11 +326,7 @@ main() {
 		return
 	fi
 	pass "LAN services (nginx TLS + HTTP, sshd, echo, banner) start"
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

@@ -440,11 +440,7 @@ main() {
 		return
 	fi
 	pass "topology and LAN services ($NS_TAG)"
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

@@ -170,13 +170,9 @@ main() {
 	assert "control: nginx's proxy_protocol listener drops a request without a header" \
 		'[ "$out" = 000 ] && grep -q "broken header" "$NGX/logs/error.log"' \
 		"HTTP code '$out' (000: no reply), error.log: $(grep -c "broken header" "$NGX/logs/error.log")"
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 	assert "nginx logged the client's real address for proxy=v2 requests" \
 		'grep -q "^$IP_CLIENT:[0-9]* " "$NGX/logs/access.log"' "see $NGX/logs/access.log"
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

@@ -390,12 +390,8 @@ main() {
 		return
 	fi
 	pass "LAN services (echo, gen, two web servers) start"
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 	for b in "${RESULTS[@]}"; do diag "$b"; done
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

@@ -343,11 +343,7 @@ main() {
 		fail "echo server starts in lansvc" "see $WORK/echo.log"
 		return
 	fi
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

@@ -272,11 +272,7 @@ main() {
 		--port "$CLOSED_PORT"
 	wait_until 50 0.1 listening "$NS_EDGE" "$CLOSED_PORT" ||
 		{ fail "a listener outside the range starts" "see $LOGS/services.log"; return; }
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

@@ -393,13 +393,9 @@ main() {
 		return
 	fi
 	pass "nginx (the upgrade-capable reverse proxy) starts on the edge host"
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 	diag "=== measurements ==="
 	for o in "${RESULTS[@]}"; do diag "$o"; done
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main

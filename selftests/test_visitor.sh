@@ -345,11 +345,7 @@ main() {
 			return
 		fi
 	done
-	for DP in $DATAPATHS; do
-		run_datapath "$DP"
-	done
+	for_each_datapath
 }
 
-main
-t_summary
-[ "$T_FAIL" -eq 0 ]
+nd_main
