@@ -193,9 +193,15 @@ static void sm_kick(int fd)
  * buffer is full, waits for write space -- and TCP's send-buffer autotuning
  * never grows the buffer for it.  Measured on loopback through one relay
  * (iperf3, received): autotuned default 0.06 Gbit/s, 256 KiB 0.6, 1 MiB 2.1,
- * 4 MiB (8 MiB effective) 6.0, 16 MiB 6.0.  So the buffer is fixed at 4 MiB
- * (the kernel doubles it); root may exceed net.core.wmem_max. */
-#define SM_SNDBUF (4 << 20)
+ * 4 MiB (8 MiB effective) 6.0, 16 MiB 6.0.  Through veth (test topology,
+ * edge and agent in their own namespaces, iperf3 4 s, with the queue bound)
+ * the buffer matters far more: s->c 1 MiB 1.5, 4 MiB 3.2, 16 MiB 7.0,
+ * 32 MiB 8.9, 64 MiB 8.8-9.8; c->s 4 MiB 1.0, 16 MiB 2.3, 32 MiB 3.6,
+ * 64 MiB 4.4.  So the buffer is fixed at 64 MiB (the kernel doubles it;
+ * root may exceed net.core.wmem_max).  It is a ceiling, not an allocation:
+ * what a slow reader leaves queued in it counts against the queue bound
+ * (sm_queued()), so a stalled reader does not fill it. */
+#define SM_SNDBUF (64 << 20)
 
 static void sm_size_sndbuf(int fd)
 {
@@ -352,6 +358,24 @@ static int sm_queued(struct sm_relay *r, int i, const struct rs_peer *p, uint64_
 	return 0;
 }
 
+/* What the queue bound counts for direction i: the bytes redirected (or
+ * copied) that fd[1 - i]'s reader has not acknowledged yet: the psock queue
+ * plus fd[1 - i]'s send queue.  The send buffer is large for speed
+ * (SM_SNDBUF); a reader that stalls would otherwise leave it full.  The
+ * baseline is what was written before insertion, so bytes then still
+ * unacknowledged count here too (a few hundred at most). */
+static int sm_unacked(struct sm_relay *r, int i, const struct rs_peer *p, uint64_t *out)
+{
+	uint64_t moved = p->bytes + r->d[i].copied + r->base[1 - i];
+	struct tcp_info ti;
+	int err = sm_tcp_info(r->fd[1 - i], &ti);
+
+	if (err)
+		return err;
+	*out = moved > ti.tcpi_bytes_acked ? moved - ti.tcpi_bytes_acked : 0;
+	return 0;
+}
+
 /* 0, or -errno when the iterator did not take fd[i] out (-ENOENT: not in
  * this network namespace, or closed) */
 static int sm_hold_dir(struct sm_relay *r, int i)
@@ -450,7 +474,7 @@ static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
 	if (!d->bound_held && p.bytes == d->seen_bytes)
 		return 0;
 	d->seen_bytes = p.bytes;
-	err = sm_queued(r, i, &p, &q);
+	err = sm_unacked(r, i, &p, &q);
 	if (err)
 		return err;
 	*busy |= !d->bound_held || q != d->seen_queued;
