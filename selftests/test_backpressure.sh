@@ -30,9 +30,11 @@
 #     above (one direction held: the pair moves at once, the held
 #     direction stays gated until its reader drains it); a duplex stream
 #     whose client and server both send 256 MiB and read nothing
-#     (duplex_stream.py --stall: both directions held, no psock drains, so
-#     the move is put off after 3 s; the migration must put back only the
-#     sockets it took out, the bound's stay held); and one of 32 MiB each
+#     (duplex_stream.py --stall: both directions held; when neither psock
+#     drains the move is put off after 3 s and must put back only the
+#     sockets it took out, the bound's stay held -- checked when it
+#     happens: with the send queue counted by the bound the psocks are
+#     mostly empty and the pair moves at once); and one of 32 MiB each
 #     way, which fits in the path, so both FINs reach held sockets, before
 #     the detach (the pair then closes on sockmap, copying what the held
 #     sockets hold) or during the move (it cannot go back: it waits for
@@ -182,9 +184,18 @@ migrate_run() {
 		'grep -q "^total 1 ok 1 fail 0" "$WORK/$DP-dup.out"' "$(cat "$WORK/$DP-dup.out")"
 	assert "[$DP] a pair held both ways, FINs on held sockets around the move: 2 x 32 MiB byte-exact" \
 		'grep -q "^total 1 ok 1 fail 0" "$WORK/$DP-dupfin.out"' "$(cat "$WORK/$DP-dupfin.out")"
-	assert "[$DP] migration put off by stalled readers left the bound's sockets held" \
-		'grep -q "stays held by the queue bound" "$e" "$a"' \
-		"$(grep -h "put off" "$e" "$a" | head -n 3)"
+	# Put off only when a held pair's psock queues do not drain for 3 s;
+	# since the bound counts the send queue too, the bytes of a held
+	# direction mostly wait there and its psock is empty, so the pairs
+	# usually move at once (the send queue stays where it is).
+	if grep -q "migration to splice put off" "$e" "$a"; then
+		assert "[$DP] migration put off by stalled readers left the bound's sockets held" \
+			'grep -q "stays held by the queue bound" "$e" "$a"' \
+			"$(grep -h "put off" "$e" "$a" | head -n 3)"
+	else
+		skip "[$DP] migration put off by stalled readers left the bound's sockets held" \
+			"no move was put off this time (every held pair's psock queue was empty)"
+	fi
 	assert "[$DP] the gen and 256 MiB pairs left the sockhash for splice (both daemons)" \
 		'[ "$(grep -c "left the sockhash after" "$e")" -ge 2 ] &&
 		 [ "$(grep -c "left the sockhash after" "$a")" -ge 2 ]' \
