@@ -193,8 +193,9 @@ migrate_run() {
 			'grep -q "stays held by the queue bound" "$e" "$a"' \
 			"$(grep -h "put off" "$e" "$a" | head -n 3)"
 	else
-		skip "[$DP] migration put off by stalled readers left the bound's sockets held" \
-			"no move was put off this time (every held pair's psock queue was empty)"
+		# not a skip: nothing to check, and it is the expected case
+		diag "[$DP] no move was put off (every held pair's psock queue was empty):" \
+			"the put-off path with bound-held sockets did not run"
 	fi
 	assert "[$DP] the gen and 256 MiB pairs left the sockhash for splice (both daemons)" \
 		'[ "$(grep -c "left the sockhash after" "$e")" -ge 2 ] &&
