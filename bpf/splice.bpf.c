@@ -197,7 +197,7 @@ static __always_inline int rs_hold_answered(__u32 owner)
 	__u64 key = RS_HOLD_LEFT_KEY(pid);
 	__u32 *left;
 
-	if (owner != (pid & RS_HOLD_OWNER_MASK))
+	if (!owner || owner != (pid & RS_HOLD_OWNER_MASK))
 		return 0;
 	left = bpf_map_lookup_elem(&rs_hold, &key);
 	if (!left || !*left)

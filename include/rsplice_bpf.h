@@ -51,6 +51,10 @@ enum rs_hold_req {
 #define RS_HOLD_OWNER_SHIFT 8
 #define RS_HOLD_OWNER_MASK 0xffffffu
 #define RS_HOLD_LEFT_KEY(pid) ((1ULL << 63) | (__u64)(pid))
+/* Written by `rsplice attach` next to a program that understands tagged
+ * requests; without it (an older pinned program) the daemons send plain
+ * ones, which both programs answer. */
+#define RS_HOLD_TAGS_KEY RS_HOLD_LEFT_KEY(0)
 
 /* Requests in flight at once, all daemons of the host together */
 #define RS_HOLD_MAX 4096

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "rsplice_bpf.h"
@@ -87,6 +88,7 @@ int rs_maps_open(const char *pin_dir, struct rs_maps *m)
 {
 	int fd;
 
+	m->hold_tags = false;
 	m->sockhash_fd = m->peers_fd = m->targets_fd = m->hold_fd = m->hold_iter_fd = -1;
 	m->sockhash_id = 0;
 	pin_dir = rs_pin_dir(pin_dir);
@@ -117,6 +119,12 @@ int rs_maps_open(const char *pin_dir, struct rs_maps *m)
 		return fd;
 	}
 	m->hold_iter_fd = fd;
+	{
+		__u64 key = RS_HOLD_TAGS_KEY;
+		__u32 v;
+
+		m->hold_tags = !bpf_map_lookup_elem(m->hold_fd, &key, &v);
+	}
 	return 0;
 }
 
@@ -132,6 +140,7 @@ void rs_maps_close(struct rs_maps *m)
 		close(m->hold_fd);
 	if (m->hold_iter_fd >= 0)
 		close(m->hold_iter_fd);
+	m->hold_tags = false;
 	m->sockhash_fd = m->peers_fd = m->targets_fd = m->hold_fd = m->hold_iter_fd = -1;
 	m->sockhash_id = 0;
 }
@@ -165,10 +174,24 @@ static int hold_iter_run(int link_fd)
 	return err;
 }
 
+/* bpf_get_current_pid_tgid() gives the pid of the initial pid namespace:
+ * ours only matches it there (PROC_PID_INIT_INO) */
+static bool in_init_pidns(void)
+{
+	static int known = -1;
+	struct stat st;
+
+	if (known < 0)
+		known = !stat("/proc/self/ns/pid", &st) && st.st_ino == 0xEFFFFFFCu;
+	return known;
+}
+
 int rs_sock_hold(const struct rs_maps *m, const uint64_t *cookies, int n, enum rs_hold_req req,
 		 bool *done)
 {
-	__u32 owner = (__u32)getpid() & RS_HOLD_OWNER_MASK;
+	/* tagged (the walk stops early) only where the program knows tags and
+	 * our pid is the one it sees (the initial pid namespace) */
+	__u32 owner = m->hold_tags && in_init_pidns() ? (__u32)getpid() & RS_HOLD_OWNER_MASK : 0;
 	__u64 left_key = RS_HOLD_LEFT_KEY(owner);
 	int err = 0, i, queued;
 
@@ -180,7 +203,7 @@ int rs_sock_hold(const struct rs_maps *m, const uint64_t *cookies, int n, enum r
 			break;
 		}
 	}
-	if (!err) {
+	if (!err && owner) {
 		__u32 left = (__u32)queued;
 
 		/* the walk ends once all of them are answered (rs_hold_iter) */
@@ -189,7 +212,8 @@ int rs_sock_hold(const struct rs_maps *m, const uint64_t *cookies, int n, enum r
 	}
 	if (!err)
 		err = hold_iter_run(m->hold_iter_fd);
-	bpf_map_delete_elem(m->hold_fd, &left_key);
+	if (owner)
+		bpf_map_delete_elem(m->hold_fd, &left_key);
 	for (i = 0; i < queued; i++) {
 		__u32 v = 0;
 		bool ok = !bpf_map_lookup_elem(m->hold_fd, &cookies[i], &v) && v == RS_HOLD_DONE;

@@ -18,6 +18,7 @@ struct rs_maps {
 	int targets_fd;  /* SOCKHASH of every spliced socket: the redirect target */
 	int hold_fd;     /* BPF_MAP_TYPE_HASH, key __u64 cookie, value enum rs_hold_req */
 	int hold_iter_fd; /* link of the TCP iterator that serves hold_fd */
+	bool hold_tags;  /* the pinned iterator stops early for tagged requests */
 	uint32_t sockhash_id;
 };
 

@@ -26,8 +26,10 @@ int dp_mode_parse(const char *s, enum dp_mode *out);
 int relay_init(enum dp_mode mode, const char *pin_dir);
 
 /* Bound of the bytes one direction of a sockmap pair queues in the kernel
- * beyond the socket buffers (--max-queued); 0 = unbounded.  Applies to pairs
- * started afterwards.  Default RELAY_MAX_QUEUED_DEFAULT. */
+ * (psock queue + the partner's unsent bytes; --max-queued); 0 = unbounded.
+ * A change applies at once to the pairs that have a bound (0 releases their
+ * held sockets); pairs started while it was 0 stay unbounded.  Default
+ * RELAY_MAX_QUEUED_DEFAULT. */
 #define RELAY_MAX_QUEUED_DEFAULT (4ULL << 20)
 void relay_set_max_queued(uint64_t bytes);
 

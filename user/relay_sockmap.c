@@ -60,6 +60,7 @@ struct sm_dir {
 	bool fin_held;        /* FIN on a bound-held fd[i] seen (logged once) */
 	bool bound_held;      /* fd[i] out of rs_sockhash by the queue bound: its
 			       * bytes wait in its receive queue */
+	bool no_bound;        /* fd[i] could not be held: direction i unbounded */
 	bool copying;         /* bound-held fd[i] that cannot re-enter the
 			       * sockhash (we forwarded FIN into it): user space
 			       * copies direction i from then on (sm_copy_dir) */
@@ -200,12 +201,16 @@ static void sm_kick(int fd)
  * 64 MiB 4.4.  So the buffer is fixed at 64 MiB (the kernel doubles it;
  * root may exceed net.core.wmem_max).  It is a ceiling, not an allocation:
  * what a slow reader leaves queued in it counts against the queue bound
- * (sm_queued()), so a stalled reader does not fill it. */
+ * (sm_unsent()), so a stalled reader does not fill it. */
 #define SM_SNDBUF (64 << 20)
+/* A pair that leaves the kernel path for splice(2) (migration, or an
+ * insertion that failed) goes back to 4 MiB, what it had before 64: the
+ * splice path has no queue bound of its own besides the buffers, and a
+ * buffer set with SO_SNDBUF stays fixed (TCP autotuning is off for good). */
+#define SM_SNDBUF_SPLICE (4 << 20)
 
-static void sm_size_sndbuf(int fd)
+static void sm_size_sndbuf(int fd, int v)
 {
-	int v = SM_SNDBUF;
 
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)))
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
@@ -359,20 +364,24 @@ static int sm_queued(struct sm_relay *r, int i, const struct rs_peer *p, uint64_
 }
 
 /* What the queue bound counts for direction i: the bytes redirected (or
- * copied) that fd[1 - i]'s reader has not acknowledged yet: the psock queue
- * plus fd[1 - i]'s send queue.  The send buffer is large for speed
- * (SM_SNDBUF); a reader that stalls would otherwise leave it full.  The
- * baseline is what was written before insertion, so bytes then still
- * unacknowledged count here too (a few hundred at most). */
-static int sm_unacked(struct sm_relay *r, int i, const struct rs_peer *p, uint64_t *out)
+ * copied) that have not left fd[1 - i] for the wire yet: the psock queue
+ * plus fd[1 - i]'s unsent bytes.  The send buffer is large for speed
+ * (SM_SNDBUF); a reader that stalls closes its window and the unsent bytes
+ * grow, so the bound holds the sender as before.  Bytes in flight do not
+ * count: counting them (an earlier version) capped a connection at about
+ * the bound per round trip on a long link (4M at 50 ms: 670 Mbit/s). */
+static int sm_unsent(struct sm_relay *r, int i, const struct rs_peer *p, uint64_t *out)
 {
-	uint64_t moved = p->bytes + r->d[i].copied + r->base[1 - i];
-	struct tcp_info ti;
-	int err = sm_tcp_info(r->fd[1 - i], &ti);
+	uint64_t w, moved = p->bytes + r->d[i].copied;
+	int notsent, err = sm_written(r->fd[1 - i], &w);
 
 	if (err)
 		return err;
-	*out = moved > ti.tcpi_bytes_acked ? moved - ti.tcpi_bytes_acked : 0;
+	if (ioctl(r->fd[1 - i], SIOCOUTQNSD, &notsent))
+		return -errno;
+	w -= r->base[1 - i];
+	/* psock queue + not sent (never below 0 if a segment left meanwhile) */
+	*out = (moved > w ? moved - w : 0) + (uint64_t)(notsent > 0 ? notsent : 0);
 	return 0;
 }
 
@@ -401,7 +410,7 @@ static int sm_release_dir(struct sm_relay *r, int i)
 	return 0;
 }
 
-static int sm_copy_held(struct sm_relay *r, int i);
+static int sm_copy_held(struct sm_relay *r, int i, uint64_t limit);
 
 /* Direction i in user space (d->copying): once fd[1 - i]'s psock has
  * written what the verdict redirected before the hold, copy what fd[i]
@@ -409,7 +418,7 @@ static int sm_copy_held(struct sm_relay *r, int i);
  * 0 or -errno; *busy when bytes moved or the psock still writes. */
 static int sm_copy_dir(struct sm_relay *r, int i, bool *busy)
 {
-	uint64_t q, before = r->d[i].copied;
+	uint64_t q, before = r->d[i].copied, max = relay_max_queued(), limit = UINT64_MAX;
 	struct rs_peer p;
 	int err = sm_peer_get(r, i, &p);
 
@@ -421,7 +430,18 @@ static int sm_copy_dir(struct sm_relay *r, int i, bool *busy)
 		*busy = true;
 		return 0;
 	}
-	err = sm_copy_held(r, i);
+	/* the bound still applies: a client that half-closes and stops
+	 * reading must not fill the 64 MiB send buffer (woken again by the
+	 * bound's checks, backing off to 20 ms, when the bound stops it) */
+	if (max) {
+		err = sm_unsent(r, i, &p, &q);
+		if (err)
+			return err;
+		if (q >= max)
+			return 0;
+		limit = max - q;
+	}
+	err = sm_copy_held(r, i, limit);
 	if (!err && r->d[i].copied != before)
 		*busy = true;
 	return err;
@@ -436,27 +456,34 @@ static int sm_copy_dir(struct sm_relay *r, int i, bool *busy)
  * writable.  (Retrying the insert instead froze the direction for good:
  * the sustained run of test_backpressure.sh, where the client's upload
  * ends first.) */
+/* epoll events of fd[j]: readable when its own direction is copied,
+ * writable when the other one is (both may be, after two half-closes) */
+static uint32_t sm_events(const struct sm_relay *r, int j)
+{
+	return SM_EVENTS | (r->d[j].copying ? EPOLLIN : 0) | (r->d[1 - j].copying ? EPOLLOUT : 0);
+}
+
 static int sm_copy_start(struct sm_relay *r, int i)
 {
 	if (sm_check_state(r->fd[i]) != -EOPNOTSUPP || r->d[i].fin)
 		return 0;
-	if (loop_mod(r->fd[i], SM_EVENTS | EPOLLIN, &r->side[i].h) ||
-	    loop_mod(r->fd[1 - i], SM_EVENTS | EPOLLOUT, &r->side[1 - i].h))
-		return -errno;
 	r->d[i].copying = true;
+	if (loop_mod(r->fd[i], sm_events(r, i), &r->side[i].h) ||
+	    loop_mod(r->fd[1 - i], sm_events(r, 1 - i), &r->side[1 - i].h))
+		return -errno;
 	pr_debug("relay %llu: sockmap: direction %d held after its socket was half-closed: "
 		 "copied by user space from now on", (unsigned long long)r->link.o.id, i);
 	return 0;
 }
 
 /* One direction: hold above the bound, release at half of it.  *busy when
- * bytes moved since the last check (keep checking often).  0, 1 when fd[i]
- * cannot be held (the pair goes unbounded), or -errno. */
+ * bytes moved since the last check (keep checking often).  0 (also when
+ * fd[i] cannot be held: direction i goes unbounded, d->no_bound), or -errno. */
 static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
 {
 	struct sm_dir *d = &r->d[i];
 	struct rs_peer p;
-	uint64_t q;
+	uint64_t q = 0;
 	int err;
 
 	/* after FIN the sender is done: what is left is bounded by the window,
@@ -465,7 +492,7 @@ static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
 		return 0;
 	if (d->copying)
 		return sm_copy_dir(r, i, busy);
-	if (!max)
+	if (!max || d->no_bound)
 		return 0; /* a reload turned the bound off (sm_bound_timer) */
 	err = sm_peer_get(r, i, &p);
 	if (err)
@@ -474,7 +501,7 @@ static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
 	if (!d->bound_held && p.bytes == d->seen_bytes)
 		return 0;
 	d->seen_bytes = p.bytes;
-	err = sm_unacked(r, i, &p, &q);
+	err = sm_unsent(r, i, &p, &q);
 	if (err)
 		return err;
 	*busy |= !d->bound_held || q != d->seen_queued;
@@ -482,9 +509,13 @@ static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
 	if (!d->bound_held && q > max) {
 		err = sm_hold_dir(r, i);
 		if (err) {
+			/* this direction only: the other keeps its bound (and a
+			 * held other one its release) */
 			pr_warn("relay %llu: sockmap: queue bound: cannot hold socket %c: %s; "
-				"unbounded", (unsigned long long)r->link.o.id, 'a' + i, strerror(-err));
-			return 1;
+				"that direction is unbounded", (unsigned long long)r->link.o.id, 'a' + i,
+				strerror(-err));
+			d->no_bound = true;
+			return 0;
 		}
 		pr_debug("relay %llu: sockmap: direction %d held, %llu bytes queued",
 			 (unsigned long long)r->link.o.id, i, (unsigned long long)q);
@@ -534,8 +565,6 @@ static void sm_bound_timer(struct timer *t)
 	for (int i = 0; i < 2; i++) {
 		int err = sm_bound_dir(r, i, max, &busy);
 
-		if (err > 0 && !r->d[1 - i].bound_held)
-			return; /* unbounded from now on; flows as before */
 		if (err) {
 			pr_debug("relay %llu: sockmap: queue bound, direction %d: %s",
 				 (unsigned long long)r->link.o.id, i, strerror(-err));
@@ -556,13 +585,15 @@ static void sm_bound_timer(struct timer *t)
  * ESTABLISHED), once its partner's psock queue is empty: copy what it still
  * holds into fd[1 - i] in user space.  The verdict no longer runs on fd[i],
  * so reading it is plain TCP.  Peek, write what fits, then consume exactly
- * that: no buffer survives a call.  0 (call again later) or -errno. */
-static int sm_copy_held(struct sm_relay *r, int i)
+ * that: no buffer survives a call.  At most limit bytes.  0 (call again
+ * later) or -errno. */
+static int sm_copy_held(struct sm_relay *r, int i, uint64_t limit)
 {
 	static char buf[65536];
 
-	for (;;) {
-		ssize_t n = recv(r->fd[i], buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	while (limit) {
+		size_t want = limit < sizeof(buf) ? (size_t)limit : sizeof(buf);
+		ssize_t n = recv(r->fd[i], buf, want, MSG_PEEK | MSG_DONTWAIT);
 		ssize_t m;
 
 		if (n <= 0)
@@ -573,9 +604,11 @@ static int sm_copy_held(struct sm_relay *r, int i)
 		if (recv(r->fd[i], buf, (size_t)m, MSG_DONTWAIT) != m)
 			return -EIO;
 		r->d[i].copied += (uint64_t)m;
+		limit -= (uint64_t)m;
 		if (m < n)
 			return 0;
 	}
+	return 0;
 }
 
 /* ---- FIN forwarding ---- */
@@ -623,7 +656,7 @@ static int sm_dir_check(struct sm_relay *r, int i)
 		/* the partner's psock queue first, then the held bytes */
 		if (w < p.bytes + d->copied)
 			return 0;
-		err = sm_copy_held(r, i);
+		err = sm_copy_held(r, i, UINT64_MAX);
 		if (err)
 			return err;
 		if (p.bytes + d->copied < rx)
@@ -866,6 +899,7 @@ static void sm_handover(struct sm_relay *r, const struct sm_snap *s, unsigned in
 	for (int i = 0; i < 2; i++) {
 		loop_del(r->fd[i]);
 		loop_forget(&r->side[i].h);
+		sm_size_sndbuf(r->fd[i], SM_SNDBUF_SPLICE);
 	}
 	pr_debug("relay %llu: left the sockhash after %llu ms", (unsigned long long)r->link.o.id,
 		 (unsigned long long)(now_ms() - r->move_start));
@@ -933,7 +967,9 @@ static void sm_move_timer(struct timer *t)
 
 /* Pairs whose migration starts in this loop turn: one iterator pass holds
  * them all (a pass visits every TCP socket of the namespace). */
-#define SM_HOLD_BATCH (RS_HOLD_MAX / 4) /* pairs per pass: room for the other daemon */
+/* pairs per pass: two daemons of a host fit at once, with their count keys
+ * and the tags marker (include/rsplice_bpf.h) */
+#define SM_HOLD_BATCH (RS_HOLD_MAX / 4 - 1)
 
 static struct {
 	struct sm_relay *head;
@@ -1124,7 +1160,7 @@ static int sm_prepare(struct sm_relay *r)
 		if (!err)
 			err = sm_cookie(r->fd[i], &r->cookie[i]);
 		if (!err)
-			sm_size_sndbuf(r->fd[i]);
+			sm_size_sndbuf(r->fd[i], SM_SNDBUF);
 		/* baseline before insertion: nobody writes to fd[i] meanwhile */
 		if (!err)
 			err = sm_written(r->fd[i], &r->base[i]);
@@ -1288,6 +1324,9 @@ err_unregister:
 	loop_del(fd_a);
 	loop_del(fd_b);
 err_free:
+	/* the caller splices (or resets) the pair */
+	sm_size_sndbuf(fd_a, SM_SNDBUF_SPLICE);
+	sm_size_sndbuf(fd_b, SM_SNDBUF_SPLICE);
 	free(r);
 	return err;
 }

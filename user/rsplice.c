@@ -318,6 +318,15 @@ static int pin_progs(struct splice_bpf *skel, const char *dir)
 	err = pin_fd_as(bpf_link__fd(link), dir, RS_PIN_HOLD_ITER);
 	/* the pin keeps the link */
 	bpf_link__destroy(link);
+	if (!err) {
+		/* this program stops its walk for tagged requests: the daemons
+		 * may tag theirs (include/rsplice_bpf.h) */
+		__u64 key = RS_HOLD_TAGS_KEY;
+		__u32 one = 1;
+
+		if (bpf_map_update_elem(bpf_map__fd(skel->maps.rs_hold), &key, &one, BPF_ANY))
+			pr_debug("hold map: no tags marker: %s", strerror(errno));
+	}
 	return err;
 }
 
