@@ -211,7 +211,6 @@ static void sm_kick(int fd)
 
 static void sm_size_sndbuf(int fd, int v)
 {
-
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)))
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
 }
@@ -447,6 +446,13 @@ static int sm_copy_dir(struct sm_relay *r, int i, bool *busy)
 	return err;
 }
 
+/* epoll events of fd[j]: readable when its own direction is copied,
+ * writable when the other one is (both may be, after two half-closes) */
+static uint32_t sm_events(const struct sm_relay *r, int j)
+{
+	return SM_EVENTS | (r->d[j].copying ? EPOLLIN : 0) | (r->d[1 - j].copying ? EPOLLOUT : 0);
+}
+
 /* A held fd[i] that the sockhash refuses (-EOPNOTSUPP: not ESTABLISHED).
  * FIN received: sm_event() and sm_dir_check() take it (they copy the
  * rest).  Otherwise we shut fd[i]'s write side down (the partner's FIN,
@@ -456,13 +462,6 @@ static int sm_copy_dir(struct sm_relay *r, int i, bool *busy)
  * writable.  (Retrying the insert instead froze the direction for good:
  * the sustained run of test_backpressure.sh, where the client's upload
  * ends first.) */
-/* epoll events of fd[j]: readable when its own direction is copied,
- * writable when the other one is (both may be, after two half-closes) */
-static uint32_t sm_events(const struct sm_relay *r, int j)
-{
-	return SM_EVENTS | (r->d[j].copying ? EPOLLIN : 0) | (r->d[1 - j].copying ? EPOLLOUT : 0);
-}
-
 static int sm_copy_start(struct sm_relay *r, int i)
 {
 	if (sm_check_state(r->fd[i]) != -EOPNOTSUPP || r->d[i].fin)
@@ -966,9 +965,9 @@ static void sm_move_timer(struct timer *t)
 }
 
 /* Pairs whose migration starts in this loop turn: one iterator pass holds
- * them all (a pass visits every TCP socket of the namespace). */
-/* pairs per pass: two daemons of a host fit at once, with their count keys
- * and the tags marker (include/rsplice_bpf.h) */
+ * them all (a pass visits the TCP sockets of the namespace).  Per pass:
+ * two daemons of a host fit in the hold map at once, with their count keys
+ * and the tags marker (include/rsplice_bpf.h). */
 #define SM_HOLD_BATCH (RS_HOLD_MAX / 4 - 1)
 
 static struct {
