@@ -156,11 +156,15 @@ migrate_run() {
 		return
 	fi
 	client "$DP-migrate" $BIG 10
+	# --start-delay 1: the stream starts once the pair is spliced; bytes
+	# that reach a slow agent (ASan) with the bind go to the service first,
+	# and the stalled service would hold the relay's start for 10 s
 	spawn dup "$NS_CLIENT" "$WORK/$DP-dup.out" $(py duplex_stream.py) client \
-		--host "$IP_EDGE_PUB" --port "$P_DUP" --conns 1 --bytes "$DUPLEX" --stall 10 --timeout 120
+		--host "$IP_EDGE_PUB" --port "$P_DUP" --conns 1 --bytes "$DUPLEX" --stall 10 \
+		--start-delay 1 --timeout 120
 	spawn dupfin "$NS_CLIENT" "$WORK/$DP-dupfin.out" $(py duplex_stream.py) client \
 		--host "$IP_EDGE_PUB" --port "$P_DUP" --conns 1 --bytes "$DUPLEX_FIN" --stall 10 \
-		--timeout 120
+		--start-delay 1 --timeout 120
 	wait_until 100 0.1 grep -q stalling "$WORK/$DP-migrate.out"
 	wait_until 100 0.1 held_both "$e"
 	wait_until 100 0.1 held_both "$a"

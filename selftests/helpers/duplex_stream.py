@@ -6,7 +6,7 @@ that change the data path under live connections (test_migrate.sh).
   duplex_stream.py server --port P [--host H]
   duplex_stream.py client --host H --port P --conns N --bytes B [--rate MBPS]
                           [--down-rate MBPS] [--up-bytes U] [--timeout S]
-                          [--ready-file F] [--stall S]
+                          [--ready-file F] [--stall S] [--start-delay S]
   (server also takes --stall S)
 
 Each client connection sends a 32-byte header (seed, B, rate, up), then B bytes of a pattern that
@@ -23,7 +23,11 @@ multiple of that prime.  --rate paces each direction of each connection
 --down-rate paces the server's direction differently.  --stall S: each
 side (the server for all its connections, the client for its own) sends at
 once but reads nothing for S seconds: a stalled reader in both directions
-(test_backpressure.sh).
+(test_backpressure.sh).  --start-delay S: the client sends its header, then
+waits S seconds before its stream (so that the tunnel has spliced the
+connection before the bulk arrives: bytes that reach the agent together
+with the edge's bind are written to the service first, which a stalled
+service holds up).
 Client output, one line per connection, then a summary line:
     conn I ok|fail REASON
     total N ok M fail"""
@@ -122,6 +126,7 @@ def client_one(a, i, seed, results, ready):
         s.sendall(struct.pack("!QQQQ", seed, a.bytes, int(down * 1000), up))
         ready.release()
         errs = []
+        time.sleep(a.start_delay)
         tx = threading.Thread(
             target=lambda: errs.append(send_stream(s, pattern(seed), up, a.rate)))
         tx.start()
@@ -172,6 +177,8 @@ def main():
     ap.add_argument("--up-bytes", type=int, help="what the client sends (default --bytes)")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--ready-file")
+    ap.add_argument("--start-delay", type=float, default=0,
+                    help="client: seconds between its header and its stream")
     ap.add_argument("--stall", type=float, default=0,
                     help="seconds to send without reading, then read")
     a = ap.parse_args()
