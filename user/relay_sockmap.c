@@ -201,7 +201,7 @@ static void sm_kick(int fd)
  * 64 MiB 4.4.  So the buffer is fixed at 64 MiB (the kernel doubles it;
  * root may exceed net.core.wmem_max).  It is a ceiling, not an allocation:
  * what a slow reader leaves queued in it counts against the queue bound
- * (sm_unsent()), so a stalled reader does not fill it. */
+ * (sm_queued()), so a stalled reader does not fill it. */
 #define SM_SNDBUF (64 << 20)
 /* A pair that leaves the kernel path for splice(2) (migration, or an
  * insertion that failed) goes back to 4 MiB, what it had before 64: the
@@ -348,39 +348,30 @@ static const struct relay_link_ops sm_ops = {
 
 static int sm_check_state(int fd);
 
-/* Bytes of direction i redirected (or copied) but not yet written into
- * fd[1 - i]: what its psock queues. */
-static int sm_queued(struct sm_relay *r, int i, const struct rs_peer *p, uint64_t *out)
-{
-	uint64_t w, moved = p->bytes + r->d[i].copied;
-	int err = sm_written(r->fd[1 - i], &w);
-
-	if (err)
-		return err;
-	w -= r->base[1 - i];
-	*out = moved > w ? moved - w : 0;
-	return 0;
-}
-
-/* What the queue bound counts for direction i: the bytes redirected (or
- * copied) that have not left fd[1 - i] for the wire yet: the psock queue
- * plus fd[1 - i]'s unsent bytes.  The send buffer is large for speed
- * (SM_SNDBUF); a reader that stalls closes its window and the unsent bytes
- * grow, so the bound holds the sender as before.  Bytes in flight do not
- * count: counting them (an earlier version) capped a connection at about
- * the bound per round trip on a long link (4M at 50 ms: 670 Mbit/s). */
-static int sm_unsent(struct sm_relay *r, int i, const struct rs_peer *p, uint64_t *out)
+/* What waits in the kernel for direction i: *psock, the bytes redirected (or
+ * copied) but not yet written into fd[1 - i] (its psock queue), and
+ * *unsent, those plus fd[1 - i]'s bytes not sent yet -- what the queue
+ * bound counts.  The send buffer is large for speed (SM_SNDBUF); a reader
+ * that stalls closes its window and the unsent bytes grow, so the bound
+ * holds the sender as before.  Bytes in flight do not count: counting them
+ * (an earlier version) capped a connection at about the bound per round
+ * trip on a long link (4M at 50 ms: 670 Mbit/s).  unsent may be NULL. */
+static int sm_queued(struct sm_relay *r, int i, const struct rs_peer *p, uint64_t *psock,
+		     uint64_t *unsent)
 {
 	uint64_t w, moved = p->bytes + r->d[i].copied;
 	int notsent, err = sm_written(r->fd[1 - i], &w);
 
 	if (err)
 		return err;
+	w -= r->base[1 - i];
+	*psock = moved > w ? moved - w : 0;
+	if (!unsent)
+		return 0;
 	if (ioctl(r->fd[1 - i], SIOCOUTQNSD, &notsent))
 		return -errno;
-	w -= r->base[1 - i];
-	/* psock queue + not sent (never below 0 if a segment left meanwhile) */
-	*out = (moved > w ? moved - w : 0) + (uint64_t)(notsent > 0 ? notsent : 0);
+	/* never below 0 if a segment left meanwhile */
+	*unsent = *psock + (uint64_t)(notsent > 0 ? notsent : 0);
 	return 0;
 }
 
@@ -413,19 +404,20 @@ static int sm_copy_held(struct sm_relay *r, int i, uint64_t limit);
 
 /* Direction i in user space (d->copying): once fd[1 - i]'s psock has
  * written what the verdict redirected before the hold, copy what fd[i]
- * receives.  Bounded like the splice path: by the two sockets' buffers.
- * 0 or -errno; *busy when bytes moved or the psock still writes. */
+ * receives, up to the queue bound.  0 or -errno; *busy when bytes moved or
+ * the psock still writes. */
 static int sm_copy_dir(struct sm_relay *r, int i, bool *busy)
 {
-	uint64_t q, before = r->d[i].copied, max = relay_max_queued(), limit = UINT64_MAX;
+	uint64_t psock, unsent, before = r->d[i].copied, max = relay_max_queued();
+	uint64_t limit = UINT64_MAX;
 	struct rs_peer p;
 	int err = sm_peer_get(r, i, &p);
 
 	if (!err)
-		err = sm_queued(r, i, &p, &q);
+		err = sm_queued(r, i, &p, &psock, max ? &unsent : NULL);
 	if (err)
 		return err;
-	if (q) {
+	if (psock) {
 		*busy = true;
 		return 0;
 	}
@@ -433,12 +425,9 @@ static int sm_copy_dir(struct sm_relay *r, int i, bool *busy)
 	 * reading must not fill the 64 MiB send buffer (woken again by the
 	 * bound's checks, backing off to 20 ms, when the bound stops it) */
 	if (max) {
-		err = sm_unsent(r, i, &p, &q);
-		if (err)
-			return err;
-		if (q >= max)
+		if (unsent >= max)
 			return 0;
-		limit = max - q;
+		limit = max - unsent;
 	}
 	err = sm_copy_held(r, i, limit);
 	if (!err && r->d[i].copied != before)
@@ -482,7 +471,7 @@ static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
 {
 	struct sm_dir *d = &r->d[i];
 	struct rs_peer p;
-	uint64_t q = 0;
+	uint64_t psock, q = 0;
 	int err;
 
 	/* after FIN the sender is done: what is left is bounded by the window,
@@ -491,8 +480,10 @@ static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
 		return 0;
 	if (d->copying)
 		return sm_copy_dir(r, i, busy);
+	/* a reload turned the bound off (sm_bound_timer), or fd[i] could not
+	 * be held */
 	if (!max || d->no_bound)
-		return 0; /* a reload turned the bound off (sm_bound_timer) */
+		return 0;
 	err = sm_peer_get(r, i, &p);
 	if (err)
 		return err;
@@ -500,7 +491,7 @@ static int sm_bound_dir(struct sm_relay *r, int i, uint64_t max, bool *busy)
 	if (!d->bound_held && p.bytes == d->seen_bytes)
 		return 0;
 	d->seen_bytes = p.bytes;
-	err = sm_unsent(r, i, &p, &q);
+	err = sm_queued(r, i, &p, &psock, &q);
 	if (err)
 		return err;
 	*busy |= !d->bound_held || q != d->seen_queued;
