@@ -477,6 +477,11 @@ static void handle_connect(const struct rs_frame *f, const char **why, int *ret)
 /* ---- pooled data connections ---- */
 
 #define POOL_REFILL_DELAY_MS 1000
+/* A bound connection's replacement is dialed once its LAN service answered
+ * (pool_lan_done), or after this long if the service is slow to: dialing the
+ * edge first put a loopback/veth handshake (the connect() runs it inline)
+ * in front of the new client's first byte. */
+#define POOL_REFILL_SOON_MS 2
 
 static void pool_fill(struct session *s);
 static void pool_fail(struct pool_conn *pc, const char *what, int err);
@@ -609,8 +614,12 @@ static void pool_read_bind(struct pool_conn *pc)
 		goto refill;
 	}
 	timer_arm(&pc->timer, cfg.connect_timeout_ms);
-	if (!busy)
-		pool_lan_done(pc);
+	if (busy) {
+		if (!timer_armed(&s->pool_timer))
+			timer_arm(&s->pool_timer, POOL_REFILL_SOON_MS);
+		return;
+	}
+	pool_lan_done(pc);
 refill:
 	if (sess == s)
 		pool_fill(s);
@@ -673,6 +682,8 @@ static void pool_event(struct ev_handler *h, uint32_t events)
 			pool_fail(pc, "LAN", err);
 		else
 			pool_lan_done(pc);
+		if (sess) /* the replacement pool_read_bind put off */
+			pool_fill(sess);
 		return;
 	}
 }

@@ -201,11 +201,13 @@ void relay_sock_reset(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
+/* The daemons' sockets are all non-blocking already (accept4/socket with
+ * SOCK_NONBLOCK): F_SETFL only for a caller's blocking one. */
 static int rl_set_nonblock(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+	if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
 		return -errno;
 	return 0;
 }

@@ -423,9 +423,18 @@ def m_rr(path, n, rounds=5):
 
 
 def m_conn(path, n, secs):
+    """plus the CPU each new connection costs, in the daemons and the whole
+    machine (jiffies: coarse, but 2,000 connections span tens of them)"""
+    b0, d0 = machine_busy(), proc_cpu(path.daemon_pids())
     r = run(path.t.ns["client"], [os.path.join(BUILD, "rrbench"), "conn", path.host,
                                   str(path.ports["echo"]), str(n), str(secs)], secs + 60)
-    return json.loads(r.stdout)
+    b1, d1 = machine_busy(), proc_cpu(path.daemon_pids())
+    res = json.loads(r.stdout)
+    if res.get("ok"):
+        res["machine_cpu_us_per_conn"] = (b1 - b0) / HZ * 1e6 / res["ok"]
+        res["daemon_cpu_us_per_conn"] = ((d1 - d0) / HZ * 1e6 / res["ok"]
+                                         if path.daemon_pids() else None)
+    return res
 
 
 def m_idle(path, n, secs):
@@ -486,10 +495,15 @@ def m_stall(path, total, ms):
     return res
 
 
+STEPS = ["fwd1", "rev1", "fwd8", "rr", "conn", "stall", "idle"]
+
+
 def measure_path(path, cfg):
     out = {}
 
     def step(key, fn, *a):
+        if key not in cfg.only:
+            return
         log("  %-8s %-7s %s" % (path.t.kind, path.name, key))
         if not path.alive():
             out[key] = {"error": "a daemon of this path exited (see logs)"}
@@ -559,9 +573,11 @@ def tables(results, cfg):
         out.append("")
         out.append("### %s: latency, connections, memory, queueing\n" % TOPO_LABEL[topo])
         out.append("| path | RR p50 us | RR p99 us | conn/s | conn p50 us | conn p99 us "
+                   "| conn CPU us (daemons/machine) "
                    "| idle conns held | RSS edge+agent MiB | KiB per 1k conns (growth) "
                    "| stalled reader: queued MiB | bytes verified |")
-        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+                   "| --- |")
         for p in cfg.paths:
             r = rows.get(p)
             if r is None or "error" in r:
@@ -586,10 +602,12 @@ def tables(results, cfg):
                     q = ">= %s (all sent)" % q
                 v = "yes" if st.get("verified") else "NO (%s of %s B)" % (
                     g(st, "reader", "received"), st["total"])
-            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            ccpu = "%s / %s" % (cell(r, "conn", "daemon_cpu_us_per_conn", "%.0f"),
+                                cell(r, "conn", "machine_cpu_us_per_conn", "%.0f"))
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 PATH_LABEL[p], cell(r, "rr", "p50_us"), cell(r, "rr", "p99_us"),
                 cell(r, "conn", "per_s", "%.0f"), cell(r, "conn", "p50_us"),
-                cell(r, "conn", "p99_us"), held, rss, per, q, v))
+                cell(r, "conn", "p99_us"), ccpu, held, rss, per, q, v))
         out.append("")
     return "\n".join(out)
 
@@ -700,6 +718,9 @@ def main():
     ap.add_argument("--idle", type=int, dest="idle_n", help="idle connections (default 10000, quick 1000)")
     ap.add_argument("--max-queued", help="--max-queued of the sockmap row's daemons (default theirs)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the work directory with the logs")
+    ap.add_argument("--only", default=",".join(STEPS),
+                    help="comma list of the measurements to run, of " + ",".join(STEPS)
+                    + " (an A/B comparison of one column)")
     cfg = ap.parse_args()
     CFG["max_queued"] = cfg.max_queued
     q = cfg.quick
@@ -714,6 +735,10 @@ def main():
     cfg.stall_total = (512 if q else 1024) << 20
     cfg.topos = [t for t in cfg.topos.split(",") if t]
     cfg.paths = [p for p in cfg.paths.split(",") if p]
+    cfg.only = [x for x in cfg.only.split(",") if x]
+    for x in cfg.only:
+        if x not in STEPS:
+            ap.error("unknown measurement %s" % x)
     for t in cfg.topos:
         if t not in TOPOS:
             ap.error("unknown topology %s" % t)
