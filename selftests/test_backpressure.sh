@@ -162,9 +162,13 @@ migrate_run() {
 	spawn dup "$NS_CLIENT" "$WORK/$DP-dup.out" $(py duplex_stream.py) client \
 		--host "$IP_EDGE_PUB" --port "$P_DUP" --conns 1 --bytes "$DUPLEX" --stall 10 \
 		--start-delay 1 --timeout 120
+	# --rate 8 (MB/s, both ways): the bound checks an idle pair only every
+	# second or so (SM_BOUND_IDLE_MS); after the 1 s start delay an
+	# unpaced 32 MiB burst could pass whole into the buffers before the
+	# next check, and the pair would close without ever being held
 	spawn dupfin "$NS_CLIENT" "$WORK/$DP-dupfin.out" $(py duplex_stream.py) client \
 		--host "$IP_EDGE_PUB" --port "$P_DUP" --conns 1 --bytes "$DUPLEX_FIN" --stall 10 \
-		--start-delay 1 --timeout 120
+		--start-delay 1 --rate 8 --timeout 120
 	wait_until 100 0.1 grep -q stalling "$WORK/$DP-migrate.out"
 	wait_until 100 0.1 held_both "$e"
 	wait_until 100 0.1 held_both "$a"
