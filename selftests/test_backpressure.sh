@@ -17,6 +17,11 @@
 #   - after the stall every byte arrives, byte-exact (the client checks
 #     each byte against the service's pattern) and the connection ends
 #     "closed";
+#   - sockmap only, the same 512 MiB asked 1 s after the connect: the idle
+#     pair is parked (its sockets out of the sockhash, EPOLLIN on them) and
+#     the request puts it back (both logged); the burst that follows is
+#     bounded like the first (before parking the bound checked an idle pair
+#     every 0.5-1 s only, and 190-270 MiB went into the buffers first);
 #   - 20 MiB asked, 4 s stall: the service sends all of it and its FIN
 #     while the reader stalls, so on the sockmap path the FIN reaches a held
 #     socket (it can no longer re-enter the sockhash; its last bytes are
@@ -108,7 +113,8 @@ SEED=10
 client() {
 	SEED=$((SEED + 1))
 	spawn "$1" "$NS_CLIENT" "$WORK/$1.out" $(py gen_client.py) --host "$IP_EDGE_PUB" \
-		--port "$P_GEN" --size "$2" --seed "$SEED" --stall "$3" --timeout 120
+		--port "$P_GEN" --size "$2" --seed "$SEED" --stall "$3" --timeout 120 \
+		--ask-delay "${ASK_DELAY:-0}"
 }
 
 # client_done KEY: wait (bounded) for it, 0 when it printed OK
@@ -276,6 +282,17 @@ run_datapath() {
 	assert "[$DP] the relay forwarded 512 MiB and ended closed" \
 		'grep -qE "relay [0-9]+: $DP a->b [0-9]+ b->a $BIG bytes, closed" "$log"' \
 		"$(grep -E "relay [0-9]+: $DP a->b" "$log" | tail -n 2)"
+
+	if [ "$DP" = sockmap ]; then
+		ASK_DELAY=1 stalled_run idle $BIG 6
+		assert "[$DP] request 1 s after the connect (an idle pair, then a burst): the path takes at most $SLACK_MIB MiB" \
+			'[ "$Q1" -le "$SLACK_MIB" ] && [ "$Q2" -le "$SLACK_MIB" ]' "took $Q1 then $Q2 MiB"
+		assert_eq "[$DP] idle, then a burst: 512 MiB byte-exact" 1 "$CLIENT_OK"
+		assert "[$DP] the idle pair was parked, and the request put it back (debug log)" \
+			'grep -q "idle, parked" "$WORK/$DP-edge.log" "$WORK/$DP-agent.log" &&
+			 grep -q "bytes after a pause, unparked" "$WORK/$DP-edge.log" "$WORK/$DP-agent.log"' \
+			"$(grep -h "parked" "$WORK/$DP-edge.log" "$WORK/$DP-agent.log" | tail -n 4)"
+	fi
 
 	holds=$(cat "$WORK/$DP-edge.log" "$WORK/$DP-agent.log" | grep -c " held,")
 	stalled_run small $SMALL 4

@@ -18,6 +18,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--stall", type=float, default=0,
                     help="seconds to wait after the request before reading")
+    ap.add_argument("--ask-delay", type=float, default=0,
+                    help="seconds to wait between the connect and the request "
+                    "(an idle connection, then a burst)")
     a = ap.parse_args()
 
     block = pattern_block(a.seed)
@@ -27,6 +30,7 @@ def main():
     dl = Deadline(a.timeout)
     t0 = time.monotonic()
     s = connect(a.host, a.port, min(10.0, a.timeout))
+    time.sleep(a.ask_delay)
     s.sendall(f"{a.size} {a.seed}\n".encode())
     if a.stall:
         print(f"stalling {a.stall}s before reading", flush=True)
