@@ -73,6 +73,7 @@ struct sm_dir {
 	bool no_bound;        /* fd[i] could not be held: direction i unbounded */
 	bool parked;          /* bound_held while idle: EPOLLIN on fd[i] puts it
 			       * back (sm_unpark) */
+	bool no_park;         /* the iterator did not find fd[i]: never parked */
 	bool copying;         /* bound-held fd[i] that cannot re-enter the
 			       * sockhash (we forwarded FIN into it): user space
 			       * copies direction i from then on (sm_copy_dir) */
@@ -558,6 +559,13 @@ static int sm_unpark(struct sm_relay *r, int i)
 	return err;
 }
 
+/* d is held by the bound for its queue (not parked, not closing: the FIN
+ * path finishes those), so the bound checks often for the release */
+static bool sm_bound_holds(const struct sm_dir *d)
+{
+	return d->bound_held && !d->parked && !d->fin && !d->done;
+}
+
 static void sm_bound_timer(struct timer *t)
 {
 	struct sm_relay *r = container_of(t, struct sm_relay, bound);
@@ -601,8 +609,8 @@ static void sm_bound_timer(struct timer *t)
 			return;
 		}
 	}
-	cap = (r->d[0].bound_held && !r->d[0].parked) || (r->d[1].bound_held && !r->d[1].parked) ?
-		      SM_BOUND_HELD_MS : SM_BOUND_IDLE_MS;
+	cap = sm_bound_holds(&r->d[0]) || sm_bound_holds(&r->d[1]) ? SM_BOUND_HELD_MS :
+								       SM_BOUND_IDLE_MS;
 	if (busy)
 		r->bound_ms = SM_BOUND_MIN_MS;
 	else
@@ -740,6 +748,16 @@ static int sm_dir_check(struct sm_relay *r, int i)
 	}
 	if (w < p.bytes + d->copied)
 		return 0;
+	/* a parked destination goes back first: once FIN_WAIT the sockhash
+	 * refuses it, and what it still receives would be copied in user
+	 * space instead of spliced */
+	if (r->d[1 - i].parked) {
+		err = sm_unpark(r, 1 - i);
+		if (err)
+			return err;
+		if (!timer_armed(&r->bound))
+			timer_arm(&r->bound, SM_BOUND_MIN_MS);
+	}
 	if (shutdown(dst, SHUT_WR) && errno != ENOTCONN)
 		return -errno;
 	d->done = true;
@@ -1127,7 +1145,7 @@ static unsigned int sm_parkable(const struct sm_relay *r)
 
 		if (d->parked)
 			continue;
-		if (d->fin || d->done || d->copying || d->no_bound || d->bound_held)
+		if (d->fin || d->done || d->copying || d->no_bound || d->no_park || d->bound_held)
 			return 0;
 		mask |= 1u << i;
 	}
@@ -1181,6 +1199,9 @@ static void sm_park_run(struct timer *t)
 		*pp = r->park_next;
 		masks[n] = r->parking;
 		r->parking = 0;
+		/* what changed since it was queued (a FIN, a hold by the bound,
+		 * a migration) takes the pair out of this pass */
+		masks[n] &= sm_parkable(r);
 		for (int i = 0; i < 2; i++)
 			if (masks[n] & (1u << i))
 				cookies[nc++] = r->cookie[i];
@@ -1195,10 +1216,15 @@ static void sm_park_run(struct timer *t)
 		unsigned int got = 0;
 		bool parked = false;
 
-		for (int i = 0; i < 2; i++)
-			if ((masks[k] & (1u << i)) && done[c++])
-				got |= 1u << i;
 		r = batch[k];
+		for (int i = 0; i < 2; i++) {
+			if (!(masks[k] & (1u << i)))
+				continue;
+			if (done[c++])
+				got |= 1u << i;
+			else
+				r->d[i].no_park = true; /* not in this namespace? */
+		}
 		for (int i = 0; i < 2; i++) {
 			if (!(got & (1u << i)))
 				continue;
@@ -1218,9 +1244,10 @@ static void sm_park_run(struct timer *t)
 			pr_debug("relay %llu: sockmap: idle, parked (%s%s) until bytes arrive",
 				 (unsigned long long)r->link.o.id, r->d[0].parked ? "a" : "",
 				 r->d[1].parked ? "b" : "");
-		/* a direction still in the sockhash (the iterator did not find
-		 * its socket) keeps the slow checks */
-		if ((!r->d[0].parked || !r->d[1].parked) && timer_arm(&r->bound, SM_BOUND_IDLE_MS))
+		/* a direction still in the sockhash keeps the slow checks (an
+		 * unpark meanwhile may have armed sooner ones: those stay) */
+		if ((!r->d[0].parked || !r->d[1].parked) && !timer_armed(&r->bound) &&
+		    timer_arm(&r->bound, SM_BOUND_IDLE_MS))
 			sm_finish(r, "error");
 	}
 }
@@ -1240,12 +1267,14 @@ static int sm_migrate(struct relay_link *l, struct relay_gen *to)
 	/* an idle pair moves as a flowing one: the migration holds both
 	 * sockets itself, and only bytes wake a parked one */
 	sm_park_del(r);
+	/* first: a direction left held by a failed unpark needs the bound's
+	 * checks to go back */
+	if (!timer_armed(&r->bound) && relay_max_queued())
+		timer_arm(&r->bound, SM_BOUND_MIN_MS);
 	for (int i = 0; i < 2; i++) {
 		if (r->d[i].parked && sm_unpark(r, i))
 			return -EBUSY;
 	}
-	if (!timer_armed(&r->bound) && relay_max_queued())
-		timer_arm(&r->bound, SM_BOUND_MIN_MS);
 	if (r->d[0].copying || r->d[1].copying)
 		return -EBUSY;
 	if (!sm_pending.init) {
@@ -1376,6 +1405,8 @@ int relay_sockmap_check(int fd_a, int fd_b)
  * connection.  *inq is kept for sm_first(). */
 static int sm_baselines(int fd, uint64_t *written, uint64_t *consumed, int *inq)
 {
+	bool rx_stable = false;
+
 	for (int tries = 0; tries < 8; tries++) {
 		struct tcp_info t1, t2;
 		int outq, err;
@@ -1392,11 +1423,13 @@ static int sm_baselines(int fd, uint64_t *written, uint64_t *consumed, int *inq)
 			return err;
 		*written = t1.tcpi_bytes_acked + (uint64_t)outq;
 		*consumed = t1.tcpi_bytes_received - (uint64_t)*inq;
-		if (t1.tcpi_bytes_acked == t2.tcpi_bytes_acked &&
-		    t1.tcpi_bytes_received == t2.tcpi_bytes_received)
+		rx_stable = t1.tcpi_bytes_received == t2.tcpi_bytes_received;
+		if (rx_stable && t1.tcpi_bytes_acked == t2.tcpi_bytes_acked)
 			return 0;
 	}
-	return -EAGAIN;
+	/* a busy ACK stream: the written count may be short, which only
+	 * delays the FIN check (as sm_written); the consumed one must be exact */
+	return rx_stable ? 0 : -EAGAIN;
 }
 
 static int sm_prepare(struct sm_relay *r)

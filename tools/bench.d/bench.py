@@ -460,6 +460,12 @@ def m_idle(path, n, secs):
         res["total_kib_per_1k"] = (e + a - base_e - base_a) / k if k else None
         # per 1k connections, whole RSS (not just the growth), as the spec reads
         res["rss_mib_per_1k"] = (e + a) / 1024.0 / k if k else None
+        # what the idle connections cost the daemons while nothing moves
+        # (timers, checks): CPU % of one core over 3 s
+        d0, w0 = proc_cpu(path.daemon_pids()), time.monotonic()
+        time.sleep(3.0)
+        d1, w1 = proc_cpu(path.daemon_pids()), time.monotonic()
+        res["idle_daemon_cpu_pct"] = (d1 - d0) / HZ / (w1 - w0) * 100
     finally:
         try:
             p.stdin.close()
@@ -575,14 +581,16 @@ def tables(results, cfg):
         out.append("| path | RR p50 us | RR p99 us | conn/s | conn p50 us | conn p99 us "
                    "| conn CPU us (daemons/machine) "
                    "| idle conns held | RSS edge+agent MiB | KiB per 1k conns (growth) "
+                   "| idle CPU % (daemons) "
                    "| stalled reader: queued MiB | bytes verified |")
         out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-                   "| --- |")
+                   "| ---: | --- |")
         for p in cfg.paths:
             r = rows.get(p)
             if r is None or "error" in r:
                 continue
             idle = r.get("idle")
+            icpu = f(g(idle, "idle_daemon_cpu_pct"), "%.1f") if idle and "error" not in idle else "n/a"
             if idle is None:
                 held = rss = per = "n/a"
             elif "error" in idle:
@@ -604,10 +612,10 @@ def tables(results, cfg):
                     g(st, "reader", "received"), st["total"])
             ccpu = "%s / %s" % (cell(r, "conn", "daemon_cpu_us_per_conn", "%.0f"),
                                 cell(r, "conn", "machine_cpu_us_per_conn", "%.0f"))
-            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 PATH_LABEL[p], cell(r, "rr", "p50_us"), cell(r, "rr", "p99_us"),
                 cell(r, "conn", "per_s", "%.0f"), cell(r, "conn", "p50_us"),
-                cell(r, "conn", "p99_us"), ccpu, held, rss, per, q, v))
+                cell(r, "conn", "p99_us"), ccpu, held, rss, per, icpu, q, v))
         out.append("")
     return "\n".join(out)
 
