@@ -176,11 +176,15 @@ migrate_run() {
 		--host "$IP_EDGE_PUB" --port "$P_DUP" --conns 1 --bytes "$DUPLEX_FIN" --stall 10 \
 		--start-delay 1 --rate 8 --timeout 120
 	wait_until 100 0.1 grep -q stalling "$WORK/$DP-migrate.out"
-	wait_until 100 0.1 held_both "$e"
-	wait_until 100 0.1 held_both "$a"
+	# both directions of one pair held on one daemon at least: where the
+	# duplex upload goes depends on how soon each daemon's first check
+	# sees it (once the agent's check came 50 ms late, its held socket's
+	# receive window took the rest and the edge never had to hold that
+	# direction; the old wait for both then ran past the stall)
+	wait_until 100 0.1 eval 'held_both "$e" || held_both "$a"'
 	wait_until 100 0.1 eval '[ "$(held_relays "$e")" = 3 ] && [ "$(held_relays "$a")" = 3 ]'
-	assert "[$DP] migration: 3 pairs, both directions of one, held by the bound before the detach" \
-		'held_both "$e" && held_both "$a" && [ "$(held_relays "$e")" = 3 ] &&
+	assert "[$DP] migration: 3 pairs held by the bound on both daemons, both directions of one, before the detach" \
+		'{ held_both "$e" || held_both "$a"; } && [ "$(held_relays "$e")" = 3 ] &&
 		 [ "$(held_relays "$a")" = 3 ]' \
 		"held relays: edge $(held_relays "$e"), agent $(held_relays "$a")"
 	timeout 30 "$CLI_BIN" --pin-dir "$PIN_DIR" detach >/dev/null 2>&1
