@@ -44,7 +44,7 @@
 #     the detach (the pair then closes on sockmap, copying what the held
 #     sockets hold) or during the move (it cannot go back: it waits for
 #     the readers), depending on timing.  Once both daemons held all three
-#     pairs and both directions of one, `rsplice detach` makes them move
+#     pairs, and one of them both directions of one, `rsplice detach` makes them move
 #     the pairs to splice; every byte arrives byte-exact (the duplex streams
 #     checked at their offsets, both directions), the gen and the 256 MiB
 #     pairs end up on splice and every connection ends "closed".
