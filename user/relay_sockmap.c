@@ -134,11 +134,21 @@ static int sm_tcp_info(int fd, struct tcp_info *ti)
 }
 
 /* Bytes the application (us, then the kernel redirect) ever queued on fd:
- * acked + still in the send queue.  TCP_INFO first, then SIOCOUTQ, so an ACK
- * racing between the two can only make the sum too small; reading acked again
- * and retrying when it moved makes the sum exact (the baseline must be). */
-static int sm_written(int fd, uint64_t *out)
+ * *written = acked + still in the send queue.  TCP_INFO first, then
+ * SIOCOUTQ, so an ACK racing between the two can only make the sum too
+ * small; reading acked again and retrying when it moved makes it exact
+ * (after 8 tries under a busy ACK stream an undercount is accepted: it
+ * only delays the FIN check).  With consumed (the baselines before
+ * insertion, when nobody reads or writes fd): also the bytes user space
+ * consumed, received minus still queued (plain TCP SIOCINQ, so only before
+ * insertion), which must be exact, and -EOPNOTSUPP unless ESTABLISHED (see
+ * sm_check_state()); *inq is kept for sm_first().  One pass serves both:
+ * 4 system calls where a state check and two separate passes took 9, on
+ * the path of every new connection. */
+static int sm_counts(int fd, uint64_t *written, uint64_t *consumed, int *inq)
 {
+	bool rx_stable = false;
+
 	for (int tries = 0; tries < 8; tries++) {
 		struct tcp_info t1, t2;
 		int outq, err;
@@ -146,16 +156,26 @@ static int sm_written(int fd, uint64_t *out)
 		err = sm_tcp_info(fd, &t1);
 		if (err)
 			return err;
-		if (ioctl(fd, SIOCOUTQ, &outq))
+		if (consumed && t1.tcpi_state != SM_TCP_ESTABLISHED)
+			return -EOPNOTSUPP;
+		if (ioctl(fd, SIOCOUTQ, &outq) || (consumed && ioctl(fd, SIOCINQ, inq)))
 			return -errno;
 		err = sm_tcp_info(fd, &t2);
 		if (err)
 			return err;
-		*out = t1.tcpi_bytes_acked + (uint64_t)outq;
-		if (t1.tcpi_bytes_acked == t2.tcpi_bytes_acked)
+		*written = t1.tcpi_bytes_acked + (uint64_t)outq;
+		if (consumed)
+			*consumed = t1.tcpi_bytes_received - (uint64_t)*inq;
+		rx_stable = !consumed || t1.tcpi_bytes_received == t2.tcpi_bytes_received;
+		if (rx_stable && t1.tcpi_bytes_acked == t2.tcpi_bytes_acked)
 			return 0;
 	}
-	return 0; /* busy ACK stream: an undercount only delays the FIN check */
+	return rx_stable ? 0 : -EAGAIN;
+}
+
+static int sm_written(int fd, uint64_t *out)
+{
+	return sm_counts(fd, out, NULL, NULL);
 }
 
 static int sm_peer_get(const struct sm_relay *r, int i, struct rs_peer *p)
@@ -1410,42 +1430,6 @@ int relay_sockmap_check(int fd_a, int fd_b)
 	return err ? err : sm_check_state(fd_b);
 }
 
-/* Both baselines of fd before insertion (nobody reads or writes it
- * meanwhile): bytes ever written (as sm_written) and bytes user space
- * consumed (received minus still queued; plain TCP SIOCINQ, so only before
- * insertion).  One pass -- TCP_INFO, both queues, TCP_INFO again, retried
- * while an ACK or a segment moved the counters in between -- checks the
- * state too: 4 system calls instead of 9, on the path of every new
- * connection.  *inq is kept for sm_first(). */
-static int sm_baselines(int fd, uint64_t *written, uint64_t *consumed, int *inq)
-{
-	bool rx_stable = false;
-
-	for (int tries = 0; tries < 8; tries++) {
-		struct tcp_info t1, t2;
-		int outq, err;
-
-		err = sm_tcp_info(fd, &t1);
-		if (err)
-			return err;
-		if (t1.tcpi_state != SM_TCP_ESTABLISHED)
-			return -EOPNOTSUPP; /* see sm_check_state() */
-		if (ioctl(fd, SIOCOUTQ, &outq) || ioctl(fd, SIOCINQ, inq))
-			return -errno;
-		err = sm_tcp_info(fd, &t2);
-		if (err)
-			return err;
-		*written = t1.tcpi_bytes_acked + (uint64_t)outq;
-		*consumed = t1.tcpi_bytes_received - (uint64_t)*inq;
-		rx_stable = t1.tcpi_bytes_received == t2.tcpi_bytes_received;
-		if (rx_stable && t1.tcpi_bytes_acked == t2.tcpi_bytes_acked)
-			return 0;
-	}
-	/* a busy ACK stream: the written count may be short, which only
-	 * delays the FIN check (as sm_written); the consumed one must be exact */
-	return rx_stable ? 0 : -EAGAIN;
-}
-
 static int sm_prepare(struct sm_relay *r)
 {
 	for (int i = 0; i < 2; i++) {
@@ -1454,7 +1438,7 @@ static int sm_prepare(struct sm_relay *r)
 		if (err)
 			return err;
 		sm_size_sndbuf(r->fd[i], SM_SNDBUF);
-		err = sm_baselines(r->fd[i], &r->base[i], &r->base_rx[i], &r->inq[i]);
+		err = sm_counts(r->fd[i], &r->base[i], &r->base_rx[i], &r->inq[i]);
 		if (err)
 			return err;
 	}
