@@ -684,10 +684,14 @@ static void sm_bound_timer(struct timer *t)
 		r->bound_ms = SM_BOUND_MIN_MS;
 	else
 		r->bound_ms = r->bound_ms * 2 > cap ? cap : r->bound_ms * 2;
-	if (!busy && r->bound_ms >= SM_BOUND_PARK_MS && sm_parkable(r)) {
-		/* the park pass re-arms us if a socket stays in */
-		sm_park_add(r, sm_parkable(r));
-		return;
+	if (!busy && r->bound_ms >= SM_BOUND_PARK_MS) {
+		unsigned int mask = sm_parkable(r);
+
+		if (mask) {
+			/* the park pass re-arms us if a socket stays in */
+			sm_park_add(r, mask);
+			return;
+		}
 	}
 	if (timer_arm(&r->bound, r->bound_ms))
 		sm_finish(r, "error");
