@@ -17,6 +17,12 @@
 #   - after the stall every byte arrives, byte-exact (the client checks
 #     each byte against the service's pattern) and the connection ends
 #     "closed";
+#   - 384 MiB read by a slow reader that is never stalled: 4 MiB every
+#     50 ms (80 MB/s, a tenth of the path's speed), so its window opens and
+#     closes all the time; what the service got acked beyond what the
+#     client read stays under QUEUE_SLACK_MIB (sampled twice), byte-exact
+#     (the sockmap bound decides when to hold by the reader's window, and
+#     releases by every unsent byte);
 #   - sockmap only, the same 512 MiB asked 1 s after the connect: the idle
 #     pair is parked (its sockets out of the sockhash, EPOLLIN on them) and
 #     the request puts it back (both logged); the burst that follows is
@@ -70,7 +76,7 @@ DATAPATHS=${E2E_DATAPATHS:-splice sockmap}
 SLACK_MIB=${QUEUE_SLACK_MIB:-256}
 
 CTRL_PORT=7000 P_GEN=8090 S_GEN=9100 P_DUP=8091 S_DUP=9101
-BIG=$((512 << 20)) SMALL=$((20 << 20)) DUPLEX=$((256 << 20)) DUPLEX_FIN=$((32 << 20))
+SLOW=$((384 << 20)) BIG=$((512 << 20)) SMALL=$((20 << 20)) DUPLEX=$((256 << 20)) DUPLEX_FIN=$((32 << 20))
 
 # start_daemons MAXQ [TAG]: edge and agent of $DP with --max-queued MAXQ,
 # logs $WORK/TAG-edge.log and TAG-agent.log (TAG defaults to $DP)
@@ -141,6 +147,30 @@ stalled_run() {
 	CLIENT_OK=0
 	client_done "$DP-$tag" && CLIENT_OK=1
 	diag "[$DP] $tag: queued during the stall: $Q1 MiB, then $Q2 MiB; client: $(tail -n 1 "$WORK/$DP-$tag.out")"
+}
+
+# slow_run: a reader that reads 4 MiB every 50 ms and never stalls; sets
+# Q1 Q2 (MiB acked by the service beyond what the client had read, 0.5 s
+# and 1.5 s after its first read: without a bound the service has sent
+# everything by then, 272-340 MiB beyond) and CLIENT_OK
+slow_run() {
+	local out=$WORK/$DP-slow.out a g
+	SEED=$((SEED + 1))
+	spawn "$DP-slow" "$NS_CLIENT" "$out" $(py gen_client.py) --host "$IP_EDGE_PUB" \
+		--port "$P_GEN" --size "$SLOW" --seed "$SEED" --timeout 120 \
+		--chunk $((4 << 20)) --every 0.05
+	wait_until 100 0.1 grep -q progress "$out"
+	sleep 0.5
+	a=$(acked_mib "$SEED" "$SLOW")
+	g=$(grep progress "$out" | tail -n 1 | awk '{ printf "%d", $2 / 1048576 }')
+	Q1=$((a - g))
+	sleep 1
+	a=$(acked_mib "$SEED" "$SLOW")
+	g=$(grep progress "$out" | tail -n 1 | awk '{ printf "%d", $2 / 1048576 }')
+	Q2=$((a - g))
+	CLIENT_OK=0
+	client_done "$DP-slow" && CLIENT_OK=1
+	diag "[$DP] slow reader: queued beyond what it read: $Q1 MiB, then $Q2 MiB (acked $a, read $g); client: $(tail -n 1 "$out")"
 }
 
 # held_both LOG: the daemon logged a hold of both directions (any relay)
@@ -286,6 +316,11 @@ run_datapath() {
 	assert "[$DP] the relay forwarded 512 MiB and ended closed" \
 		'grep -qE "relay [0-9]+: $DP a->b [0-9]+ b->a $BIG bytes, closed" "$log"' \
 		"$(grep -E "relay [0-9]+: $DP a->b" "$log" | tail -n 2)"
+
+	slow_run
+	assert "[$DP] slow reader (4 MiB every 50 ms): the path takes at most $SLACK_MIB MiB beyond what it read" \
+		'[ "$Q1" -le "$SLACK_MIB" ] && [ "$Q2" -le "$SLACK_MIB" ]' "took $Q1 then $Q2 MiB"
+	assert_eq "[$DP] slow reader: 384 MiB byte-exact" 1 "$CLIENT_OK"
 
 	if [ "$DP" = sockmap ]; then
 		ASK_DELAY=1 stalled_run idle $BIG 6

@@ -21,6 +21,10 @@ def main():
     ap.add_argument("--ask-delay", type=float, default=0,
                     help="seconds to wait between the connect and the request "
                     "(an idle connection, then a burst)")
+    ap.add_argument("--chunk", type=int, default=0,
+                    help="a slow reader: read this many bytes, print 'progress GOT', "
+                    "sleep --every seconds, again (0: read as fast as possible)")
+    ap.add_argument("--every", type=float, default=0.05)
     a = ap.parse_args()
 
     block = pattern_block(a.seed)
@@ -36,10 +40,15 @@ def main():
         print(f"stalling {a.stall}s before reading", flush=True)
         time.sleep(a.stall)
     got = 0
+    chunk_left = a.chunk
     while got <= a.size and not dl.expired():
+        if a.chunk and chunk_left <= 0:
+            print(f"progress {got}", flush=True)
+            time.sleep(a.every)
+            chunk_left = a.chunk
         s.settimeout(max(0.1, dl.left()))
         try:
-            n = s.recv_into(buf)
+            n = s.recv_into(buf, min(BLOCK, chunk_left) if a.chunk else BLOCK)
         except socket.timeout:
             break
         except OSError as e:
@@ -50,6 +59,7 @@ def main():
         if mv[:n] != twice[off:off + n]:
             result(False, f"corrupt data in bytes {got}..{got + n}")
         got += n
+        chunk_left -= n
     secs = time.monotonic() - t0
     s.close()
     rate = got * 8 / secs / 1e9 if secs > 0 else 0.0
