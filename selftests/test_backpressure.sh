@@ -149,25 +149,31 @@ stalled_run() {
 	diag "[$DP] $tag: queued during the stall: $Q1 MiB, then $Q2 MiB; client: $(tail -n 1 "$WORK/$DP-$tag.out")"
 }
 
+# slow_queued OUT: sets Q, the MiB the service got acked (a) beyond the
+# client's last progress line (g)
+slow_queued() {
+	a=$(acked_mib "$SEED" "$SLOW")
+	g=$(grep progress "$1" | tail -n 1 | awk '{ printf "%d", $2 / 1048576 }')
+	Q=$((a - g))
+}
+
 # slow_run: a reader that reads 4 MiB every 50 ms and never stalls; sets
 # Q1 Q2 (MiB acked by the service beyond what the client had read, 0.5 s
 # and 1.5 s after its first read: without a bound the service has sent
 # everything by then, 272-340 MiB beyond) and CLIENT_OK
 slow_run() {
-	local out=$WORK/$DP-slow.out a g
+	local out=$WORK/$DP-slow.out a g Q
 	SEED=$((SEED + 1))
 	spawn "$DP-slow" "$NS_CLIENT" "$out" $(py gen_client.py) --host "$IP_EDGE_PUB" \
 		--port "$P_GEN" --size "$SLOW" --seed "$SEED" --timeout 120 \
 		--chunk $((4 << 20)) --every 0.05
 	wait_until 100 0.1 grep -q progress "$out"
 	sleep 0.5
-	a=$(acked_mib "$SEED" "$SLOW")
-	g=$(grep progress "$out" | tail -n 1 | awk '{ printf "%d", $2 / 1048576 }')
-	Q1=$((a - g))
+	slow_queued "$out"
+	Q1=$Q
 	sleep 1
-	a=$(acked_mib "$SEED" "$SLOW")
-	g=$(grep progress "$out" | tail -n 1 | awk '{ printf "%d", $2 / 1048576 }')
-	Q2=$((a - g))
+	slow_queued "$out"
+	Q2=$Q
 	CLIENT_OK=0
 	client_done "$DP-slow" && CLIENT_OK=1
 	diag "[$DP] slow reader: queued beyond what it read: $Q1 MiB, then $Q2 MiB (acked $a, read $g); client: $(tail -n 1 "$out")"

@@ -33,13 +33,15 @@ while True:
     threading.Thread(target=echo, args=(c,), daemon=True).start()
 PY
 PIDS+=("$!")
-for _ in $(seq 50); do
+accepts() { # accepts PORT: something listens on 127.0.0.1:PORT
 	python3 -c 'import socket, sys
-socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$SVC" 2>/dev/null && break
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$1" 2>/dev/null
+}
+for _ in $(seq 50); do
+	accepts "$SVC" && break
 	sleep 0.1
 done
-check "the echo service listens on 127.0.0.1:$SVC" python3 -c 'import socket, sys
-socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$SVC"
+check "the echo service listens on 127.0.0.1:$SVC" accepts "$SVC"
 
 start() { # start DRAIN_MS
 	"$EDGE" --control "127.0.0.1:$CTRL" --token-file "$WORK/token" --route "127.0.0.1:$PUB=svc" \
@@ -88,8 +90,7 @@ PY
 }
 
 refused() {
-	! python3 -c 'import socket, sys
-socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$PUB" 2>/dev/null
+	! accepts "$PUB"
 }
 
 exited_within() { # exited_within PID SECONDS

@@ -152,7 +152,8 @@ struct sm_wnd {
  * insertion), which must be exact, and -EOPNOTSUPP unless ESTABLISHED (see
  * sm_check_state()); *inq is kept for sm_first().  One pass serves both:
  * 4 system calls where a state check and two separate passes took 9, on
- * the path of every new connection. */
+ * the path of every new connection.  With wnd: fd's send side from the
+ * same TCP_INFO, for the queue bound (sm_queued()). */
 static int sm_counts(int fd, uint64_t *written, uint64_t *consumed, int *inq,
 		     struct sm_wnd *wnd)
 {
@@ -428,10 +429,10 @@ static int sm_check_state(int fd);
  * counted; on loopback 10.1-10.6 against 10.7-11.3, about 5 % slower
  * (there the psock queue itself passes the bound, its work item running
  * late, and what the send buffer now takes in costs CPU: 1.21 s/GiB
- * against 1.09).  A reader that
- * stalls closes its window, so its unsent bytes count and the bound holds
- * the sender as before (stalled reader: 92-123 MiB either way).  Unsent bytes
- * beyond SM_UNSENT_MAX x the bound count in any case: a link slower than
+ * against 1.09).  A reader that stalls closes its window, so its unsent
+ * bytes count and the bound holds the sender as before (stalled reader:
+ * 92-123 MiB either way).  Unsent bytes beyond SM_UNSENT_MAX x the bound
+ * count in any case: a link slower than
  * the sender must not park 128 MiB in one send buffer.  A direction the
  * bound holds (or copies) counts every unsent byte, as before: the window
  * only decides when to hold, not when to release.  Bytes in flight do
